@@ -1,0 +1,3 @@
+//! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
+
+pub mod version;

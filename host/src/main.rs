@@ -1,0 +1,34 @@
+//! `waybill`: the command line and daemon.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "waybill", version, about = "Self-hosted parcel tracking hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the version of every part.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => cmd::version::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("waybill: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
