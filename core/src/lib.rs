@@ -17,5 +17,6 @@
 //! ```
 
 pub mod carrier;
+pub mod clock;
 pub mod model;
 pub mod state;
