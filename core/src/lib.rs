@@ -18,4 +18,5 @@
 
 pub mod carrier;
 pub mod model;
+pub mod policy;
 pub mod state;
