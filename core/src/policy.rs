@@ -450,6 +450,23 @@ impl Decision {
     }
 }
 
+/// One line for logs and `waybill explain`.
+///
+/// ```
+/// use waybill_core::policy::{AbortReason, Decision};
+/// let d = Decision::Abort { reason: AbortReason::NoChangeIn60Days };
+/// assert_eq!(d.to_string(), "abort: 60天无变化");
+/// ```
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::CheckAt { at, why } => write!(f, "check at {at} ({why})"),
+            Decision::Shutdown => f.write_str("shutdown: signed for"),
+            Decision::Abort { reason } => write!(f, "abort: {reason}"),
+        }
+    }
+}
+
 /// The policy: what to do next with one subscription. See the [module docs](self) for the
 /// rules. Pure, allocation-free and cheap (a hash of company and number, a few integer
 /// operations): the scheduler calls it after every check.
@@ -1113,6 +1130,19 @@ mod tests {
         );
         let busiest = per_second.values().max().copied().unwrap_or(0);
         assert!(busiest < 7_000, "busiest second has {busiest} checks");
+    }
+
+    #[test]
+    fn a_check_explains_itself_in_one_line() {
+        let d = Decision::CheckAt {
+            at: t0(),
+            why: CheckReason::NearDestination,
+        };
+        assert_eq!(
+            d.to_string(),
+            "check at 2024-05-01T00:00:00Z (near destination (destination city, out for \
+             delivery or locker): short interval)"
+        );
     }
 
     #[test]
