@@ -3,7 +3,10 @@
 //! The pure heart of waybill: everything here is a function of its inputs, time included.
 //! No sockets, no runtime, no database.
 //!
-//! - [`state`]: the one status model ([`state::State`], [`state::Phase`]) and its dialects.
+//! - [`state`]: the one status model ([`state::State`], [`state::Phase`]) and its
+//!   regression guard.
+//! - [`dialect`]: kuaidi100, Kdniao and AfterShip status codes as tables over
+//!   [`state::State`].
 //! - [`model`]: [`model::Waybill`], [`model::TrackEvent`], [`model::Trace`].
 //! - [`carrier`]: the [`carrier::Carrier`], [`carrier::Normalizer`] and
 //!   [`carrier::Notifier`] traits.
@@ -17,5 +20,6 @@
 //! ```
 
 pub mod carrier;
+pub mod dialect;
 pub mod model;
 pub mod state;
