@@ -8,6 +8,8 @@
 //! - [`dialect`]: kuaidi100, Kdniao and AfterShip status codes as tables over
 //!   [`state::State`].
 //! - [`model`]: [`model::Waybill`], [`model::TrackEvent`], [`model::Trace`].
+//! - [`sign`]: kuaidi100 and Kdniao MD5 signs, Standard Webhooks and AfterShip HMACs, and
+//!   their constant-time checks.
 //! - [`carrier`]: the [`carrier::Carrier`], [`carrier::Normalizer`] and
 //!   [`carrier::Notifier`] traits.
 //!
@@ -22,4 +24,5 @@
 pub mod carrier;
 pub mod dialect;
 pub mod model;
+pub mod sign;
 pub mod state;
