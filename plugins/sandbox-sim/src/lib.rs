@@ -12,3 +12,4 @@
 //! [`wire`].
 
 pub mod journey;
+pub mod wire;
