@@ -73,6 +73,9 @@ pub enum SimError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The simulator's server failed while running.
+    #[error("the simulator stopped with an error: {0}")]
+    Serve(#[source] std::io::Error),
 }
 
 /// Shortest number the sandbox accepts.

@@ -12,4 +12,8 @@
 //! [`wire`].
 
 pub mod journey;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wire;
+
+pub use journey::SimError;
