@@ -1357,7 +1357,7 @@ fn last_mile(
             );
             s.push(
                 leave + back_days * 0.7 * DAY,
-                Arrive,
+                Returning,
                 format!("退回件已到达【{}】", hub(from.short)),
                 None,
                 from.name,
