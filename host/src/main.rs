@@ -17,12 +17,15 @@ struct Cli {
 enum Command {
     /// Print the version of every part.
     Version,
+    /// Run the sandbox carrier's simulator (a fake courier for demos and tests).
+    Simulate(cmd::simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Simulate(args) => cmd::simulate::run(args),
     };
     match result {
         Ok(code) => code,

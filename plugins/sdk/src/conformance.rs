@@ -1,0 +1,331 @@
+//! The conformance suite every plugin runs (feature `conformance`).
+//!
+//! Run it from an integration test (`tests/conformance.rs`), so Cargo builds the plugin's
+//! `cdylib` and the suite checks the real `.so` through the real loader:
+//!
+//! ```ignore
+//! use waybill_sdk::conformance::{self, Expect, Fixture};
+//! use waybill_sdk::{Config, HttpResponse, Query};
+//!
+//! #[test]
+//! fn hexi_passes_the_conformance_suite() {
+//!     let plugin = conformance::load_built("waybill_carrier_hexi");
+//!     conformance::Suite {
+//!         config: Config::from_pairs([("client_id", "id"), ("client_secret", "s")]),
+//!         sample: Query::single("hexi", "HX000000000001"),
+//!         fixtures: vec![Fixture::new("track ok", "track:HX000000000001",
+//!             HttpResponse::new(200, include_bytes!("../fixtures/track_ok.json").to_vec()),
+//!             Expect::Done)],
+//!     }
+//!     .run_loaded(&plugin);
+//! }
+//! ```
+//!
+//! What it checks (each failure panics with a message naming the check):
+//! 1. the manifest is sane ([`Manifest::validate`]: lower-case codes, rules compile);
+//! 2. instantiation with the sample config works, and with an empty config it either
+//!    works or fails with a classified error, never a panic;
+//! 3. `start` on the sample query does not panic;
+//! 4. every fixture gives the expected step, and every event time in a `Done` parses;
+//! 5. failures are classified (never a caught panic);
+//! 6. garbage: random bytes, truncated fixtures and random statuses never panic, for
+//!    every state the fixtures use (proptest);
+//! 7. step sequences terminate within [`MAX_STEPS`] whatever the transport answers.
+
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+use waybill_core::model::EventTime;
+
+use crate::loader::{self, LoadedPlugin};
+use crate::plugin::{drive, StepMachine, MAX_STEPS};
+use crate::types::{Config, HttpResponse, Manifest, PluginError, Query, Step};
+
+/// The step a fixture must produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Another request.
+    Send,
+    /// Outcomes (any per-waybill results).
+    Done,
+    /// A failure of this kind ([`PluginError::kind`], e.g. `"unauthorized"`).
+    Failed(&'static str),
+}
+
+/// A canned response for one step of the plugin, with the step it must lead to.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// Name shown in failures.
+    pub name: String,
+    /// The `state` the plugin gave with the request this answers.
+    pub state: String,
+    /// The response.
+    pub response: HttpResponse,
+    /// What must come out.
+    pub expect: Expect,
+}
+
+impl Fixture {
+    /// A fixture.
+    pub fn new(
+        name: impl Into<String>,
+        state: impl Into<String>,
+        response: HttpResponse,
+        expect: Expect,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            state: state.into(),
+            response,
+            expect,
+        }
+    }
+}
+
+/// The inputs of the suite for one plugin.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// A configuration that instantiates the plugin (fake credentials).
+    pub config: Config,
+    /// A query with sample numbers of the carrier.
+    pub sample: Query,
+    /// Canned responses.
+    pub fixtures: Vec<Fixture>,
+}
+
+/// Finds and loads a plugin library built in this workspace's target directory
+/// (`target/<profile>/lib<lib_name>.so`), as seen from a test binary in
+/// `target/<profile>/deps/`. Panics with the path when it is missing or refused.
+pub fn load_built(lib_name: &str) -> LoadedPlugin {
+    let path = built_library_path(lib_name);
+    match loader::load(&path) {
+        Ok(p) => p,
+        Err(e) => panic!("conformance: the plugin library was refused: {e}"),
+    }
+}
+
+/// Where `cargo build` puts `lib<lib_name>.so` for the running test binary's profile.
+pub fn built_library_path(lib_name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("conformance: no current_exe");
+    let deps = exe
+        .parent()
+        .expect("conformance: test binary has no directory");
+    let profile_dir = if deps.ends_with("deps") {
+        deps.parent().unwrap_or(deps)
+    } else {
+        deps
+    };
+    profile_dir.join(format!(
+        "{}{lib_name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+fn assert_classified(what: &str, e: &PluginError) {
+    assert!(
+        !e.is_panic(),
+        "conformance: {what}: the plugin panicked (caught at the boundary): {e}"
+    );
+}
+
+fn check_step(what: &str, step: &Step) {
+    match step {
+        Step::Failed(e) => assert_classified(what, e),
+        Step::Done(outcomes) => {
+            for o in outcomes {
+                match &o.result {
+                    Err(e) => assert_classified(what, e),
+                    Ok(events) => {
+                        for ev in events {
+                            let offset = match ev.offset_minutes {
+                                None => waybill_core::model::CHINA_OFFSET,
+                                Some(m) => {
+                                    jiff::tz::Offset::from_seconds(m * 60).unwrap_or_else(|_| {
+                                        panic!(
+                                            "conformance: {what}: offset {m} min is out of range"
+                                        )
+                                    })
+                                }
+                            };
+                            if let Err(e) = EventTime::parse(&ev.time, offset) {
+                                panic!(
+                                    "conformance: {what}: event time of {} does not parse: {e}",
+                                    o.number
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Step::Send(req) => {
+            assert!(
+                req.url.starts_with("http://") || req.url.starts_with("https://"),
+                "conformance: {what}: request URL {:?} is not absolute http(s)",
+                req.url
+            );
+            assert!(
+                !req.method.is_empty() && req.method.bytes().all(|b| b.is_ascii_uppercase()),
+                "conformance: {what}: method {:?} is not an upper-case HTTP method",
+                req.method
+            );
+        }
+    }
+}
+
+fn kind_of(step: &Step) -> String {
+    match step {
+        Step::Send(_) => "Send".into(),
+        Step::Done(_) => "Done".into(),
+        Step::Failed(e) => format!("Failed({})", e.kind()),
+    }
+}
+
+/// Checks the manifest alone (check 1).
+pub fn check_manifest(manifest: &Manifest) {
+    if let Err(e) = manifest.validate() {
+        panic!("conformance: manifest: {e}");
+    }
+}
+
+impl Suite {
+    /// Runs every check against a plugin loaded from its `.so`.
+    pub fn run_loaded(&self, plugin: &LoadedPlugin) {
+        let empty = plugin.instantiate(&Config::new());
+        if let Err(e) = &empty {
+            assert_classified("instantiate with empty config", e);
+        }
+        let machine = plugin
+            .instantiate(&self.config)
+            .unwrap_or_else(|e| panic!("conformance: instantiate with the sample config: {e}"));
+        self.run(plugin.manifest(), &machine);
+    }
+
+    /// Runs the checks that need only a manifest and an instance (in-process or loaded).
+    pub fn run(&self, manifest: &Manifest, machine: &dyn StepMachine) {
+        check_manifest(manifest);
+
+        let first = machine.start(&self.sample);
+        check_step("start(sample)", &first);
+
+        let mut states: Vec<String> = self.fixtures.iter().map(|f| f.state.clone()).collect();
+        if let Step::Send(req) = &first {
+            states.push(req.state.clone());
+        }
+        states.sort();
+        states.dedup();
+
+        for f in &self.fixtures {
+            let what = format!("fixture {:?}", f.name);
+            let step = machine.resume(&f.state, &f.response);
+            check_step(&what, &step);
+            let ok = match (&f.expect, &step) {
+                (Expect::Send, Step::Send(_)) | (Expect::Done, Step::Done(_)) => true,
+                (Expect::Failed(kind), Step::Failed(e)) => e.kind() == *kind,
+                _ => false,
+            };
+            assert!(
+                ok,
+                "conformance: {what}: expected {:?}, got {}",
+                f.expect,
+                kind_of(&step)
+            );
+        }
+
+        self.check_garbage(machine, &states);
+        self.check_termination(machine);
+    }
+
+    fn check_garbage(&self, machine: &dyn StepMachine, states: &[String]) {
+        let bodies: Vec<Vec<u8>> = self
+            .fixtures
+            .iter()
+            .map(|f| f.response.body.clone())
+            .collect();
+        let mut runner = TestRunner::new(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let state_strategy = if states.is_empty() {
+            Just(String::new()).boxed()
+        } else {
+            prop::sample::select(states.to_vec()).boxed()
+        };
+        let random_state = ".{0,40}";
+        let body = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            if bodies.is_empty() {
+                Just(Vec::new()).boxed()
+            } else {
+                (prop::sample::select(bodies), any::<prop::sample::Index>())
+                    .prop_map(|(b, cut)| b[..cut.index(b.len() + 1)].to_vec())
+                    .boxed()
+            },
+            Just(b"{}".to_vec()),
+            Just(b"null".to_vec()),
+            Just(b"[]".to_vec()),
+        ];
+        let status = prop_oneof![
+            Just(200u16),
+            Just(401),
+            Just(404),
+            Just(429),
+            Just(500),
+            100u16..600
+        ];
+        let result = runner.run(
+            &(
+                prop_oneof![state_strategy, random_state.boxed()],
+                body,
+                status,
+            ),
+            |(state, body, status)| {
+                let step = machine.resume(&state, &HttpResponse::new(status, body));
+                if let Step::Failed(e) = &step {
+                    prop_assert!(!e.is_panic(), "state {state:?}, status {status}: {e}");
+                }
+                if let Step::Done(outcomes) = &step {
+                    for o in outcomes {
+                        if let Err(e) = &o.result {
+                            prop_assert!(!e.is_panic(), "state {state:?}: {e}");
+                        }
+                    }
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = result {
+            panic!("conformance: garbage responses: {e}");
+        }
+    }
+
+    fn check_termination(&self, machine: &dyn StepMachine) {
+        let mut canned: Vec<HttpResponse> =
+            self.fixtures.iter().map(|f| f.response.clone()).collect();
+        canned.push(HttpResponse::new(500, "oops"));
+        canned.push(HttpResponse::new(429, "").with_header("Retry-After", "1"));
+        canned.push(HttpResponse::new(200, "not json"));
+        // Each strategy answers every request with one canned response, then round-robin.
+        for (i, fixed) in canned.iter().enumerate() {
+            let out = drive(machine, &self.sample, |_| fixed.clone());
+            if let Err(e) = &out {
+                assert!(
+                    !e.message().contains(&format!("after {MAX_STEPS} requests")),
+                    "conformance: answering every request with canned response #{i} loops forever"
+                );
+                assert_classified("termination", e);
+            }
+        }
+        let mut n = 0;
+        let out = drive(machine, &self.sample, |_| {
+            n += 1;
+            canned[n % canned.len()].clone()
+        });
+        if let Err(e) = &out {
+            assert_classified("termination (round-robin)", e);
+        }
+    }
+}
