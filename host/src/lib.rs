@@ -1,4 +1,5 @@
 //! waybill-host as a library: the daemon's engine (store, scheduler, push delivery) so the
 //! `waybill` binary, the HTTP API and end-to-end tests embed the same code.
 
+pub mod push;
 pub mod store;
