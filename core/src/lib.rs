@@ -19,4 +19,5 @@
 pub mod carrier;
 pub mod clock;
 pub mod model;
+pub mod policy;
 pub mod state;
