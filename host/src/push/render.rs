@@ -5,7 +5,6 @@
 //! name and the area of each line; ≥ 4 puts the advanced state code in `lastResult.state`
 //! and in each line's `statusCode`.
 
-use md5::{Digest, Md5};
 use serde::Serialize;
 use waybill_core::model::Trace;
 use waybill_core::state::State;
@@ -147,10 +146,7 @@ pub fn kuaidi100_param(sub: &Subscription, trace: &Trace, header: &PushHeader) -
 /// assert_eq!(kuaidi100_sign(param, "SALT123"), "61CC7EDCAB9995124A8D54A14113DC5C");
 /// ```
 pub fn kuaidi100_sign(param: &str, salt: &str) -> String {
-    let mut h = Md5::new();
-    h.update(param.as_bytes());
-    h.update(salt.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02X}")).collect()
+    waybill_core::sign::kuaidi100_push_sign(param, salt)
 }
 
 /// The whole push for the outbox: form body `param=…&sign=…` to the callback URL.
@@ -179,60 +175,26 @@ fn billstatus(state: State) -> &'static str {
     }
 }
 
-/// kuaidi100 state codes and names for our states.
-// TODO(state branch): switch to `State::kuaidi100()` / `kuaidi100_advanced()` /
-// `label_zh()` once core has them; this table only exists until then.
+/// kuaidi100 state codes and names, from core's dialect table.
 mod dialect {
     use waybill_core::state::State;
 
-    /// Base (0–14) or advanced (101…1003) code.
+    /// Main (0–14) or advanced (101…1003) code.
     pub fn code(state: State, advanced: bool) -> u16 {
-        use State::*;
-        let (base, adv) = match state {
-            NoTrace => (0, 0),
-            OrderReceived => (1, 101),
-            AwaitingCollection => (1, 102),
-            Collected => (1, 103),
-            InTransit | AtTransferCentre | DepartedOrigin | AtDeliveryOutlet => (0, 0),
-            ArrivedDestinationCity => (0, 1001),
-            LineHaul => (0, 1002),
-            Redirected => (0, 1003),
-            OutForDelivery | Redelivery => (5, 5),
-            InLocker => (5, 501),
-            Delivered => (3, 301),
-            DeliveredAfterFailure => (3, 302),
-            DeliveredByProxy => (3, 303),
-            DeliveredFromLocker => (3, 304),
-            NotSignedInTime => (2, 201),
-            NotUpdatedInTime => (2, 202),
-            AttemptFailed | AddressProblem => (2, 204),
-            LockerTimeout => (2, 205),
-            Unreachable | WrongPhone => (2, 206),
-            OutOfArea => (2, 207),
-            Held => (2, 208),
-            Damaged => (2, 209),
-            Cancelled => (2, 210),
-            Lost | Intercepted | MisSorted | Delayed | RemovedFromLocker => (2, 2),
-            Refused => (14, 14),
-            Returning => (6, 6),
-            Returned => (4, 4),
-            HandedOver => (7, 7),
-            CustomsAwaiting => (10, 10),
-            CustomsInProgress => (11, 11),
-            CustomsCleared => (12, 12),
-            CustomsException => (13, 13),
-        };
         if advanced {
-            adv
+            state.kuaidi100_advanced()
         } else {
-            base
+            state.kuaidi100()
         }
     }
 
-    /// The Chinese status name kuaidi100 prints for a code.
+    /// The status name of a line, matching the code sent beside it: the sub-state's own
+    /// name when it has an advanced code, otherwise the main state's name.
     pub fn label(state: State, advanced: bool) -> &'static str {
-        match code(state, advanced) {
-            0 => "在途",
+        if advanced && state.kuaidi100_advanced() != state.kuaidi100() {
+            return state.label_zh();
+        }
+        match state.kuaidi100() {
             1 => "揽收",
             2 => "疑难",
             3 => "签收",
@@ -246,26 +208,6 @@ mod dialect {
             12 => "已清关",
             13 => "清关异常",
             14 => "拒签",
-            101 => "已下单",
-            102 => "待揽收",
-            103 => "已揽收",
-            1001 => "到达派件城市",
-            1002 => "干线",
-            1003 => "转递",
-            501 => "投柜或驿站",
-            301 => "本人签收",
-            302 => "派件异常后签收",
-            303 => "代签",
-            304 => "投柜或站签收",
-            201 => "超时未签收",
-            202 => "超时未更新",
-            204 => "派件异常",
-            205 => "柜或驿站超时未取",
-            206 => "无法联系",
-            207 => "超区",
-            208 => "滞留",
-            209 => "破损",
-            210 => "销单",
             _ => "在途",
         }
     }
