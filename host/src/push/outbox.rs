@@ -158,6 +158,17 @@ pub struct DeliveryReport {
     pub lease_lost: u32,
 }
 
+impl DeliveryReport {
+    /// Adds another round's counts.
+    pub fn merge(&mut self, other: &DeliveryReport) {
+        self.claimed += other.claimed;
+        self.delivered += other.delivered;
+        self.retried += other.retried;
+        self.dead += other.dead;
+        self.lease_lost += other.lease_lost;
+    }
+}
+
 /// Delivers due pushes.
 pub struct PushWorker {
     store: Arc<dyn Store>,
