@@ -8,6 +8,7 @@
 //! Times are [`jiff::Timestamp`]s and are always passed in: the store never reads a clock,
 //! so a virtual clock drives it as easily as the real one.
 
+pub mod batch;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -16,7 +17,11 @@ use serde::{Deserialize, Serialize};
 use waybill_core::model::Trace;
 use waybill_core::state::State;
 
+pub use batch::{BatchError, SubscribeBatcher};
 pub use sqlite::SqliteStore;
+
+/// Where the daemon keeps its data unless told otherwise (`--data-dir`).
+pub const DEFAULT_DATA_DIR: &str = "./waybill-data";
 
 /// Row id of a tenant.
 pub type TenantId = i64;
