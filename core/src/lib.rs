@@ -18,4 +18,5 @@
 
 pub mod carrier;
 pub mod model;
+pub mod normalize;
 pub mod state;
