@@ -3,8 +3,13 @@
 //! The pure heart of waybill: everything here is a function of its inputs, time included.
 //! No sockets, no runtime, no database.
 //!
-//! - [`state`]: the one status model ([`state::State`], [`state::Phase`]) and its dialects.
+//! - [`state`]: the one status model ([`state::State`], [`state::Phase`]) and its
+//!   regression guard.
+//! - [`dialect`]: kuaidi100, Kdniao and AfterShip status codes as tables over
+//!   [`state::State`].
 //! - [`model`]: [`model::Waybill`], [`model::TrackEvent`], [`model::Trace`].
+//! - [`sign`]: kuaidi100 and Kdniao MD5 signs, Standard Webhooks and AfterShip HMACs, and
+//!   their constant-time checks.
 //! - [`carrier`]: the [`carrier::Carrier`], [`carrier::Normalizer`] and
 //!   [`carrier::Notifier`] traits.
 //!
@@ -17,6 +22,8 @@
 //! ```
 
 pub mod carrier;
+pub mod dialect;
 pub mod model;
 pub mod normalize;
+pub mod sign;
 pub mod state;

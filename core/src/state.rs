@@ -82,6 +82,9 @@ pub enum State {
     AttemptFailed,
     /// Redelivery scheduled after a failure.
     Redelivery,
+    /// A problem the carrier did not name (kuaidi100 2 疑难, Kdniao 4 问题件, AfterShip
+    /// `Exception_001`).
+    Problem,
     /// Recipient cannot be reached.
     Unreachable,
     /// Address is wrong or incomplete.
@@ -132,7 +135,7 @@ pub enum State {
 
 impl State {
     /// Every state, in declaration order.
-    pub const ALL: [State; 42] = [
+    pub const ALL: [State; 43] = [
         State::NoTrace,
         State::OrderReceived,
         State::AwaitingCollection,
@@ -152,6 +155,7 @@ impl State {
         State::DeliveredAfterFailure,
         State::AttemptFailed,
         State::Redelivery,
+        State::Problem,
         State::Unreachable,
         State::AddressProblem,
         State::WrongPhone,
@@ -202,8 +206,8 @@ impl State {
                 Phase::Delivered
             }
             AttemptFailed | Redelivery => Phase::AttemptFailed,
-            Unreachable | AddressProblem | WrongPhone | Damaged | Lost | Held | OutOfArea
-            | Intercepted | Cancelled | MisSorted | Delayed | RemovedFromLocker
+            Problem | Unreachable | AddressProblem | WrongPhone | Damaged | Lost | Held
+            | OutOfArea | Intercepted | Cancelled | MisSorted | Delayed | RemovedFromLocker
             | NotSignedInTime | NotUpdatedInTime | LockerTimeout => Phase::Problem,
             Refused => Phase::Refused,
             Returning => Phase::Returning,
@@ -221,7 +225,7 @@ impl State {
     }
 }
 
-const STATE_NAMES: [&str; 42] = [
+const STATE_NAMES: [&str; 43] = [
     "no_trace",
     "order_received",
     "awaiting_collection",
@@ -241,6 +245,7 @@ const STATE_NAMES: [&str; 42] = [
     "delivered_after_failure",
     "attempt_failed",
     "redelivery",
+    "problem",
     "unreachable",
     "address_problem",
     "wrong_phone",
@@ -296,17 +301,23 @@ impl State {
     /// a return after delivery (refused after signing, returning, returned), and a returned
     /// parcel is final.
     ///
+    /// The guard sees only two states, so a refused or returning parcel cannot tell whether
+    /// it was delivered before. It is therefore held to the same rule as a delivered one:
+    /// the return leg only moves on to delivered, refused, returning or returned. Transit
+    /// scans on the way back leave the state at returning.
+    ///
     /// ```
     /// use waybill_core::state::State;
     /// assert!(!State::Delivered.accepts(State::InTransit));
     /// assert!(State::Delivered.accepts(State::Returning));
+    /// assert!(!State::Returning.accepts(State::LineHaul));
     /// assert!(State::OutForDelivery.accepts(State::AtDeliveryOutlet));
     /// assert!(!State::Collected.accepts(State::OrderReceived));
     /// ```
     pub fn accepts(self, next: State) -> bool {
         match self.phase() {
             Phase::Returned => next.phase() == Phase::Returned,
-            Phase::Delivered => matches!(
+            Phase::Delivered | Phase::Refused | Phase::Returning => matches!(
                 next.phase(),
                 Phase::Delivered | Phase::Refused | Phase::Returning | Phase::Returned
             ),
@@ -331,5 +342,101 @@ impl State {
             State::NoTrace,
             |now, next| if now.accepts(next) { next } else { now },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn name_equals_serde_serialization_for_every_state() {
+        for s in State::ALL {
+            let json = serde_json::to_string(&s).expect("a unit variant serializes");
+            assert_eq!(json, format!("\"{}\"", s.name()), "{s:?}");
+            let back: State = serde_json::from_str(&json).expect("round trip");
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn all_lists_every_state_once_in_declaration_order() {
+        for (i, s) in State::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?}");
+        }
+    }
+
+    fn after_delivery(p: Phase) -> bool {
+        matches!(
+            p,
+            Phase::Delivered | Phase::Refused | Phase::Returning | Phase::Returned
+        )
+    }
+
+    fn events() -> impl Strategy<Value = Vec<State>> {
+        prop::collection::vec(prop::sample::select(State::ALL.to_vec()), 0..40)
+    }
+
+    /// The states a fold passes through, one per event.
+    fn walk(events: &[State]) -> Vec<State> {
+        let mut now = State::NoTrace;
+        events
+            .iter()
+            .map(|&next| {
+                if now.accepts(next) {
+                    now = next;
+                }
+                now
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refused_after_delivery_does_not_reopen_transit() {
+        let s = State::fold([State::Delivered, State::Refused, State::InTransit]);
+        assert_eq!(s, State::Refused);
+        let s = State::fold([State::Delivered, State::Returning, State::OutForDelivery]);
+        assert_eq!(s, State::Returning);
+    }
+
+    proptest! {
+        #[test]
+        fn delivered_parcel_never_returns_to_a_transit_phase(events in events()) {
+            let states = walk(&events);
+            if let Some(first) = states.iter().position(|s| s.phase() == Phase::Delivered) {
+                for s in &states[first..] {
+                    prop_assert!(after_delivery(s.phase()), "{:?} after delivery in {:?}", s, events);
+                }
+            }
+        }
+
+        #[test]
+        fn fold_is_never_no_trace_after_a_collected_or_later_event(events in events()) {
+            let collected = events
+                .iter()
+                .any(|s| !matches!(s.phase(), Phase::NoTrace | Phase::InfoReceived));
+            let folded = State::fold(events.iter().copied());
+            if collected {
+                prop_assert_ne!(folded.phase(), Phase::NoTrace);
+                prop_assert_ne!(folded.phase(), Phase::InfoReceived);
+            }
+        }
+
+        #[test]
+        fn returned_is_final(events in events()) {
+            let states = walk(&events);
+            if let Some(first) = states.iter().position(|s| s.phase() == Phase::Returned) {
+                for s in &states[first..] {
+                    prop_assert_eq!(s.phase(), Phase::Returned);
+                }
+            }
+        }
+
+        #[test]
+        fn fold_equals_the_last_state_of_the_walk(events in events()) {
+            let last = walk(&events).last().copied().unwrap_or(State::NoTrace);
+            prop_assert_eq!(State::fold(events.iter().copied()), last);
+        }
     }
 }
