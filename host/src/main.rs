@@ -17,12 +17,15 @@ struct Cli {
 enum Command {
     /// Print the version of every part.
     Version,
+    /// Classify trace lines: `waybill normalize TEXT...` or `waybill normalize -` (stdin).
+    Normalize(cmd::normalize::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Normalize(args) => cmd::normalize::run(args),
     };
     match result {
         Ok(code) => code,

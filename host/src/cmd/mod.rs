@@ -1,3 +1,4 @@
 //! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
 
+pub mod normalize;
 pub mod version;
