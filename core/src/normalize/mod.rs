@@ -8,8 +8,8 @@
 //! 1. **scrub**: bracketed places are reduced to the kind of place they name, phone numbers
 //!    and couriers' names are removed, so `【深圳市退货组】` or a courier called 王签 cannot
 //!    trigger a keyword;
-//! 2. **search**: one Aho–Corasick pass finds every keyword of every rule, one `RegexSet`
-//!    pass every regex;
+//! 2. **search**: one Aho–Corasick pass finds every keyword of every rule; a rule's
+//!    regexes run only if the rule is reached and its keyword conditions hold;
 //! 3. **decide**: the matching rule with the highest priority wins; with none, the fallback.
 //!
 //! ```
@@ -123,17 +123,15 @@ impl TextNormalizer {
                 keywords[m.pattern().as_usize()] = true;
             }
         }
-        let mut regexes = vec![false; self.compiled.regexes.len()];
-        if !regexes.is_empty() {
-            for i in self.compiled.regexes.matches(&scrubbed).iter() {
-                regexes[i] = true;
-            }
-        }
+        // Regexes run only when a rule that reaches them is tried, at most once each.
+        let mut memo: Vec<Option<bool>> = vec![None; self.compiled.regexes.len()];
+        let mut regex =
+            |i: usize| *memo[i].get_or_insert_with(|| self.compiled.regexes[i].is_match(&scrubbed));
         match self
             .compiled
             .rules
             .iter()
-            .find(|r| r.matches(&keywords, &regexes))
+            .find(|r| r.matches(&keywords, &mut regex))
         {
             Some(rule) => Classification {
                 state: rule.state,

@@ -28,7 +28,7 @@
 use std::collections::{HashMap, HashSet};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::RegexSet;
+use regex::Regex;
 use serde::Deserialize;
 
 use crate::state::State;
@@ -137,18 +137,22 @@ pub(crate) struct CompiledRule {
 }
 
 impl CompiledRule {
-    pub(crate) fn matches(&self, keywords: &[bool], regexes: &[bool]) -> bool {
+    /// Whether the rule matches, given which keywords occur and a way to ask (once per
+    /// regex, memoised by the caller) whether a regex matches. Keyword tests come first:
+    /// they are already paid for, while most lines are decided before a regex is needed.
+    pub(crate) fn matches(&self, keywords: &[bool], regex: &mut impl FnMut(usize) -> bool) -> bool {
+        let any_hit = self.any.iter().any(|&k| keywords[k]);
+        if !self
+            .all
+            .iter()
+            .all(|group| group.iter().any(|&k| keywords[k]))
+            || self.not.iter().any(|&k| keywords[k])
+        {
+            return false;
+        }
         let positive_given = !self.any.is_empty() || !self.regex.is_empty();
-        let positive = !positive_given
-            || self.any.iter().any(|&k| keywords[k])
-            || self.regex.iter().any(|&r| regexes[r]);
-        positive
-            && self
-                .all
-                .iter()
-                .all(|group| group.iter().any(|&k| keywords[k]))
-            && !self.not.iter().any(|&k| keywords[k])
-            && !self.not_regex.iter().any(|&r| regexes[r])
+        let positive = !positive_given || any_hit || self.regex.iter().any(|&r| regex(r));
+        positive && !self.not_regex.iter().any(|&r| regex(r))
     }
 }
 
@@ -159,7 +163,7 @@ pub(crate) struct CompiledRules {
     pub rules: Vec<CompiledRule>,
     pub keywords: Option<AhoCorasick>,
     pub keyword_count: usize,
-    pub regexes: RegexSet,
+    pub regexes: Vec<Regex>,
 }
 
 /// Interns patterns so a keyword shared by many rules is searched once.
@@ -201,6 +205,7 @@ impl RuleFile {
             Ok(keywords.intern(&k.to_ascii_lowercase()))
         };
         let mut regexes = Interner::default();
+        let mut regex_list = Vec::new();
         let mut compiled = Vec::with_capacity(self.rules.len());
         for rule in &self.rules {
             if !seen.insert(rule.id.as_str()) || rule.id == self.fallback.id {
@@ -214,10 +219,14 @@ impl RuleFile {
                 });
             }
             for pattern in rule.regex.iter().chain(&rule.not_regex) {
-                regex::Regex::new(pattern).map_err(|e| RuleError::Regex {
-                    rule: rule.id.clone(),
-                    message: e.to_string(),
-                })?;
+                if !regexes.index.contains_key(pattern) {
+                    let compiled = Regex::new(pattern).map_err(|e| RuleError::Regex {
+                        rule: rule.id.clone(),
+                        message: e.to_string(),
+                    })?;
+                    regexes.intern(pattern);
+                    regex_list.push(compiled);
+                }
             }
             let any = rule
                 .any
@@ -267,15 +276,11 @@ impl RuleFile {
                     })?,
             )
         };
-        let regex_set = RegexSet::new(&regexes.items).map_err(|e| RuleError::Regex {
-            rule: "(all rules)".into(),
-            message: e.to_string(),
-        })?;
         Ok(CompiledRules {
             rules: compiled.into_iter().map(|(_, r)| r).collect(),
             keywords: automaton,
             keyword_count,
-            regexes: regex_set,
+            regexes: regex_list,
         })
     }
 }

@@ -82,7 +82,12 @@ impl Scrubber {
     /// The line with places reduced to their kinds, phones and couriers' names removed.
     pub(crate) fn scrub(&self, text: &str) -> String {
         let reduced = self.reduce_brackets(text);
-        let no_phone = self.phone.replace_all(&reduced, " ");
+        // Most lines carry no digits at all; skip the phone search for them.
+        let no_phone = if reduced.bytes().any(|b| b.is_ascii_digit()) {
+            self.phone.replace_all(&reduced, " ")
+        } else {
+            std::borrow::Cow::Borrowed(reduced.as_str())
+        };
         match &self.courier {
             Some(courier) => courier.replace_all(&no_phone, "$1 ").into_owned(),
             None => no_phone.into_owned(),
