@@ -4,7 +4,8 @@
 //! Three kinds of noise are removed before matching:
 //! - bracketed places (`【深圳市宝安区】`, `[SHENZHEN]`): replaced by the *kinds* of place
 //!   they name (`驿站`, `转运中心`, `access point` …), because "arrived at a station" and
-//!   "arrived at a transfer centre" are different states while the town is not;
+//!   "arrived at a transfer centre" are different states while the town is not; roles
+//!   that sign for parcels (`签收人是：【门卫】`) are kept the same way;
 //! - phone numbers and hotlines (`13800138000`, `0755-12345678`, `95338`);
 //! - couriers' names after a label (`派件员：张三`), keeping the label.
 //!

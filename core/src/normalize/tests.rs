@@ -272,3 +272,50 @@ fn trace_from_lines_applies_the_regression_guard() {
     assert!(trace.ischeck);
     assert_eq!(trace.data[2].rule.as_deref(), Some("collected"));
 }
+
+#[test]
+fn a_line_mentioning_signing_with_a_question_hint_is_not_a_delivery() {
+    assert_eq!(
+        state("快件即将送达，签收时如有疑问请联系客服"),
+        State::InTransit
+    );
+    assert_eq!(
+        rule("您的快件在【北京朝阳】签收"),
+        "delivered.sign_mentioned"
+    );
+}
+
+#[test]
+fn a_refusal_whose_return_is_under_way_is_returning() {
+    assert_eq!(state("快件退回寄件人，原因：收件人拒收"), State::Returning);
+    assert_eq!(state("收件人拒收，快件将退回寄件人"), State::Refused);
+}
+
+#[test]
+fn english_keywords_ignore_case() {
+    assert_eq!(state("OUT FOR DELIVERY"), State::OutForDelivery);
+    assert_eq!(state("out for delivery"), State::OutForDelivery);
+}
+
+#[test]
+fn the_normalizer_works_behind_the_trait() {
+    let n: &dyn Normalizer = TextNormalizer::builtin();
+    let line = RawLine {
+        text: "快件已揽收",
+        carrier: Some("zhongtong"),
+        raw_code: None,
+    };
+    assert_eq!(n.classify(&line).state, State::Collected);
+}
+
+proptest::proptest! {
+    #[test]
+    fn classify_never_panics_on_any_text(text in "\\PC{0,80}") {
+        let _ = TextNormalizer::builtin().classify_text(&text);
+    }
+
+    #[test]
+    fn classify_never_panics_on_bracket_soup(text in "[【】\\[\\]〖〗［］签收驿站a1 ]{0,40}") {
+        let _ = TextNormalizer::builtin().classify_text(&text);
+    }
+}
