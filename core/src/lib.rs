@@ -28,5 +28,6 @@ pub mod clock;
 pub mod dialect;
 pub mod model;
 pub mod policy;
+pub mod normalize;
 pub mod sign;
 pub mod state;

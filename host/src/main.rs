@@ -19,6 +19,8 @@ enum Command {
     Version,
     /// Run the sandbox carrier's simulator (a fake courier for demos and tests).
     Simulate(cmd::simulate::SimulateArgs),
+    /// Classify trace lines: `waybill normalize TEXT...` or `waybill normalize -` (stdin).
+    Normalize(cmd::normalize::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Version => cmd::version::run(),
         Command::Simulate(args) => cmd::simulate::run(args),
+        Command::Normalize(args) => cmd::normalize::run(args),
     };
     match result {
         Ok(code) => code,
