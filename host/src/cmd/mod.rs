@@ -1,3 +1,14 @@
 //! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
 
+pub mod plugins;
+pub mod track;
 pub mod version;
+
+/// `--format` of commands that print data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+}
