@@ -49,7 +49,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("start only");
-    g.bench_function("in-process", |b| b.iter(|| black_box(in_process.start(&query))));
+    g.bench_function("in-process", |b| {
+        b.iter(|| black_box(in_process.start(&query)))
+    });
     g.bench_function("loaded .so", |b| b.iter(|| black_box(loaded.start(&query))));
     g.finish();
 }
