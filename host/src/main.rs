@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod plugin;
 
 #[derive(Parser)]
 #[command(name = "waybill", version, about = "Self-hosted parcel tracking hub")]
@@ -21,6 +22,25 @@ enum Command {
     Simulate(cmd::simulate::SimulateArgs),
     /// Classify trace lines: `waybill normalize TEXT...` or `waybill normalize -` (stdin).
     Normalize(cmd::normalize::Args),
+    /// List loaded carrier plugins and refused files.
+    Plugins {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: cmd::OutputFormat,
+    },
+    /// Query one waybill now through its carrier's plugin and print the trace.
+    Track {
+        /// Carrier code (e.g. `hexi`).
+        company: String,
+        /// Tracking number.
+        number: String,
+        /// Phone number (or its last four digits) for carriers that need it.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: cmd::OutputFormat,
+    },
 }
 
 fn main() -> ExitCode {
@@ -29,6 +49,13 @@ fn main() -> ExitCode {
         Command::Version => cmd::version::run(),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Normalize(args) => cmd::normalize::run(args),
+        Command::Plugins { format } => cmd::plugins::run(format == cmd::OutputFormat::Json),
+        Command::Track {
+            company,
+            number,
+            phone,
+            format,
+        } => cmd::track::run(&company, &number, phone, format == cmd::OutputFormat::Json),
     };
     match result {
         Ok(code) => code,

@@ -2,4 +2,15 @@
 
 pub mod simulate;
 pub mod normalize;
+pub mod plugins;
+pub mod track;
 pub mod version;
+
+/// `--format` of commands that print data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+}

@@ -329,3 +329,74 @@ impl Suite {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{CarrierPlugin, InProcess};
+    use crate::types::{HttpRequest, RawEvent, WaybillOutcome};
+
+    /// Parses the body as a number of events; `FRAGILE` makes it index without checking.
+    struct Counter<const FRAGILE: bool>;
+    impl<const FRAGILE: bool> CarrierPlugin for Counter<FRAGILE> {
+        fn manifest() -> Manifest {
+            Manifest {
+                codes: vec!["counter".into()],
+                ..Default::default()
+            }
+        }
+        fn new(_: &Config) -> Result<Self, PluginError> {
+            Ok(Counter)
+        }
+        fn start(&self, _: &Query) -> Step {
+            Step::Send(HttpRequest::get("https://counter.invalid/").state("n"))
+        }
+        fn resume(&self, _: &str, r: &HttpResponse) -> Step {
+            if FRAGILE {
+                let _first = r.body[0];
+            }
+            match r.text().trim().parse::<usize>() {
+                Ok(n) if n < 10 => Step::Done(vec![WaybillOutcome::events(
+                    "1",
+                    vec![RawEvent::new("2024-05-01 10:00", "x"); n],
+                )]),
+                _ => Step::Failed(PluginError::bad_response("not a small number")),
+            }
+        }
+    }
+
+    fn suite() -> Suite {
+        Suite {
+            config: Config::new(),
+            sample: Query::single("counter", "1"),
+            fixtures: vec![Fixture::new(
+                "two",
+                "n",
+                HttpResponse::new(200, "2"),
+                Expect::Done,
+            )],
+        }
+    }
+
+    #[test]
+    fn a_robust_plugin_passes() {
+        let m = InProcess::<Counter<false>>::new(&Config::new()).unwrap();
+        suite().run(&Counter::<false>::manifest(), &m);
+    }
+
+    #[test]
+    #[should_panic(expected = "panicked")]
+    fn a_plugin_that_panics_on_an_empty_body_fails() {
+        let m = InProcess::<Counter<true>>::new(&Config::new()).unwrap();
+        suite().run(&Counter::<true>::manifest(), &m);
+    }
+
+    #[test]
+    #[should_panic(expected = "expected Failed(\"not_found\")")]
+    fn a_fixture_with_the_wrong_outcome_fails() {
+        let m = InProcess::<Counter<false>>::new(&Config::new()).unwrap();
+        let mut s = suite();
+        s.fixtures[0].expect = Expect::Failed("not_found");
+        s.run(&Counter::<false>::manifest(), &m);
+    }
+}

@@ -1,0 +1,170 @@
+//! `waybill track COMPANY NUMBER`: one real-time query through the carrier's plugin.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use waybill_core::carrier::Carrier;
+use waybill_core::model::{Trace, Waybill};
+
+use crate::plugin::keywords::KeywordNormalizer;
+use crate::plugin::registry::{config_from_env, plugin_dir, settings_from_env, Registry};
+
+/// Queries one waybill and prints its normalized trace. Exit 1 when the carrier answered
+/// with an error.
+pub fn run(
+    company: &str,
+    number: &str,
+    phone: Option<String>,
+    json_format: bool,
+) -> anyhow::Result<ExitCode> {
+    let registry = Registry::load(&plugin_dir(None))?;
+    for r in &registry.refused {
+        eprintln!("waybill: plugin refused: {r}");
+    }
+    let company = company.to_ascii_lowercase();
+    let manifest = registry
+        .find(&company)
+        .map(|p| p.manifest().clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no plugin for carrier `{company}` in {} (loaded: {})",
+                registry.dir.display(),
+                registry.codes().join(", ")
+            )
+        })?;
+    let carrier = registry.carrier(
+        &company,
+        &config_from_env(&manifest),
+        Arc::new(KeywordNormalizer),
+        settings_from_env(&manifest),
+    )?;
+    let mut waybill = Waybill::new(company, number.trim().to_ascii_uppercase());
+    waybill.phone = phone;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime
+        .block_on(carrier.track(std::slice::from_ref(&waybill)))
+        .pop()
+        .unwrap_or_else(|| {
+            Err(waybill_core::carrier::TrackError::BadResponse {
+                message: "no outcome".into(),
+            })
+        });
+    match outcome {
+        Ok(trace) if json_format => {
+            println!("{}", serde_json::to_string_pretty(&trace)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(trace) => {
+            print!("{}", render_table(&trace));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if json_format => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"error": e}))?
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("waybill: {} {}: {e}", waybill.company, waybill.number);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The trace as a table: time, place, state, text; newest first.
+pub fn render_table(trace: &Trace) -> String {
+    let mut out = format!(
+        "{} {}  state: {}{}\n",
+        trace.com,
+        trace.nu,
+        trace.state.name(),
+        if trace.ischeck { " (signed)" } else { "" }
+    );
+    let rows: Vec<[String; 4]> = trace
+        .data
+        .iter()
+        .map(|e| {
+            [
+                e.time.kuaidi100(),
+                e.location.clone().unwrap_or_default(),
+                e.state.name().to_owned(),
+                e.context.clone(),
+            ]
+        })
+        .collect();
+    let header = ["TIME", "PLACE", "STATE", "TEXT"];
+    let mut widths = header.map(display_width);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(display_width(cell));
+        }
+    }
+    let mut line = |cells: [&str; 4]| {
+        for (i, cell) in cells.iter().enumerate() {
+            out.push_str(cell);
+            if i < 3 {
+                out.push_str(&" ".repeat(widths[i] - display_width(cell) + 2));
+            }
+        }
+        out.push('\n');
+    };
+    line(header);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3]]);
+    }
+    if rows.is_empty() {
+        out.push_str("(no events yet)\n");
+    }
+    out
+}
+
+/// Columns a string takes in a terminal: CJK characters take two.
+fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            if (c as u32) >= 0x1100 && !c.is_ascii() {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use waybill_core::model::{EventTime, TrackEvent, CHINA_OFFSET};
+    use waybill_core::state::State;
+
+    #[test]
+    fn table_aligns_cjk_places_and_shows_the_state() {
+        let ev = |t: &str, place: &str, s| TrackEvent {
+            time: EventTime::parse(t, CHINA_OFFSET).unwrap(),
+            context: "text".into(),
+            location: Some(place.into()),
+            area_code: None,
+            area_name: None,
+            state: s,
+            raw_code: None,
+            rule: None,
+        };
+        let trace = Trace::from_events(
+            "hexi",
+            "HX1",
+            vec![
+                ev("2024-05-01 10:00", "兰州市", State::Collected),
+                ev("2024-05-02 11:00", "Wuwei", State::Delivered),
+            ],
+        );
+        let table = render_table(&trace);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("delivered (signed)"));
+        assert!(lines[2].starts_with("2024-05-02 11:00:00  Wuwei   delivered"));
+        assert!(lines[3].starts_with("2024-05-01 10:00:00  兰州市  collected"));
+    }
+}

@@ -1,0 +1,463 @@
+//! Turns an instantiated plugin into core's [`Carrier`]: drives its step machine and does
+//! the HTTP with the host's client (rustls), with a timeout per request, a concurrency
+//! cap and a rate limit per carrier, and retries of transient failures that honour
+//! `Retry-After`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+use waybill_core::carrier::{Capabilities, Carrier, Normalizer, RawLine, TrackError, TrackOutcome};
+use waybill_core::model::{EventTime, Trace, TrackEvent, Waybill, CHINA_OFFSET};
+use waybill_sdk::{
+    HttpRequest, HttpResponse, Manifest, PluginError, Query, QueryWaybill, RawEvent, Step,
+    StepMachine, WaybillOutcome, MAX_STEPS,
+};
+
+/// How the host treats one carrier's traffic.
+#[derive(Debug, Clone)]
+pub struct AdapterSettings {
+    /// Timeout of one HTTP exchange.
+    pub timeout: Duration,
+    /// Requests in flight at once for this carrier.
+    pub max_concurrency: usize,
+    /// Requests per second; `None` uses the manifest's hint (and no limit without one).
+    pub rate_limit_per_sec: Option<f64>,
+    /// Extra attempts after a transient failure (connection error, timeout, 429, 502-504).
+    pub max_retries: u32,
+    /// The longest `Retry-After` the host waits for before handing the answer to the plugin.
+    pub max_retry_wait: Duration,
+}
+
+impl Default for AdapterSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            max_concurrency: 4,
+            rate_limit_per_sec: None,
+            max_retries: 2,
+            max_retry_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Spaces requests at least `1 / rate` seconds apart.
+struct RateLimiter {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(rate_per_sec: Option<f64>) -> Self {
+        let interval = rate_per_sec
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(|r| Duration::from_secs_f64(1.0 / r));
+        Self {
+            interval,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let at = {
+            let mut next = self.next.lock().await;
+            let at = (*next).max(Instant::now());
+            *next = at + interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// A loaded (or in-process) plugin seen as a core [`Carrier`].
+pub struct PluginCarrier {
+    codes: Vec<&'static str>,
+    manifest: Manifest,
+    machine: Arc<dyn StepMachine>,
+    client: reqwest::Client,
+    normalizer: Arc<dyn Normalizer>,
+    settings: AdapterSettings,
+    permits: Semaphore,
+    limiter: RateLimiter,
+}
+
+impl PluginCarrier {
+    /// Wraps an instance. `normalizer` classifies events the plugin left without a state.
+    pub fn new(
+        manifest: Manifest,
+        machine: Arc<dyn StepMachine>,
+        normalizer: Arc<dyn Normalizer>,
+        settings: AdapterSettings,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(settings.timeout)
+            .user_agent(concat!("waybill/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        // Plugins are never unloaded, and codes are few and short: leaking them lets
+        // `codes()` hand out `&str`s without self-borrowing.
+        let codes = manifest
+            .codes
+            .iter()
+            .map(|c| &*Box::leak(c.clone().into_boxed_str()))
+            .collect();
+        let rate = settings
+            .rate_limit_per_sec
+            .or(manifest.capabilities.rate_limit_per_sec);
+        Ok(Self {
+            codes,
+            permits: Semaphore::new(settings.max_concurrency.max(1)),
+            limiter: RateLimiter::new(rate),
+            manifest,
+            machine,
+            client,
+            normalizer,
+            settings,
+        })
+    }
+
+    async fn run_query(&self, query: &Query) -> Result<Vec<WaybillOutcome>, PluginError> {
+        let mut step = self.machine.start(query);
+        for _ in 0..MAX_STEPS {
+            match step {
+                Step::Done(outcomes) => return Ok(outcomes),
+                Step::Failed(e) => return Err(e),
+                Step::Send(req) => {
+                    let resp = self.exchange(&req).await?;
+                    step = self.machine.resume(&req.state, &resp);
+                }
+            }
+        }
+        match step {
+            Step::Done(outcomes) => Ok(outcomes),
+            Step::Failed(e) => Err(e),
+            Step::Send(_) => Err(PluginError::internal(format!(
+                "no result after {MAX_STEPS} requests"
+            ))),
+        }
+    }
+
+    /// One HTTP exchange with retries. A final non-2xx answer is returned to the plugin,
+    /// which classifies it; only network failures become errors here.
+    async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, PluginError> {
+        let mut attempt = 0;
+        loop {
+            let result = {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| PluginError::internal("carrier closed"))?;
+                self.limiter.wait().await;
+                self.send_once(req).await
+            };
+            let wait = match &result {
+                Err(PluginError::Transient { .. }) => Some(backoff(attempt)),
+                Ok(resp) if matches!(resp.status, 429 | 502 | 503 | 504) => {
+                    match retry_after(resp) {
+                        Some(d) if d > self.settings.max_retry_wait => None,
+                        Some(d) => Some(d),
+                        None => Some(backoff(attempt)),
+                    }
+                }
+                _ => None,
+            };
+            match wait {
+                Some(d) if attempt < self.settings.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(d).await;
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    async fn send_once(&self, req: &HttpRequest) -> Result<HttpResponse, PluginError> {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+            PluginError::internal(format!("plugin asked for HTTP method {:?}", req.method))
+        })?;
+        let mut builder = self.client.request(method, &req.url);
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        if !req.body.is_empty() {
+            builder = builder.body(req.body.clone());
+        }
+        // Errors name the host only: URLs may carry keys in their query strings.
+        let host = reqwest::Url::parse(&req.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "the carrier".to_owned());
+        let resp = builder.send().await.map_err(|e| network_error(&host, &e))?;
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = resp.bytes().await.map_err(|e| network_error(&host, &e))?;
+        let mut out = HttpResponse::new(status, body.to_vec());
+        for (k, v) in headers {
+            out = out.with_header(k, v);
+        }
+        Ok(out)
+    }
+
+    fn to_trace(&self, waybill: &Waybill, events: Vec<RawEvent>) -> TrackOutcome {
+        let carrier = self.codes.first().copied();
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            let offset = match ev.offset_minutes {
+                None => CHINA_OFFSET,
+                Some(m) => jiff::tz::Offset::from_seconds(m.saturating_mul(60)).map_err(|_| {
+                    TrackError::BadResponse {
+                        message: format!("event offset {m} minutes is out of range"),
+                    }
+                })?,
+            };
+            let time = EventTime::parse(&ev.time, offset).map_err(|e| TrackError::BadResponse {
+                message: e.to_string(),
+            })?;
+            let (state, rule) = match ev.state {
+                Some(s) => (
+                    s,
+                    format!(
+                        "plugin:{}:{}",
+                        carrier.unwrap_or(""),
+                        ev.raw_code.as_deref().unwrap_or("")
+                    ),
+                ),
+                None => {
+                    let c = self.normalizer.classify(&RawLine {
+                        text: &ev.text,
+                        carrier,
+                        raw_code: ev.raw_code.as_deref(),
+                    });
+                    (c.state, c.rule)
+                }
+            };
+            out.push(TrackEvent {
+                time,
+                context: ev.text,
+                location: ev.location,
+                area_code: None,
+                area_name: None,
+                state,
+                raw_code: ev.raw_code,
+                rule: Some(rule),
+            });
+        }
+        Ok(Trace::from_events(&waybill.company, &waybill.number, out))
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6)))
+}
+
+fn retry_after(resp: &HttpResponse) -> Option<Duration> {
+    resp.header("retry-after")?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn network_error(host: &str, e: &reqwest::Error) -> PluginError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    PluginError::Transient {
+        message: format!("{what} talking to {host}"),
+    }
+}
+
+#[async_trait]
+impl Carrier for PluginCarrier {
+    fn codes(&self) -> &[&str] {
+        &self.codes
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::from(&self.manifest.capabilities);
+        if let Some(r) = self.settings.rate_limit_per_sec {
+            caps.rate_limit_per_sec = Some(r);
+        }
+        caps
+    }
+
+    async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+        let batch = self.manifest.capabilities.max_batch.max(1);
+        let mut results = Vec::with_capacity(waybills.len());
+        for chunk in waybills.chunks(batch) {
+            let query = Query::new(
+                chunk
+                    .iter()
+                    .map(|w| {
+                        let q = QueryWaybill::new(&w.company, &w.number);
+                        match &w.phone {
+                            Some(p) => q.with_phone(p),
+                            None => q,
+                        }
+                    })
+                    .collect(),
+            );
+            match self.run_query(&query).await {
+                Err(e) => {
+                    let e = TrackError::from(e);
+                    results.extend(chunk.iter().map(|_| Err(e.clone())));
+                }
+                Ok(mut outcomes) => {
+                    for w in chunk {
+                        let found = outcomes
+                            .iter()
+                            .position(|o| o.number.eq_ignore_ascii_case(&w.number))
+                            .map(|i| outcomes.swap_remove(i));
+                        results.push(match found {
+                            Some(WaybillOutcome {
+                                result: Ok(events), ..
+                            }) => self.to_trace(w, events),
+                            Some(WaybillOutcome { result: Err(e), .. }) => Err(e.into()),
+                            None => Err(TrackError::BadResponse {
+                                message: format!("the plugin gave no outcome for {}", w.number),
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use waybill_core::carrier::Classification;
+    use waybill_core::state::State;
+    use waybill_sdk::{CarrierPlugin, Config, InProcess};
+
+    struct Fixed;
+    impl Normalizer for Fixed {
+        fn classify(&self, _line: &RawLine<'_>) -> Classification {
+            Classification {
+                state: State::InTransit,
+                rule: "test:fixed".into(),
+            }
+        }
+    }
+
+    /// Answers at once, without HTTP: one mapped and one unmapped event per number.
+    struct Instant2;
+    impl CarrierPlugin for Instant2 {
+        fn manifest() -> Manifest {
+            Manifest {
+                codes: vec!["instant".into()],
+                capabilities: waybill_sdk::Capabilities {
+                    max_batch: 2,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+        }
+        fn new(_: &Config) -> Result<Self, PluginError> {
+            Ok(Instant2)
+        }
+        fn start(&self, q: &Query) -> Step {
+            Step::Done(
+                q.waybills
+                    .iter()
+                    .rev()
+                    .map(|w| {
+                        if w.number == "MISSING" {
+                            return WaybillOutcome::error(
+                                &w.number,
+                                PluginError::NotFound {
+                                    message: "unknown".into(),
+                                },
+                            );
+                        }
+                        WaybillOutcome::events(
+                            &w.number,
+                            vec![
+                                RawEvent::new("2024-05-01 10:00", "picked up")
+                                    .with_state(State::Collected)
+                                    .with_code("10"),
+                                RawEvent::new("2024-05-02 10:00", "moving"),
+                            ],
+                        )
+                    })
+                    .collect(),
+            )
+        }
+        fn resume(&self, _: &str, _: &HttpResponse) -> Step {
+            Step::Failed(PluginError::internal("no request was sent"))
+        }
+    }
+
+    fn carrier() -> PluginCarrier {
+        PluginCarrier::new(
+            Instant2::manifest(),
+            Arc::new(InProcess::<Instant2>::new(&Config::new()).unwrap()),
+            Arc::new(Fixed),
+            AdapterSettings::default(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn outcomes_come_back_in_waybill_order_across_batches() {
+        let c = carrier();
+        let wbs = ["A1", "MISSING", "C3"].map(|n| Waybill::new("instant", n));
+        let out = c.track(&wbs).await;
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_ref().unwrap().nu, "A1");
+        assert!(matches!(out[1], Err(TrackError::NotFound { .. })));
+        assert_eq!(out[2].as_ref().unwrap().nu, "C3");
+    }
+
+    #[tokio::test]
+    async fn events_without_state_go_to_the_normalizer_and_keep_the_rule() {
+        let trace = carrier()
+            .track(&[Waybill::new("instant", "A1")])
+            .await
+            .remove(0)
+            .unwrap();
+        assert_eq!(trace.data[0].state, State::InTransit);
+        assert_eq!(trace.data[0].rule.as_deref(), Some("test:fixed"));
+        assert_eq!(trace.data[1].state, State::Collected);
+        assert_eq!(trace.data[1].rule.as_deref(), Some("plugin:instant:10"));
+    }
+
+    #[tokio::test]
+    async fn rate_limiter_spaces_requests() {
+        tokio::time::pause();
+        let limiter = RateLimiter::new(Some(2.0));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            limiter.wait().await;
+        }
+        assert!(Instant::now() - t0 >= Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        let r = HttpResponse::new(429, "").with_header("Retry-After", " 3 ");
+        assert_eq!(retry_after(&r), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&HttpResponse::new(429, "")), None);
+    }
+}
