@@ -1,0 +1,776 @@
+//! [`Engine`]: the daemon's moving parts in one value — the store, the carriers, the
+//! clock, the scheduler and the push worker — so the `waybill` binary, the HTTP API, the
+//! demo and the tests all run the same loop.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use waybill_core::clock::ManualClock;
+//! use waybill_host::engine::{Engine, EngineConfig};
+//! use waybill_host::store::SqliteStore;
+//!
+//! let store = Arc::new(SqliteStore::open_dir("./waybill-data".as_ref()).await?);
+//! let clock = Arc::new(ManualClock::new("2024-05-01T00:00:00Z".parse()?));
+//! let engine = Engine::new(store, vec![], clock.clone(), EngineConfig::default())?;
+//! let report = engine.run_once(engine.now()).await?;
+//! println!("{report:?}");
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use waybill_core::carrier::{Carrier, Notifier};
+use waybill_core::clock::{Clock, ManualClock};
+use waybill_core::model::Waybill;
+use waybill_core::policy::{
+    self, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
+};
+
+use crate::push::deliver::DEFAULT_TIMEOUT;
+use crate::push::{DeliveryReport, HttpNotifier, PushConfig, PushWorker};
+use crate::scheduler::{CarrierLimits, Carriers, CheckReport, Checker, CompanyGuesser};
+use crate::store::{Store, StoreError, StoreResult};
+
+/// How the engine runs. Every field has a default; the daemon reads it from its config
+/// file (`[engine]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// This process's name on leases; must differ between daemons sharing a database.
+    pub owner: String,
+    /// Subscriptions claimed per round.
+    pub batch_size: u32,
+    /// How long a claimed subscription stays reserved (engine clock).
+    pub lease: SignedDuration,
+    /// Real time to wait between rounds when nothing was due.
+    pub idle_wait: SignedDuration,
+    /// Polling policy (core).
+    pub policy: PolicyConfig,
+    /// Push delivery.
+    pub push: PushConfig,
+    /// HTTP timeout of one push (kuaidi100: 20 s).
+    pub push_timeout: SignedDuration,
+    /// Per-carrier concurrency and rate limits.
+    pub carriers: CarrierLimits,
+    /// Accept callback URLs on loopback, private and link-local addresses.
+    pub allow_private_callbacks: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            owner: default_owner(),
+            batch_size: 500,
+            lease: SignedDuration::from_mins(10),
+            idle_wait: SignedDuration::from_secs(1),
+            policy: PolicyConfig::default(),
+            push: PushConfig::default(),
+            push_timeout: SignedDuration::from_secs(20),
+            carriers: CarrierLimits::default(),
+            allow_private_callbacks: false,
+        }
+    }
+}
+
+fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "waybill".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The HTTP client for pushes could not be created (TLS setup).
+    #[error("cannot create the push HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundReport {
+    /// The scheduler's part.
+    pub checks: CheckReport,
+    /// The push worker's part.
+    pub deliveries: DeliveryReport,
+}
+
+impl RoundReport {
+    /// Nothing was due.
+    pub fn is_idle(&self) -> bool {
+        self.checks.claimed == 0 && self.deliveries.claimed == 0
+    }
+}
+
+/// The daemon's engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    checker: Arc<Checker>,
+    pushes: Arc<PushWorker>,
+    config: Arc<EngineConfig>,
+}
+
+impl Engine {
+    /// An engine delivering pushes over HTTP.
+    pub fn new(
+        store: Arc<dyn Store>,
+        carriers: Vec<Arc<dyn Carrier>>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        let timeout = Duration::try_from(config.push_timeout).unwrap_or(DEFAULT_TIMEOUT);
+        let notifier = Arc::new(HttpNotifier::new(timeout)?);
+        Ok(Self::with_notifier(
+            store, carriers, clock, notifier, config,
+        ))
+    }
+
+    /// An engine delivering pushes through `notifier`.
+    pub fn with_notifier(
+        store: Arc<dyn Store>,
+        carriers: Vec<Arc<dyn Carrier>>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<dyn Notifier>,
+        config: EngineConfig,
+    ) -> Self {
+        let checker = Arc::new(Checker {
+            store: store.clone(),
+            carriers: Arc::new(Carriers::new(carriers, &config.carriers)),
+            guesser: None,
+            policy: config.policy.clone(),
+            owner: config.owner.clone(),
+        });
+        let pushes = Arc::new(PushWorker::new(
+            store.clone(),
+            notifier,
+            config.push.clone(),
+            config.owner.clone(),
+        ));
+        Self {
+            store,
+            clock,
+            checker,
+            pushes,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The same engine with a guesser for the 3-day autoCheck (without one, a waybill
+    /// with no trace for 3 days is simply aborted).
+    pub fn with_guesser(mut self, guesser: Arc<dyn CompanyGuesser>) -> Self {
+        let c = &self.checker;
+        self.checker = Arc::new(Checker {
+            store: c.store.clone(),
+            carriers: c.carriers.clone(),
+            guesser: Some(guesser),
+            policy: c.policy.clone(),
+            owner: c.owner.clone(),
+        });
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Whether a carrier plugin answers for `company`.
+    pub fn knows_company(&self, company: &str) -> bool {
+        self.checker.carriers.knows(company)
+    }
+
+    /// Carrier codes answered for.
+    pub fn companies(&self) -> Vec<String> {
+        self.checker.carriers.codes()
+    }
+
+    /// When a waybill subscribed at `now` should first be checked (the policy's first
+    /// check, 15 min ± jitter by default): the `next_check_at` of a new subscription.
+    pub fn first_check_at(&self, waybill: &Waybill, now: Timestamp) -> Timestamp {
+        let facts = SubscriptionFacts::new(waybill, now);
+        match policy::next(
+            &facts,
+            &TraceSummary::EMPTY,
+            &LastOutcome::NeverChecked,
+            now,
+            &self.config.policy,
+        ) {
+            Decision::CheckAt { at, .. } => at,
+            _ => now,
+        }
+    }
+
+    /// One scheduling round at `now`: checks the due subscriptions.
+    pub async fn check_due(&self, now: Timestamp) -> StoreResult<CheckReport> {
+        self.checker
+            .round(now, self.config.batch_size, self.config.lease)
+            .await
+    }
+
+    /// One delivery round at `now`: delivers the due pushes.
+    pub async fn deliver_due(&self, now: Timestamp) -> StoreResult<DeliveryReport> {
+        self.pushes.deliver_due(now).await
+    }
+
+    /// Checks, then delivers what the checks queued.
+    pub async fn run_once(&self, now: Timestamp) -> StoreResult<RoundReport> {
+        let checks = self.check_due(now).await?;
+        let deliveries = self.deliver_due(now).await?;
+        Ok(RoundReport { checks, deliveries })
+    }
+
+    /// Runs rounds on the engine clock until `shutdown` completes. Idle rounds wait
+    /// `idle_wait` of real time; a store error is logged and retried after the same wait.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let idle = Duration::try_from(self.config.idle_wait).unwrap_or(Duration::from_secs(1));
+        loop {
+            let busy = match self.run_once(self.now()).await {
+                Ok(report) => {
+                    if !report.is_idle() {
+                        tracing::debug!(?report, "round");
+                    }
+                    !report.is_idle()
+                }
+                Err(e) => {
+                    log_store_error(&e);
+                    false
+                }
+            };
+            if busy {
+                // Yield between busy rounds so shutdown is noticed under load.
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => return,
+                    _ = tokio::task::yield_now() => {}
+                }
+            } else {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(idle) => {}
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Runs the engine on a virtual clock up to `until`, jumping straight from one due
+    /// instant to the next (the earliest due check or push), so months of monitoring pass
+    /// in as long as the checks themselves take. Returns the summed reports.
+    pub async fn fast_forward(
+        &self,
+        clock: &ManualClock,
+        until: Timestamp,
+    ) -> StoreResult<RoundReport> {
+        let mut total = RoundReport::default();
+        loop {
+            let next_check = self.store.next_due().await?;
+            let next_push = self.store.next_push_due().await?;
+            let Some(next) = [next_check, next_push].into_iter().flatten().min() else {
+                break;
+            };
+            let now = clock.now();
+            if next > until {
+                break;
+            }
+            if next > now {
+                clock.set(next);
+            }
+            let r = self.run_once(clock.now()).await?;
+            if r.is_idle() {
+                // Due rows that cannot be claimed (leased elsewhere): step past them.
+                clock.set(clock.now() + SignedDuration::from_secs(1));
+            }
+            total.checks.merge(&r.checks);
+            total.deliveries.merge(&r.deliveries);
+        }
+        if clock.now() < until {
+            clock.set(until);
+        }
+        Ok(total)
+    }
+}
+
+fn log_store_error(e: &StoreError) {
+    tracing::error!(error = %e, "engine round failed; retrying");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use waybill_core::carrier::{Capabilities, Push, TrackOutcome, Verdict};
+    use waybill_core::model::{EventTime, Trace, TrackEvent, CHINA_OFFSET};
+    use waybill_core::state::State;
+
+    use super::*;
+    use crate::store::{
+        MonitorStatus, NewSubscription, NewTenant, SqliteStore, SubscribeOptions, SubscribeOutcome,
+        SubscriptionId,
+    };
+
+    /// A test double of an external carrier: answers each number with the events the
+    /// test put there, and records the batches it was asked.
+    struct Scripted {
+        codes: Vec<&'static str>,
+        max_batch: usize,
+        events: Mutex<HashMap<String, Vec<TrackEvent>>>,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl Scripted {
+        fn new(code: &'static str, max_batch: usize) -> Arc<Self> {
+            Arc::new(Self {
+                codes: vec![code],
+                max_batch,
+                events: Mutex::default(),
+                batches: Mutex::default(),
+            })
+        }
+
+        fn add(&self, number: &str, at: Timestamp, text: &str, state: State) {
+            self.events
+                .lock()
+                .expect("lock")
+                .entry(number.into())
+                .or_default()
+                .push(TrackEvent {
+                    time: EventTime::new(at, CHINA_OFFSET),
+                    context: text.into(),
+                    location: None,
+                    area_code: None,
+                    area_name: None,
+                    state,
+                    raw_code: None,
+                    rule: None,
+                });
+        }
+    }
+
+    #[async_trait]
+    impl Carrier for Scripted {
+        fn codes(&self) -> &[&str] {
+            &self.codes
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                max_batch: self.max_batch,
+                ..Capabilities::default()
+            }
+        }
+        async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+            self.batches.lock().expect("lock").push(waybills.len());
+            let events = self.events.lock().expect("lock");
+            waybills
+                .iter()
+                .map(|w| {
+                    let ev = events.get(&w.number).cloned().unwrap_or_default();
+                    Ok(Trace::from_events(&w.company, &w.number, ev))
+                })
+                .collect()
+        }
+    }
+
+    /// Keeps every push it is given and accepts it.
+    #[derive(Default)]
+    struct Inbox(Mutex<Vec<Push>>);
+
+    impl Inbox {
+        fn params(&self) -> Vec<serde_json::Value> {
+            self.0
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(|p| {
+                    let (_, param) = url::form_urlencoded::parse(&p.body)
+                        .find(|(k, _)| k == "param")
+                        .expect("param field");
+                    serde_json::from_str(&param).expect("param json")
+                })
+                .collect()
+        }
+    }
+
+    #[async_trait]
+    impl Notifier for Inbox {
+        async fn deliver(&self, push: &Push) -> Verdict {
+            self.0.lock().expect("lock").push(push.clone());
+            Verdict::Accepted
+        }
+    }
+
+    struct Fixed(Vec<String>);
+    impl CompanyGuesser for Fixed {
+        fn candidates(&self, _number: &str) -> Vec<String> {
+            self.0.clone()
+        }
+    }
+
+    fn t0() -> Timestamp {
+        "2024-05-01T00:00:00Z".parse().expect("ts")
+    }
+
+    fn hours(h: i64) -> SignedDuration {
+        SignedDuration::from_hours(h)
+    }
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        store: Arc<SqliteStore>,
+        clock: Arc<ManualClock>,
+        inbox: Arc<Inbox>,
+        engine: Engine,
+        tenant: i64,
+    }
+
+    async fn rig(carriers: Vec<Arc<dyn Carrier>>, config: EngineConfig) -> Rig {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(SqliteStore::open_dir(dir.path()).await.expect("store"));
+        let clock = Arc::new(ManualClock::new(t0()));
+        let inbox = Arc::new(Inbox::default());
+        let engine = Engine::with_notifier(
+            store.clone(),
+            carriers,
+            clock.clone(),
+            inbox.clone(),
+            config,
+        );
+        let tenant = store
+            .create_tenant(
+                &NewTenant {
+                    name: "shop".into(),
+                    key: "KEY".into(),
+                    customer: None,
+                },
+                t0(),
+            )
+            .await
+            .expect("tenant")
+            .id;
+        Rig {
+            _dir: dir,
+            store,
+            clock,
+            inbox,
+            engine,
+            tenant,
+        }
+    }
+
+    impl Rig {
+        async fn subscribe(&self, company: &str, number: &str) -> SubscriptionId {
+            let now = self.clock.now();
+            let w = Waybill::new(company, number);
+            let out = self
+                .store
+                .subscribe(&NewSubscription {
+                    tenant_id: self.tenant,
+                    company: company.into(),
+                    number: number.into(),
+                    phone: None,
+                    from: None,
+                    to: None,
+                    callback_url: "http://receiver.example/cb".into(),
+                    salt: Some("SALT".into()),
+                    options: SubscribeOptions::default(),
+                    next_check_at: self.engine.first_check_at(&w, now),
+                    created_at: now,
+                })
+                .await
+                .expect("subscribe");
+            match out {
+                SubscribeOutcome::Created { id, .. } => id,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        async fn forward(&self, by: SignedDuration) -> RoundReport {
+            let until = self.clock.now() + by;
+            self.engine
+                .fast_forward(&self.clock, until)
+                .await
+                .expect("fast forward")
+        }
+    }
+
+    #[tokio::test]
+    async fn only_changes_are_pushed_and_signing_ends_with_a_shutdown_push() {
+        let sandbox = Scripted::new("sandbox", 10);
+        let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
+        sandbox.add("SB1", t0(), "已揽收", State::Collected);
+        let id = r.subscribe("sandbox", "SB1").await;
+
+        // First check ~15 min later: the trace is new, so it is pushed.
+        let report = r.forward(hours(1)).await;
+        assert_eq!((report.checks.checked, report.deliveries.delivered), (1, 1));
+        // A day of checks with nothing new: no more pushes.
+        let report = r.forward(hours(24)).await;
+        assert!(report.checks.checked >= 5, "{report:?}");
+        assert_eq!(report.checks.pushes, 0);
+
+        sandbox.add("SB1", t0() + hours(26), "运输中", State::InTransit);
+        r.forward(hours(5)).await;
+        sandbox.add("SB1", t0() + hours(31), "已签收", State::Delivered);
+        let report = r.forward(hours(5)).await;
+        assert_eq!(report.checks.shutdown, 1);
+
+        let params = r.inbox.params();
+        let statuses: Vec<_> = params.iter().map(|p| p["status"].clone()).collect();
+        assert_eq!(statuses, ["polling", "polling", "shutdown"]);
+        let last = &params[2]["lastResult"];
+        assert_eq!(
+            (&last["ischeck"], &last["state"]),
+            (&"1".into(), &"3".into())
+        );
+        assert_eq!(last["data"].as_array().map(Vec::len), Some(3), "full trace");
+        assert_eq!(last["data"][0]["context"], "已签收", "newest first");
+
+        let sub = r
+            .store
+            .subscription(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(sub.status, MonitorStatus::Shutdown);
+        // Ended: a month later nothing more is checked or pushed.
+        let report = r.forward(hours(24 * 30)).await;
+        assert!(report.is_idle());
+        assert_eq!(r.inbox.params().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn no_trace_for_three_days_aborts_with_the_kuaidi100_message() {
+        let sandbox = Scripted::new("sandbox", 10);
+        let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
+        let id = r.subscribe("sandbox", "NOPE1").await;
+        let report = r.forward(hours(71)).await;
+        assert_eq!(
+            report.checks.pushes, 0,
+            "nothing to push before the deadline"
+        );
+        r.forward(hours(6)).await;
+        let params = r.inbox.params();
+        assert_eq!(params.len(), 1);
+        assert_eq!(params[0]["status"], "abort");
+        assert_eq!(params[0]["message"], "3天查询无记录");
+        assert_eq!(params[0]["comNew"], "");
+        let sub = r
+            .store
+            .subscription(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(sub.status, MonitorStatus::Abort);
+    }
+
+    #[tokio::test]
+    async fn the_auto_check_moves_a_silent_waybill_to_the_carrier_that_has_it() {
+        let wrong = Scripted::new("wrong", 10);
+        let right = Scripted::new("right", 10);
+        right.add("X1", t0() + hours(1), "已揽收", State::Collected);
+        let r = rig(vec![wrong.clone(), right.clone()], EngineConfig::default()).await;
+        let r = Rig {
+            engine: r.engine.clone().with_guesser(Arc::new(Fixed(vec![
+                "wrong".into(),
+                "unknown".into(),
+                "right".into(),
+            ]))),
+            ..r
+        };
+        let id = r.subscribe("wrong", "X1").await;
+        r.forward(hours(80)).await;
+
+        let params = r.inbox.params();
+        assert_eq!(params.len(), 2, "{params:?}");
+        assert_eq!(
+            (
+                &params[0]["status"],
+                &params[0]["autoCheck"],
+                &params[0]["comOld"],
+                &params[0]["comNew"]
+            ),
+            (&"abort".into(), &"0".into(), &"".into(), &"right".into())
+        );
+        assert_eq!(
+            (
+                &params[1]["status"],
+                &params[1]["autoCheck"],
+                &params[1]["comOld"],
+                &params[1]["comNew"]
+            ),
+            (
+                &"polling".into(),
+                &"1".into(),
+                &"wrong".into(),
+                &"right".into()
+            )
+        );
+        assert_eq!(params[1]["lastResult"]["com"], "right");
+        let sub = r
+            .store
+            .subscription(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(
+            (sub.status, sub.company.as_str()),
+            (MonitorStatus::Polling, "right")
+        );
+    }
+
+    #[tokio::test]
+    async fn sixty_days_without_change_aborts_with_the_full_trace() {
+        let sandbox = Scripted::new("sandbox", 10);
+        sandbox.add("SB2", t0(), "已揽收", State::Collected);
+        let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
+        let id = r.subscribe("sandbox", "SB2").await;
+        r.forward(hours(24 * 59)).await;
+        assert_eq!(r.inbox.params().len(), 1);
+        r.forward(hours(24 * 2)).await;
+        let params = r.inbox.params();
+        assert_eq!(params.len(), 2);
+        assert_eq!(params[1]["status"], "abort");
+        assert_eq!(params[1]["message"], "60天无变化");
+        assert_eq!(params[1]["lastResult"]["data"][0]["context"], "已揽收");
+        let sub = r
+            .store
+            .subscription(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(sub.status, MonitorStatus::Abort);
+    }
+
+    #[tokio::test]
+    async fn due_waybills_of_one_carrier_are_asked_in_batches_of_its_size() {
+        let sandbox = Scripted::new("sandbox", 2);
+        let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
+        for i in 0..5 {
+            r.subscribe("sandbox", &format!("SB{i}")).await;
+        }
+        let report = r.engine.check_due(t0() + hours(1)).await.expect("round");
+        assert_eq!(report.checked, 5);
+        let mut batches = sandbox.batches.lock().expect("lock").clone();
+        batches.sort();
+        assert_eq!(batches, vec![1, 2, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_crashed_engines_claims_are_checked_by_another_after_the_lease() {
+        let sandbox = Scripted::new("sandbox", 10);
+        sandbox.add("SB1", t0(), "已揽收", State::Collected);
+        let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
+        let id = r.subscribe("sandbox", "SB1").await;
+        let now = t0() + hours(1);
+        // Another daemon claims the row and dies before writing anything.
+        let taken = r
+            .store
+            .claim_due(now, 10, "crashed", now + SignedDuration::from_mins(10))
+            .await
+            .expect("claim");
+        assert_eq!(taken.len(), 1);
+        assert_eq!(r.engine.check_due(now).await.expect("round").claimed, 0);
+        let after = now + SignedDuration::from_mins(11);
+        let report = r.engine.check_due(after).await.expect("round");
+        assert_eq!((report.claimed, report.checked, report.pushes), (1, 1, 1));
+        let sub = r
+            .store
+            .subscription(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(sub.lease_owner, None);
+        assert_eq!(sub.checks, 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_company_backs_off_instead_of_failing_the_round() {
+        let r = rig(vec![], EngineConfig::default()).await;
+        let id = r.subscribe("nobody", "N1").await;
+        let report = r.engine.check_due(t0() + hours(1)).await.expect("round");
+        assert_eq!((report.checked, report.errors), (1, 1));
+        let sub = r
+            .store
+            .subscription(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert!(sub.last_error.as_deref().unwrap_or("").contains("nobody"));
+        assert!(sub.next_check_at > t0() + hours(1));
+    }
+
+    #[tokio::test]
+    async fn pushes_reach_a_real_receiver_signed_and_with_the_push_id_header() {
+        use crate::push::deliver::tests::{receiver, ACK};
+        let (addr, seen) = receiver(ACK, 200, Duration::ZERO).await;
+        let sandbox = Scripted::new("sandbox", 10);
+        sandbox.add("SB1", t0(), "已揽收", State::Collected);
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(SqliteStore::open_dir(dir.path()).await.expect("store"));
+        let clock = Arc::new(ManualClock::new(t0()));
+        let engine = Engine::new(
+            store.clone(),
+            vec![sandbox.clone()],
+            clock.clone(),
+            EngineConfig::default(),
+        )
+        .expect("engine");
+        let tenant = store
+            .create_tenant(
+                &NewTenant {
+                    name: "t".into(),
+                    key: "k".into(),
+                    customer: None,
+                },
+                t0(),
+            )
+            .await
+            .expect("tenant");
+        let out = store
+            .subscribe(&NewSubscription {
+                tenant_id: tenant.id,
+                company: "sandbox".into(),
+                number: "SB1".into(),
+                phone: None,
+                from: None,
+                to: None,
+                callback_url: format!("http://{addr}/cb"),
+                salt: Some("SALT".into()),
+                options: SubscribeOptions::default(),
+                next_check_at: t0(),
+                created_at: t0(),
+            })
+            .await
+            .expect("subscribe");
+        let SubscribeOutcome::Created { id, .. } = out else {
+            panic!("{out:?}");
+        };
+        let report = engine.run_once(t0()).await.expect("round");
+        assert_eq!(report.deliveries.delivered, 1);
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen[0].0, format!("{id}-1"));
+        let form: HashMap<String, String> = url::form_urlencoded::parse(seen[0].1.as_bytes())
+            .into_owned()
+            .collect();
+        waybill_core::sign::verify_kuaidi100_push(&form["param"], "SALT", &form["sign"])
+            .expect("valid sign");
+    }
+}

@@ -1,0 +1,12 @@
+//! Push delivery in the kuaidi100 dialect: rendering ([`render`]), the HTTP notifier
+//! ([`deliver`]), the outbox worker with retries and dead letters ([`outbox`]), and the
+//! subscribe-time callback URL check ([`callback`]).
+
+pub mod callback;
+pub mod deliver;
+pub mod outbox;
+pub mod render;
+
+pub use callback::{callback_allowed, CallbackError};
+pub use deliver::{HttpNotifier, PUSH_ID_HEADER};
+pub use outbox::{DeliveryReport, PushConfig, PushWorker, RetryPolicy};

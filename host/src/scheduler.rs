@@ -1,0 +1,502 @@
+//! The scheduler: claims due subscriptions, asks their carriers (in batches, within each
+//! carrier's concurrency and rate limits), applies core's polling policy and writes the
+//! result — new trace, monitor state, next check and pushes — in one transaction.
+//!
+//! Terminal rules follow kuaidi100: signed → final push with `status=shutdown`; no trace
+//! 3 days after subscribing → the autoCheck (another carrier with a trace for the number
+//! takes over, announced by an `abort` push with `comNew`; otherwise `abort` "3天查询无记录");
+//! 60 days without change → `abort` "60天无变化". Only a change is pushed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use waybill_core::carrier::{Carrier, TrackError, TrackOutcome};
+use waybill_core::model::{Trace, Waybill};
+use waybill_core::policy::{
+    self, AbortReason, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
+};
+
+use crate::push::render::{kuaidi100_push, PushHeader};
+use crate::store::sqlite::trace_hash;
+use crate::store::{
+    CheckOutcome, CompanyCorrection, MonitorStatus, Store, StoreError, StoreResult, Subscription,
+};
+
+/// Suggests the carriers a tracking number may belong to, best first (the autoCheck's
+/// guesser). Core's guesser fits behind it; tests use a fixed list.
+pub trait CompanyGuesser: Send + Sync {
+    /// Carrier codes for `number`, best first.
+    fn candidates(&self, number: &str) -> Vec<String>;
+}
+
+/// Per-carrier limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CarrierLimit {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests per second; `None` uses the carrier's own figure, if it has one.
+    pub rate_per_sec: Option<f64>,
+}
+
+impl Default for CarrierLimit {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            rate_per_sec: None,
+        }
+    }
+}
+
+/// Limits for every carrier, with overrides by carrier code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CarrierLimits {
+    /// For carriers without an override.
+    pub default: CarrierLimit,
+    /// By canonical carrier code.
+    pub overrides: BTreeMap<String, CarrierLimit>,
+}
+
+/// Admits requests to one carrier: at most `concurrency` at once, and (with a rate) one
+/// every `1/rate` seconds of real time.
+struct Gate {
+    permits: Arc<Semaphore>,
+    interval: Option<Duration>,
+    next_slot: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Gate {
+    fn new(limit: &CarrierLimit, carrier_rate: Option<f64>) -> Self {
+        let rate = limit
+            .rate_per_sec
+            .or(carrier_rate)
+            .filter(|r| r.is_finite() && *r > 0.0);
+        Self {
+            permits: Arc::new(Semaphore::new(limit.concurrency.max(1))),
+            interval: rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+            next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn enter(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        if let Some(interval) = self.interval {
+            let at = {
+                let mut next = self.next_slot.lock().await;
+                let at = (*next).max(tokio::time::Instant::now());
+                *next = at + interval;
+                at
+            };
+            tokio::time::sleep_until(at).await;
+        }
+        Some(permit)
+    }
+}
+
+/// The carriers the scheduler may ask, by every code they answer to.
+pub struct Carriers {
+    by_code: HashMap<String, (Arc<dyn Carrier>, Arc<Gate>)>,
+}
+
+impl Carriers {
+    /// Indexes `carriers` by their codes (a later carrier does not displace an earlier one
+    /// for the same code) and gives each its limits.
+    pub fn new(carriers: Vec<Arc<dyn Carrier>>, limits: &CarrierLimits) -> Self {
+        let mut by_code = HashMap::new();
+        for c in carriers {
+            let Some(canonical) = c.codes().first().map(|s| s.to_string()) else {
+                continue;
+            };
+            let limit = limits.overrides.get(&canonical).unwrap_or(&limits.default);
+            let gate = Arc::new(Gate::new(limit, c.capabilities().rate_limit_per_sec));
+            for code in c.codes() {
+                by_code
+                    .entry(code.to_string())
+                    .or_insert_with(|| (c.clone(), gate.clone()));
+            }
+        }
+        Self { by_code }
+    }
+
+    /// Whether a carrier answers for `code`.
+    pub fn knows(&self, code: &str) -> bool {
+        self.by_code.contains_key(code)
+    }
+
+    /// Every code answered for, sorted.
+    pub fn codes(&self) -> Vec<String> {
+        let mut codes: Vec<String> = self.by_code.keys().cloned().collect();
+        codes.sort();
+        codes
+    }
+
+    /// Tracks `waybills` (all of carrier `code`) in batches as large as the carrier takes,
+    /// within its limits. One outcome per waybill, in order.
+    pub async fn track(&self, code: &str, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+        let Some((carrier, gate)) = self.by_code.get(code) else {
+            let err = TrackError::Unsupported {
+                message: format!("no carrier plugin answers for company {code:?}"),
+            };
+            return waybills.iter().map(|_| Err(err.clone())).collect();
+        };
+        let max_batch = carrier.capabilities().max_batch.max(1);
+        let mut tasks = JoinSet::new();
+        for (i, chunk) in waybills.chunks(max_batch).enumerate() {
+            let carrier = carrier.clone();
+            let gate = gate.clone();
+            let chunk = chunk.to_vec();
+            tasks.spawn(async move {
+                let _permit = gate.enter().await;
+                let mut out = carrier.track(&chunk).await;
+                if out.len() != chunk.len() {
+                    let err = TrackError::BadResponse {
+                        message: format!(
+                            "carrier returned {} outcomes for {} waybills",
+                            out.len(),
+                            chunk.len()
+                        ),
+                    };
+                    out = chunk.iter().map(|_| Err(err.clone())).collect();
+                }
+                (i, out)
+            });
+        }
+        let mut parts: Vec<(usize, Vec<TrackOutcome>)> = Vec::new();
+        let mut failed = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(part) => parts.push(part),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        if !failed.is_empty() {
+            // A panicking carrier: fail the whole call rather than guess which chunk.
+            let err = TrackError::Transient {
+                message: format!("carrier task failed: {}", failed.join("; ")),
+            };
+            return waybills.iter().map(|_| Err(err.clone())).collect();
+        }
+        parts.sort_by_key(|(i, _)| *i);
+        parts.into_iter().flat_map(|(_, out)| out).collect()
+    }
+}
+
+/// What one scheduling round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Subscriptions claimed.
+    pub claimed: u32,
+    /// Checks written.
+    pub checked: u32,
+    /// Traces that changed.
+    pub changed: u32,
+    /// Pushes queued.
+    pub pushes: u32,
+    /// Subscriptions ended because signed.
+    pub shutdown: u32,
+    /// Subscriptions aborted.
+    pub aborted: u32,
+    /// Subscriptions moved to another company by the autoCheck.
+    pub corrected: u32,
+    /// Checks that failed at the carrier.
+    pub errors: u32,
+    /// Results not written because the lease moved on.
+    pub lease_lost: u32,
+}
+
+impl CheckReport {
+    fn add(&mut self, o: &CheckOutcome, changed: bool) {
+        self.checked += 1;
+        self.changed += u32::from(changed);
+        self.pushes += u32::try_from(o.pushes.len()).unwrap_or(u32::MAX);
+        match o.status {
+            MonitorStatus::Shutdown => self.shutdown += 1,
+            MonitorStatus::Abort => self.aborted += 1,
+            MonitorStatus::Polling => {}
+        }
+        self.corrected += u32::from(o.correction.is_some());
+        self.errors += u32::from(o.error.is_some());
+    }
+
+    /// Adds another round's counts.
+    pub fn merge(&mut self, other: &CheckReport) {
+        self.claimed += other.claimed;
+        self.checked += other.checked;
+        self.changed += other.changed;
+        self.pushes += other.pushes;
+        self.shutdown += other.shutdown;
+        self.aborted += other.aborted;
+        self.corrected += other.corrected;
+        self.errors += other.errors;
+        self.lease_lost += other.lease_lost;
+    }
+}
+
+/// Everything a check needs, shared by the tasks of a round.
+pub(crate) struct Checker {
+    pub store: Arc<dyn Store>,
+    pub carriers: Arc<Carriers>,
+    pub guesser: Option<Arc<dyn CompanyGuesser>>,
+    pub policy: PolicyConfig,
+    pub owner: String,
+}
+
+impl Checker {
+    /// Claims the subscriptions due at `now` (at most `limit`) and checks them, one task
+    /// per carrier.
+    pub async fn round(
+        self: &Arc<Self>,
+        now: Timestamp,
+        limit: u32,
+        lease: SignedDuration,
+    ) -> StoreResult<CheckReport> {
+        let lease_until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
+        let subs = self
+            .store
+            .claim_due(now, limit, &self.owner, lease_until)
+            .await?;
+        let mut report = CheckReport {
+            claimed: u32::try_from(subs.len()).unwrap_or(u32::MAX),
+            ..CheckReport::default()
+        };
+        let mut groups: BTreeMap<String, Vec<Subscription>> = BTreeMap::new();
+        for s in subs {
+            groups.entry(s.company.clone()).or_default().push(s);
+        }
+        let mut tasks = JoinSet::new();
+        for (company, subs) in groups {
+            let this = self.clone();
+            tasks.spawn(async move { this.check_group(&company, subs, now).await });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(r)) => report.merge(&r),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "writing check results failed");
+                    first_error.get_or_insert(e);
+                }
+                // A panic in a group leaves its leases to expire; they are retried then.
+                Err(e) => tracing::error!(error = %e, "check task failed"),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    async fn check_group(
+        &self,
+        company: &str,
+        subs: Vec<Subscription>,
+        now: Timestamp,
+    ) -> StoreResult<CheckReport> {
+        let waybills: Vec<Waybill> = subs.iter().map(Subscription::waybill).collect();
+        let outcomes = self.carriers.track(company, &waybills).await;
+        let mut report = CheckReport::default();
+        for (sub, outcome) in subs.iter().zip(outcomes) {
+            let (o, changed) = self.decide(sub, outcome, now).await?;
+            match self.store.complete_check(&o).await {
+                Ok(()) => report.add(&o, changed),
+                Err(StoreError::LeaseLost { .. }) => report.lease_lost += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Turns a carrier's answer for one subscription into the outcome to write, and says
+    /// whether the trace changed.
+    pub async fn decide(
+        &self,
+        sub: &Subscription,
+        outcome: TrackOutcome,
+        now: Timestamp,
+    ) -> StoreResult<(CheckOutcome, bool)> {
+        let mut error = None;
+        let mut new_trace: Option<(Trace, String)> = None;
+        let last = match outcome {
+            Ok(mut trace) if !trace.data.is_empty() => {
+                trace.com.clone_from(&sub.company);
+                trace.nu.clone_from(&sub.number);
+                if self.is_news(sub, &trace) {
+                    let hash = trace_hash(&trace);
+                    new_trace = Some((trace, hash));
+                }
+                LastOutcome::Ok { at: now }
+            }
+            Ok(_) | Err(TrackError::NotFound { .. }) => LastOutcome::Ok { at: now },
+            Err(e) => {
+                tracing::debug!(sub = sub.id, company = %sub.company, error = %e, "check failed");
+                let retry_after = e.retry_after();
+                error = Some(e.to_string());
+                LastOutcome::Error {
+                    at: now,
+                    retry_after,
+                    consecutive_failures: u32::try_from(sub.failures + 1).unwrap_or(u32::MAX),
+                }
+            }
+        };
+        let changed = new_trace.is_some();
+        let summary = match &new_trace {
+            Some((trace, _)) => TraceSummary {
+                last_change_at: Some(now),
+                ..TraceSummary::of(trace)
+            },
+            None => TraceSummary {
+                state: sub.state,
+                newest_event_at: sub.last_event_at,
+                last_change_at: sub.last_change_at,
+                newest_location: None,
+            },
+        };
+        let waybill = sub.waybill();
+        let facts = SubscriptionFacts::new(&waybill, sub.created_at);
+        let decision = policy::next(&facts, &summary, &last, now, &self.policy);
+
+        let mut out = CheckOutcome {
+            subscription_id: sub.id,
+            lease_owner: self.owner.clone(),
+            checked_at: now,
+            status: MonitorStatus::Polling,
+            message: sub.message.clone(),
+            next_check_at: now,
+            new_trace: None,
+            correction: None,
+            error,
+            pushes: Vec::new(),
+        };
+        match decision {
+            Decision::CheckAt { at, .. } => {
+                out.next_check_at = at;
+                if let Some((trace, _)) = &new_trace {
+                    let header = PushHeader::for_subscription(sub, MonitorStatus::Polling, "");
+                    out.pushes.push(kuaidi100_push(sub, trace, &header));
+                }
+            }
+            Decision::Shutdown => {
+                let trace = match &new_trace {
+                    Some((t, _)) => t.clone(),
+                    None => self.stored_trace(sub).await?,
+                };
+                out.status = MonitorStatus::Shutdown;
+                out.message = String::new();
+                let header = PushHeader::for_subscription(sub, MonitorStatus::Shutdown, "");
+                out.pushes.push(kuaidi100_push(sub, &trace, &header));
+            }
+            Decision::Abort {
+                reason: AbortReason::NoTraceIn3Days,
+            } => match self.auto_check(sub).await {
+                Some(com_new) => {
+                    // kuaidi100 resubscribes on the right company and says so with an
+                    // abort push carrying only comNew; the next check finds the trace and
+                    // its pushes carry autoCheck=1 with comOld and comNew.
+                    let header = PushHeader {
+                        status: MonitorStatus::Abort,
+                        message: String::new(),
+                        auto_check: false,
+                        com_old: String::new(),
+                        com_new: com_new.clone(),
+                    };
+                    let empty = Trace::from_events(&sub.company, &sub.number, vec![]);
+                    out.pushes.push(kuaidi100_push(sub, &empty, &header));
+                    out.correction = Some(CompanyCorrection {
+                        com_old: sub.company.clone(),
+                        com_new,
+                    });
+                    out.next_check_at = now;
+                }
+                None => {
+                    let message = AbortReason::NoTraceIn3Days.message();
+                    out.status = MonitorStatus::Abort;
+                    out.message = message.into();
+                    let header = PushHeader::for_subscription(sub, MonitorStatus::Abort, message);
+                    let empty = Trace::from_events(&sub.company, &sub.number, vec![]);
+                    out.pushes.push(kuaidi100_push(sub, &empty, &header));
+                }
+            },
+            Decision::Abort { reason } => {
+                let trace = match &new_trace {
+                    Some((t, _)) => t.clone(),
+                    None => self.stored_trace(sub).await?,
+                };
+                out.status = MonitorStatus::Abort;
+                out.message = reason.message().into();
+                let header =
+                    PushHeader::for_subscription(sub, MonitorStatus::Abort, reason.message());
+                out.pushes.push(kuaidi100_push(sub, &trace, &header));
+            }
+        }
+        out.new_trace = new_trace;
+        Ok((out, changed))
+    }
+
+    /// Whether a non-empty answer is news: different from what is stored, and not a stale
+    /// or partial answer that would take the subscriber backwards (fewer events, an older
+    /// newest event, or a state the regression guard refuses).
+    fn is_news(&self, sub: &Subscription, trace: &Trace) -> bool {
+        let Some(stored) = &sub.trace_hash else {
+            return true;
+        };
+        if *stored == trace_hash(trace) {
+            return false;
+        }
+        let newest = trace.data.first().map(|e| e.time.at);
+        let older = match (newest, sub.last_event_at) {
+            (Some(n), Some(s)) => n < s,
+            _ => false,
+        };
+        let fewer = i64::try_from(trace.data.len()).unwrap_or(i64::MAX) < sub.event_count;
+        let regresses = sub.state != trace.state && !sub.state.accepts(trace.state);
+        if older || fewer || regresses {
+            tracing::info!(
+                sub = sub.id,
+                older,
+                fewer,
+                regresses,
+                "ignoring an answer that would go backwards"
+            );
+            return false;
+        }
+        true
+    }
+
+    async fn stored_trace(&self, sub: &Subscription) -> StoreResult<Trace> {
+        Ok(self
+            .store
+            .trace(sub.id)
+            .await?
+            .unwrap_or_else(|| Trace::from_events(&sub.company, &sub.number, vec![])))
+    }
+
+    /// The autoCheck: the first other carrier the guesser suggests that has a trace for
+    /// the number. Only once per subscription.
+    async fn auto_check(&self, sub: &Subscription) -> Option<String> {
+        if sub.correction.is_some() {
+            return None;
+        }
+        let guesser = self.guesser.as_ref()?;
+        for code in guesser.candidates(&sub.number) {
+            if code == sub.company || !self.carriers.knows(&code) {
+                continue;
+            }
+            let mut waybill = sub.waybill();
+            waybill.company.clone_from(&code);
+            let found = self.carriers.track(&code, &[waybill]).await;
+            if let Some(Ok(trace)) = found.first() {
+                if !trace.data.is_empty() {
+                    tracing::info!(sub = sub.id, com_old = %sub.company, com_new = %code, "autoCheck moved the subscription");
+                    return Some(code);
+                }
+            }
+        }
+        None
+    }
+}

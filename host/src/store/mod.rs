@@ -1,0 +1,551 @@
+//! The daemon's durable state behind one [`Store`] trait: tenants, subscriptions (with
+//! their scheduling lease), trace events, the push outbox and monthly usage.
+//!
+//! SQLite ([`sqlite::SqliteStore`]) is the default; a PostgreSQL implementation will sit
+//! beside it. Everything dialect-specific stays inside the implementation, so the
+//! scheduler, the push worker and the HTTP API only see this module's types.
+//!
+//! Times are [`jiff::Timestamp`]s and are always passed in: the store never reads a clock,
+//! so a virtual clock drives it as easily as the real one.
+
+pub mod batch;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use waybill_core::model::Trace;
+use waybill_core::state::State;
+
+pub use batch::{BatchError, SubscribeBatcher};
+pub use sqlite::SqliteStore;
+
+/// Where the daemon keeps its data unless told otherwise (`--data-dir`).
+pub const DEFAULT_DATA_DIR: &str = "./waybill-data";
+
+/// Row id of a tenant.
+pub type TenantId = i64;
+/// Row id of a subscription.
+pub type SubscriptionId = i64;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed the operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration could not be applied at start.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The data directory could not be created or opened.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+    /// A stored value could not be read back (a corrupt row or a newer schema).
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The caller's lease was taken over (it expired and another worker claimed the row),
+    /// so its result was not written.
+    #[error("lease on {what} {id} is no longer held by {owner}")]
+    LeaseLost {
+        /// "subscription" or "push".
+        what: &'static str,
+        /// Row id or push id.
+        id: String,
+        /// The caller's lease owner name.
+        owner: String,
+    },
+    /// A tenant key is already taken.
+    #[error("tenant key already exists")]
+    DuplicateTenantKey,
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An account that subscribes waybills (kuaidi100's `key` + `customer`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Row id.
+    pub id: TenantId,
+    /// Display name.
+    pub name: String,
+    /// The secret key the tenant authenticates with (kuaidi100 `key`).
+    pub key: String,
+    /// kuaidi100 `customer` id, used to sign real-time queries.
+    pub customer: Option<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A tenant to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTenant {
+    /// Display name.
+    pub name: String,
+    /// The secret key.
+    pub key: String,
+    /// kuaidi100 `customer` id.
+    pub customer: Option<String>,
+}
+
+/// kuaidi100 monitor status of a subscription (`status` in every push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorStatus {
+    /// Being watched.
+    Polling,
+    /// Ended because the parcel was signed for.
+    Shutdown,
+    /// Stopped: no trace for 3 days, no change for 60 days, or an unusable subscription.
+    Abort,
+}
+
+impl MonitorStatus {
+    /// The kuaidi100 wire word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorStatus::Polling => "polling",
+            MonitorStatus::Shutdown => "shutdown",
+            MonitorStatus::Abort => "abort",
+        }
+    }
+
+    /// Reads the wire word.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "polling" => Some(MonitorStatus::Polling),
+            "shutdown" => Some(MonitorStatus::Shutdown),
+            "abort" => Some(MonitorStatus::Abort),
+            _ => None,
+        }
+    }
+}
+
+/// kuaidi100 subscription options (`parameters` beyond callback URL, salt and phone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubscribeOptions {
+    /// `resultv2`: 0 off; 1 area parsing and status names; 4 adds advanced status codes;
+    /// 8 adds ETA fields.
+    pub resultv2: u8,
+    /// `autoCom=1`: the company was guessed by the daemon.
+    pub auto_com: bool,
+    /// `interCom=1`: international mode.
+    pub inter_com: bool,
+}
+
+/// A subscription to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubscription {
+    /// Owner.
+    pub tenant_id: TenantId,
+    /// Carrier code (lower case).
+    pub company: String,
+    /// Tracking number.
+    pub number: String,
+    /// Phone (or its last four digits) when the carrier needs it.
+    pub phone: Option<String>,
+    /// Origin area.
+    pub from: Option<String>,
+    /// Destination area.
+    pub to: Option<String>,
+    /// Where pushes go.
+    pub callback_url: String,
+    /// Push signing salt; `None` sends no `sign`.
+    pub salt: Option<String>,
+    /// Options.
+    pub options: SubscribeOptions,
+    /// When the first check is due.
+    pub next_check_at: Timestamp,
+    /// When the subscription was made.
+    pub created_at: Timestamp,
+}
+
+/// What became of one subscription request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeOutcome {
+    /// Created with this id; `month_subscribes` counts this tenant's subscriptions of the
+    /// waybill in the current billing month, this one included.
+    Created {
+        /// New row id.
+        id: SubscriptionId,
+        /// Subscriptions of this waybill by this tenant this month.
+        month_subscribes: u32,
+    },
+    /// The tenant already has a live (polling) subscription for this waybill
+    /// (kuaidi100 returnCode 501).
+    Duplicate {
+        /// The live subscription.
+        existing: SubscriptionId,
+    },
+}
+
+/// A company correction made by the 3-day check (kuaidi100 `comOld` / `comNew`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompanyCorrection {
+    /// The company the tenant subscribed with.
+    pub com_old: String,
+    /// The company the number was found at.
+    pub com_new: String,
+}
+
+/// A stored subscription with its monitoring state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Row id.
+    pub id: SubscriptionId,
+    /// Owner.
+    pub tenant_id: TenantId,
+    /// Carrier code being polled (the corrected one after an autoCheck).
+    pub company: String,
+    /// Tracking number.
+    pub number: String,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Origin area.
+    pub from: Option<String>,
+    /// Destination area.
+    pub to: Option<String>,
+    /// Where pushes go.
+    pub callback_url: String,
+    /// Push signing salt.
+    pub salt: Option<String>,
+    /// Options.
+    pub options: SubscribeOptions,
+    /// Monitor status.
+    pub status: MonitorStatus,
+    /// Overall state of the stored trace.
+    pub state: State,
+    /// Last monitor message ("3天查询无记录", "60天无变化", …).
+    pub message: String,
+    /// Set once the 3-day check moved the subscription to another company.
+    pub correction: Option<CompanyCorrection>,
+    /// When the scheduler should look next.
+    pub next_check_at: Timestamp,
+    /// Who holds the scheduling lease.
+    pub lease_owner: Option<String>,
+    /// Until when the lease holds; after that anyone may claim the row.
+    pub lease_until: Option<Timestamp>,
+    /// Checks made.
+    pub checks: i64,
+    /// Consecutive failed checks.
+    pub failures: i64,
+    /// Trace changes seen.
+    pub changes: i64,
+    /// Pushes queued so far (the last push sequence number).
+    pub push_seq: i64,
+    /// Hash of the stored trace; `None` before the first trace.
+    pub trace_hash: Option<String>,
+    /// Events stored.
+    pub event_count: i64,
+    /// Time of the newest stored event.
+    pub last_event_at: Option<Timestamp>,
+    /// When the last check ran.
+    pub last_check_at: Option<Timestamp>,
+    /// When the trace last changed.
+    pub last_change_at: Option<Timestamp>,
+    /// The last check's error, if it failed.
+    pub last_error: Option<String>,
+    /// When it was subscribed.
+    pub created_at: Timestamp,
+    /// Last write.
+    pub updated_at: Timestamp,
+}
+
+impl Subscription {
+    /// The waybill to ask the carrier about.
+    pub fn waybill(&self) -> waybill_core::model::Waybill {
+        waybill_core::model::Waybill {
+            company: self.company.clone(),
+            number: self.number.clone(),
+            phone: self.phone.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+        }
+    }
+}
+
+/// Which subscriptions to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionFilter {
+    /// Only this tenant's.
+    pub tenant_id: Option<TenantId>,
+    /// Only with this status.
+    pub status: Option<MonitorStatus>,
+    /// Only this company.
+    pub company: Option<String>,
+    /// Only this number.
+    pub number: Option<String>,
+    /// Only ids greater than this (keyset paging).
+    pub after_id: Option<SubscriptionId>,
+    /// At most this many (0 = 100).
+    pub limit: u32,
+}
+
+/// A push to queue; the store gives it its id and sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPush {
+    /// Where to POST.
+    pub url: String,
+    /// `Content-Type` of the body.
+    pub content_type: String,
+    /// The rendered (and signed) body.
+    pub body: Vec<u8>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Delivery state of an outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushState {
+    /// Waiting for (another) attempt.
+    Pending,
+    /// Acknowledged by the receiver.
+    Delivered,
+    /// Out of attempts or refused for good.
+    Dead,
+    /// A dead push that a newer push of the same waybill made obsolete; never re-sent,
+    /// because sending it would take the receiver backwards.
+    Superseded,
+}
+
+impl PushState {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushState::Pending => "pending",
+            PushState::Delivered => "delivered",
+            PushState::Dead => "dead",
+            PushState::Superseded => "superseded",
+        }
+    }
+
+    /// Reads the stored word.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(PushState::Pending),
+            "delivered" => Some(PushState::Delivered),
+            "dead" => Some(PushState::Dead),
+            "superseded" => Some(PushState::Superseded),
+            _ => None,
+        }
+    }
+}
+
+/// A queued push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxPush {
+    /// Row id.
+    pub row: i64,
+    /// Stable push id (`<subscription>-<seq>`), sent as `X-Waybill-Push-Id`.
+    pub push_id: String,
+    /// The subscription it belongs to.
+    pub subscription_id: SubscriptionId,
+    /// Its place in the subscription's sequence of pushes (1, 2, …).
+    pub seq: i64,
+    /// Where to POST.
+    pub url: String,
+    /// `Content-Type`.
+    pub content_type: String,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Attempts made so far.
+    pub attempt: u32,
+    /// When the next attempt is due.
+    pub next_attempt_at: Timestamp,
+    /// Delivery state.
+    pub state: PushState,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When it was delivered or given up.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl OutboxPush {
+    /// The push as a [`waybill_core::carrier::Notifier`] takes it.
+    pub fn to_push(&self) -> waybill_core::carrier::Push {
+        waybill_core::carrier::Push {
+            id: self.push_id.clone(),
+            url: self.url.clone(),
+            content_type: self.content_type.clone(),
+            body: self.body.clone(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+/// The result of one check of one claimed subscription, written in one transaction:
+/// the new trace (if it changed), monitor state, next check, and the pushes to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckOutcome {
+    /// The subscription checked.
+    pub subscription_id: SubscriptionId,
+    /// The lease owner that claimed it; the write is refused if the lease moved on.
+    pub lease_owner: String,
+    /// When the check ran.
+    pub checked_at: Timestamp,
+    /// Monitor status after the check.
+    pub status: MonitorStatus,
+    /// Monitor message.
+    pub message: String,
+    /// When to check again (ignored unless `status` is polling).
+    pub next_check_at: Timestamp,
+    /// The new trace and its hash, when it changed; events are replaced by it.
+    pub new_trace: Option<(Trace, String)>,
+    /// Set when the check moved the subscription to another company.
+    pub correction: Option<CompanyCorrection>,
+    /// The check failed with this error (counts as a failure; `None` resets the count).
+    pub error: Option<String>,
+    /// Pushes to queue, in order.
+    pub pushes: Vec<NewPush>,
+}
+
+/// How many subscriptions and pushes are in each state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Subscriptions being polled.
+    pub polling: u64,
+    /// Ended because signed.
+    pub shutdown: u64,
+    /// Aborted.
+    pub abort: u64,
+    /// Pushes waiting.
+    pub pending_pushes: u64,
+    /// Pushes delivered.
+    pub delivered_pushes: u64,
+    /// Pushes dead-lettered.
+    pub dead_pushes: u64,
+}
+
+/// Durable state of the daemon. Implementations must make each method atomic.
+#[async_trait]
+pub trait Store: Send + Sync {
+    // --- tenants ---
+
+    /// Creates a tenant; fails with [`StoreError::DuplicateTenantKey`] if the key is taken.
+    async fn create_tenant(&self, tenant: &NewTenant, now: Timestamp) -> StoreResult<Tenant>;
+    /// The tenant with this key.
+    async fn tenant_by_key(&self, key: &str) -> StoreResult<Option<Tenant>>;
+    /// The tenant with this id.
+    async fn tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>>;
+    /// All tenants, by id.
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    // --- subscriptions ---
+
+    /// Creates many subscriptions in one transaction (one durable commit for the lot), one
+    /// outcome per input, in order. Also records monthly usage.
+    async fn subscribe_many(&self, subs: &[NewSubscription]) -> StoreResult<Vec<SubscribeOutcome>>;
+
+    /// Creates one subscription.
+    async fn subscribe(&self, sub: &NewSubscription) -> StoreResult<SubscribeOutcome> {
+        let mut out = self.subscribe_many(std::slice::from_ref(sub)).await?;
+        out.pop().ok_or_else(|| StoreError::Corrupt {
+            table: "subscriptions",
+            detail: "subscribe_many returned no outcome".into(),
+        })
+    }
+
+    /// One subscription.
+    async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>>;
+    /// Subscriptions matching `filter`, by id.
+    async fn list_subscriptions(
+        &self,
+        filter: &SubscriptionFilter,
+    ) -> StoreResult<Vec<Subscription>>;
+    /// The stored trace of a subscription (events newest first); `None` if no such row.
+    async fn trace(&self, id: SubscriptionId) -> StoreResult<Option<Trace>>;
+    /// Stops monitoring (status abort with `message`), without a push. Returns false if
+    /// the subscription was not polling.
+    async fn cancel(&self, id: SubscriptionId, message: &str, now: Timestamp) -> StoreResult<bool>;
+
+    // --- scheduling ---
+
+    /// Claims up to `limit` polling subscriptions due at `now` whose lease is free or
+    /// expired, leasing them to `owner` until `lease_until`. Oldest due first.
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<Subscription>>;
+    /// Writes a check's result and releases the lease, atomically. Fails with
+    /// [`StoreError::LeaseLost`] (writing nothing) if `outcome.lease_owner` no longer
+    /// holds the lease.
+    async fn complete_check(&self, outcome: &CheckOutcome) -> StoreResult<()>;
+    /// The earliest `next_check_at` of a polling subscription.
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
+
+    // --- outbox ---
+
+    /// Claims up to `limit` pushes due at `now`: for each subscription only its oldest
+    /// pending push is eligible, so a waybill's pushes go out strictly in order.
+    async fn claim_pushes(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<OutboxPush>>;
+    /// Marks a claimed push delivered.
+    async fn push_delivered(&self, push_id: &str, owner: &str, now: Timestamp) -> StoreResult<()>;
+    /// Records a failed attempt and when to try again.
+    async fn push_retry(
+        &self,
+        push_id: &str,
+        owner: &str,
+        error: &str,
+        next_attempt_at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Records a failed last attempt: the push is dead-lettered.
+    async fn push_dead(
+        &self,
+        push_id: &str,
+        owner: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// One push by id.
+    async fn push(&self, push_id: &str) -> StoreResult<Option<OutboxPush>>;
+    /// Pushes of a subscription, in sequence.
+    async fn pushes_of(&self, id: SubscriptionId) -> StoreResult<Vec<OutboxPush>>;
+    /// Dead-lettered pushes, oldest first.
+    async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<OutboxPush>>;
+    /// Re-drives dead pushes (all when `push_ids` is empty) from attempt 0 at `now`.
+    /// A dead push with a newer push of the same subscription is marked superseded
+    /// instead, so a receiver never goes backwards. Returns (re-driven, superseded).
+    async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)>;
+    /// The earliest `next_attempt_at` of a pending push.
+    async fn next_push_due(&self) -> StoreResult<Option<Timestamp>>;
+
+    // --- usage and stats ---
+
+    /// Distinct waybills a tenant subscribed in a billing month (`YYYY-MM`).
+    async fn usage(&self, tenant: TenantId, month: &str) -> StoreResult<u64>;
+    /// Counts by state.
+    async fn stats(&self) -> StoreResult<StoreStats>;
+}
+
+/// kuaidi100's billing month (`YYYY-MM` at UTC+8) of an instant.
+pub fn billing_month(at: Timestamp) -> String {
+    waybill_core::model::CHINA_OFFSET
+        .to_datetime(at)
+        .strftime("%Y-%m")
+        .to_string()
+}

@@ -1,0 +1,1273 @@
+//! SQLite implementation of [`Store`]: one file in WAL mode with `synchronous=FULL`, so a
+//! commit that returned survives a power cut.
+//!
+//! All writes go through a pool of one connection. SQLite has a single writer anyway, and
+//! serialising writers in the pool (instead of in SQLite's busy handler) means no write ever
+//! fails with `SQLITE_BUSY`; reads use a separate pool and run beside the writer thanks to
+//! WAL. Claims are single `UPDATE … RETURNING` statements, so they are atomic by
+//! construction.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use waybill_core::model::{EventTime, Trace, TrackEvent};
+use waybill_core::state::State;
+
+use super::*;
+
+/// The database file inside a data directory.
+pub const DB_FILE: &str = "waybill.db";
+
+/// A [`Store`] in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+    path: PathBuf,
+}
+
+const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_area, \
+    callback_url, salt, options, status, state, message, com_old, com_new, next_check_at, \
+    lease_owner, lease_until, checks, failures, changes, push_seq, trace_hash, event_count, \
+    last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at";
+
+const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, content_type, body, headers, \
+    attempt, next_attempt_at, state, last_error, created_at, finished_at";
+
+impl SqliteStore {
+    /// Opens (creating it and the directory if needed) the store in `data_dir` and applies
+    /// pending migrations.
+    pub async fn open_dir(data_dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        Self::open_file(&data_dir.join(DB_FILE)).await
+    }
+
+    /// Opens (creating it if needed) the database file and applies pending migrations.
+    pub async fn open_file(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            write,
+            read,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes both pools, waiting for running queries.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Hash of a trace's events, used to tell whether a new answer changed anything.
+pub fn trace_hash(trace: &Trace) -> String {
+    let mut h = Sha256::new();
+    for e in &trace.data {
+        h.update(e.time.at.as_millisecond().to_le_bytes());
+        h.update(e.state.name().as_bytes());
+        h.update([0]);
+        h.update(e.context.as_bytes());
+        h.update([0]);
+        for part in [&e.location, &e.area_code, &e.area_name] {
+            h.update(part.as_deref().unwrap_or("").as_bytes());
+            h.update([0]);
+        }
+    }
+    let digest = h.finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn ts(table: &'static str, v: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: format!("timestamp {v}: {e}"),
+    })
+}
+
+fn ts_opt(table: &'static str, v: Option<i64>) -> StoreResult<Option<Timestamp>> {
+    v.map(|v| ts(table, v)).transpose()
+}
+
+fn state_from_name(table: &'static str, name: &str) -> StoreResult<State> {
+    State::ALL
+        .iter()
+        .copied()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| StoreError::Corrupt {
+            table,
+            detail: format!("unknown state {name:?}"),
+        })
+}
+
+fn tenant_from_row(r: &SqliteRow) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        key: r.try_get("api_key")?,
+        customer: r.try_get("customer")?,
+        created_at: ts("tenants", r.try_get("created_at")?)?,
+    })
+}
+
+fn sub_from_row(r: &SqliteRow) -> StoreResult<Subscription> {
+    const T: &str = "subscriptions";
+    let options: String = r.try_get("options")?;
+    let options: SubscribeOptions =
+        serde_json::from_str(&options).map_err(|e| StoreError::Corrupt {
+            table: T,
+            detail: format!("options: {e}"),
+        })?;
+    let status: String = r.try_get("status")?;
+    let status = MonitorStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+        table: T,
+        detail: format!("status {status:?}"),
+    })?;
+    let state: String = r.try_get("state")?;
+    let com_old: Option<String> = r.try_get("com_old")?;
+    let com_new: Option<String> = r.try_get("com_new")?;
+    Ok(Subscription {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        company: r.try_get("company")?,
+        number: r.try_get("number")?,
+        phone: r.try_get("phone")?,
+        from: r.try_get("from_area")?,
+        to: r.try_get("to_area")?,
+        callback_url: r.try_get("callback_url")?,
+        salt: r.try_get("salt")?,
+        options,
+        status,
+        state: state_from_name(T, &state)?,
+        message: r.try_get("message")?,
+        correction: match (com_old, com_new) {
+            (Some(com_old), Some(com_new)) => Some(CompanyCorrection { com_old, com_new }),
+            _ => None,
+        },
+        next_check_at: ts(T, r.try_get("next_check_at")?)?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_until: ts_opt(T, r.try_get("lease_until")?)?,
+        checks: r.try_get("checks")?,
+        failures: r.try_get("failures")?,
+        changes: r.try_get("changes")?,
+        push_seq: r.try_get("push_seq")?,
+        trace_hash: r.try_get("trace_hash")?,
+        event_count: r.try_get("event_count")?,
+        last_event_at: ts_opt(T, r.try_get("last_event_at")?)?,
+        last_check_at: ts_opt(T, r.try_get("last_check_at")?)?,
+        last_change_at: ts_opt(T, r.try_get("last_change_at")?)?,
+        last_error: r.try_get("last_error")?,
+        created_at: ts(T, r.try_get("created_at")?)?,
+        updated_at: ts(T, r.try_get("updated_at")?)?,
+    })
+}
+
+fn push_from_row(r: &SqliteRow) -> StoreResult<OutboxPush> {
+    const T: &str = "outbox";
+    let headers: String = r.try_get("headers")?;
+    let headers: Vec<(String, String)> =
+        serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt {
+            table: T,
+            detail: format!("headers: {e}"),
+        })?;
+    let state: String = r.try_get("state")?;
+    let attempt: i64 = r.try_get("attempt")?;
+    Ok(OutboxPush {
+        row: r.try_get("id")?,
+        push_id: r.try_get("push_id")?,
+        subscription_id: r.try_get("subscription_id")?,
+        seq: r.try_get("seq")?,
+        url: r.try_get("url")?,
+        content_type: r.try_get("content_type")?,
+        body: r.try_get("body")?,
+        headers,
+        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        next_attempt_at: ts(T, r.try_get("next_attempt_at")?)?,
+        state: PushState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+            table: T,
+            detail: format!("state {state:?}"),
+        })?,
+        last_error: r.try_get("last_error")?,
+        created_at: ts(T, r.try_get("created_at")?)?,
+        finished_at: ts_opt(T, r.try_get("finished_at")?)?,
+    })
+}
+
+fn event_from_row(r: &SqliteRow) -> StoreResult<TrackEvent> {
+    const T: &str = "events";
+    let time_text: String = r.try_get("time_text")?;
+    let time: EventTime = time_text.parse().map_err(|e| StoreError::Corrupt {
+        table: T,
+        detail: format!("{e}"),
+    })?;
+    let state: String = r.try_get("state")?;
+    Ok(TrackEvent {
+        time,
+        context: r.try_get("context")?,
+        location: r.try_get("location")?,
+        area_code: r.try_get("area_code")?,
+        area_name: r.try_get("area_name")?,
+        state: state_from_name(T, &state)?,
+        raw_code: r.try_get("raw_code")?,
+        rule: r.try_get("rule")?,
+    })
+}
+
+fn lease_lost(what: &'static str, id: impl ToString, owner: &str) -> StoreError {
+    StoreError::LeaseLost {
+        what,
+        id: id.to_string(),
+        owner: owner.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tenant(&self, t: &NewTenant, now: Timestamp) -> StoreResult<Tenant> {
+        let row = sqlx::query(
+            "INSERT INTO tenants (name, api_key, customer, created_at) VALUES (?, ?, ?, ?) \
+             RETURNING id, name, api_key, customer, created_at",
+        )
+        .bind(&t.name)
+        .bind(&t.key)
+        .bind(&t.customer)
+        .bind(ms(now))
+        .fetch_one(&self.write)
+        .await;
+        match row {
+            Ok(row) => tenant_from_row(&row),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::DuplicateTenantKey)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn tenant_by_key(&self, key: &str) -> StoreResult<Option<Tenant>> {
+        sqlx::query("SELECT id, name, api_key, customer, created_at FROM tenants WHERE api_key = ?")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(tenant_from_row)
+            .transpose()
+    }
+
+    async fn tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>> {
+        sqlx::query("SELECT id, name, api_key, customer, created_at FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(tenant_from_row)
+            .transpose()
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        sqlx::query("SELECT id, name, api_key, customer, created_at FROM tenants ORDER BY id")
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(tenant_from_row)
+            .collect()
+    }
+
+    async fn subscribe_many(&self, subs: &[NewSubscription]) -> StoreResult<Vec<SubscribeOutcome>> {
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::with_capacity(subs.len());
+        for s in subs {
+            let options = serde_json::to_string(&s.options).map_err(|e| StoreError::Corrupt {
+                table: "subscriptions",
+                detail: format!("options: {e}"),
+            })?;
+            // OR IGNORE turns a second live subscription of the same waybill (the partial
+            // unique index) into "no row returned" instead of an error.
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
+                 from_area, to_area, callback_url, salt, options, next_check_at, created_at, \
+                 updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(s.tenant_id)
+            .bind(&s.company)
+            .bind(&s.number)
+            .bind(&s.phone)
+            .bind(&s.from)
+            .bind(&s.to)
+            .bind(&s.callback_url)
+            .bind(&s.salt)
+            .bind(options)
+            .bind(ms(s.next_check_at))
+            .bind(ms(s.created_at))
+            .bind(ms(s.created_at))
+            .fetch_optional(&mut *tx)
+            .await?;
+            match id {
+                Some(id) => {
+                    let month_subscribes: i64 = sqlx::query_scalar(
+                        "INSERT INTO usage (tenant_id, month, company, number, first_at) \
+                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, month, company, number) \
+                         DO UPDATE SET subscribes = subscribes + 1 RETURNING subscribes",
+                    )
+                    .bind(s.tenant_id)
+                    .bind(billing_month(s.created_at))
+                    .bind(&s.company)
+                    .bind(&s.number)
+                    .bind(ms(s.created_at))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    out.push(SubscribeOutcome::Created {
+                        id,
+                        month_subscribes: u32::try_from(month_subscribes).unwrap_or(u32::MAX),
+                    });
+                }
+                None => {
+                    let existing: Option<i64> = sqlx::query_scalar(
+                        "SELECT id FROM subscriptions WHERE tenant_id = ? AND company = ? \
+                         AND number = ? AND status = 'polling'",
+                    )
+                    .bind(s.tenant_id)
+                    .bind(&s.company)
+                    .bind(&s.number)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let existing = existing.ok_or_else(|| StoreError::Corrupt {
+                        table: "subscriptions",
+                        detail: format!(
+                            "insert of {}/{} ignored but no live row found (unknown tenant {}?)",
+                            s.company, s.number, s.tenant_id
+                        ),
+                    })?;
+                    out.push(SubscribeOutcome::Duplicate { existing });
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>> {
+        sqlx::query(&format!(
+            "SELECT {SUB_COLS} FROM subscriptions WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(sub_from_row)
+        .transpose()
+    }
+
+    async fn list_subscriptions(&self, f: &SubscriptionFilter) -> StoreResult<Vec<Subscription>> {
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        sqlx::query(&format!(
+            "SELECT {SUB_COLS} FROM subscriptions WHERE (?1 IS NULL OR tenant_id = ?1) \
+             AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR company = ?3) \
+             AND (?4 IS NULL OR number = ?4) AND id > ?5 ORDER BY id LIMIT ?6"
+        ))
+        .bind(f.tenant_id)
+        .bind(f.status.map(MonitorStatus::as_str))
+        .bind(&f.company)
+        .bind(&f.number)
+        .bind(f.after_id.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(sub_from_row)
+        .collect()
+    }
+
+    async fn trace(&self, id: SubscriptionId) -> StoreResult<Option<Trace>> {
+        let Some(sub) = self.subscription(id).await? else {
+            return Ok(None);
+        };
+        let events = sqlx::query(
+            "SELECT time_text, context, location, area_code, area_name, state, raw_code, rule \
+             FROM events WHERE subscription_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(Trace {
+            com: sub.company,
+            nu: sub.number,
+            state: sub.state,
+            ischeck: sub.state.is_signed(),
+            data: events,
+        }))
+    }
+
+    async fn cancel(&self, id: SubscriptionId, message: &str, now: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE subscriptions SET status = 'abort', message = ?, lease_owner = NULL, \
+             lease_until = NULL, updated_at = ? WHERE id = ? AND status = 'polling'",
+        )
+        .bind(message)
+        .bind(ms(now))
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<Subscription>> {
+        let rows = sqlx::query(&format!(
+            "UPDATE subscriptions SET lease_owner = ?1, lease_until = ?2 WHERE id IN ( \
+               SELECT id FROM subscriptions WHERE status = 'polling' AND next_check_at <= ?3 \
+               AND (lease_until IS NULL OR lease_until <= ?3) \
+               ORDER BY next_check_at LIMIT ?4) \
+             RETURNING {SUB_COLS}"
+        ))
+        .bind(owner)
+        .bind(ms(lease_until))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.write)
+        .await?;
+        let mut subs = rows
+            .iter()
+            .map(sub_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        subs.sort_by_key(|s| (s.next_check_at, s.id));
+        Ok(subs)
+    }
+
+    async fn complete_check(&self, o: &CheckOutcome) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT push_seq FROM subscriptions WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(o.subscription_id)
+        .bind(&o.lease_owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut push_seq) = held else {
+            return Err(lease_lost(
+                "subscription",
+                o.subscription_id,
+                &o.lease_owner,
+            ));
+        };
+        let now = ms(o.checked_at);
+        if let Some((trace, hash)) = &o.new_trace {
+            sqlx::query("DELETE FROM events WHERE subscription_id = ?")
+                .bind(o.subscription_id)
+                .execute(&mut *tx)
+                .await?;
+            for (seq, e) in trace.data.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO events (subscription_id, seq, at_ms, time_text, context, \
+                     location, area_code, area_name, state, raw_code, rule) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(o.subscription_id)
+                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                .bind(ms(e.time.at))
+                .bind(e.time.to_string())
+                .bind(&e.context)
+                .bind(&e.location)
+                .bind(&e.area_code)
+                .bind(&e.area_name)
+                .bind(e.state.name())
+                .bind(&e.raw_code)
+                .bind(&e.rule)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "UPDATE subscriptions SET state = ?, trace_hash = ?, event_count = ?, \
+                 last_event_at = ?, last_change_at = ?, changes = changes + 1 WHERE id = ?",
+            )
+            .bind(trace.state.name())
+            .bind(hash)
+            .bind(i64::try_from(trace.data.len()).unwrap_or(i64::MAX))
+            .bind(trace.data.first().map(|e| ms(e.time.at)))
+            .bind(now)
+            .bind(o.subscription_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(c) = &o.correction {
+            sqlx::query(
+                "UPDATE subscriptions SET company = ?, com_old = ?, com_new = ? WHERE id = ?",
+            )
+            .bind(&c.com_new)
+            .bind(&c.com_old)
+            .bind(&c.com_new)
+            .bind(o.subscription_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for p in &o.pushes {
+            push_seq += 1;
+            let headers = serde_json::to_string(&p.headers).map_err(|e| StoreError::Corrupt {
+                table: "outbox",
+                detail: format!("headers: {e}"),
+            })?;
+            sqlx::query(
+                "INSERT INTO outbox (push_id, subscription_id, seq, url, content_type, body, \
+                 headers, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(format!("{}-{}", o.subscription_id, push_seq))
+            .bind(o.subscription_id)
+            .bind(push_seq)
+            .bind(&p.url)
+            .bind(&p.content_type)
+            .bind(&p.body)
+            .bind(headers)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE subscriptions SET status = ?, message = ?, next_check_at = ?, \
+             lease_owner = NULL, lease_until = NULL, checks = checks + 1, \
+             failures = CASE WHEN ? IS NULL THEN 0 ELSE failures + 1 END, last_error = ?, \
+             push_seq = ?, last_check_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(o.status.as_str())
+        .bind(&o.message)
+        .bind(ms(o.next_check_at))
+        .bind(&o.error)
+        .bind(&o.error)
+        .bind(push_seq)
+        .bind(now)
+        .bind(now)
+        .bind(o.subscription_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_check_at) FROM subscriptions WHERE status = 'polling'",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        ts_opt("subscriptions", v)
+    }
+
+    async fn claim_pushes(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<OutboxPush>> {
+        // The head of each subscription's pending queue, and only when no earlier push of
+        // it is in flight (a leased push is still pending, so it is the head itself).
+        let rows = sqlx::query(&format!(
+            "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE id IN ( \
+               SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?3 \
+               AND (o.lease_until IS NULL OR o.lease_until <= ?3) \
+               AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
+                            WHERE p.subscription_id = o.subscription_id AND p.state = 'pending') \
+               ORDER BY o.next_attempt_at, o.id LIMIT ?4) \
+             RETURNING {PUSH_COLS}"
+        ))
+        .bind(owner)
+        .bind(ms(lease_until))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.write)
+        .await?;
+        let mut pushes = rows
+            .iter()
+            .map(push_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        pushes.sort_by_key(|p| (p.next_attempt_at, p.row));
+        Ok(pushes)
+    }
+
+    async fn push_delivered(&self, push_id: &str, owner: &str, now: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'delivered', attempt = attempt + 1, finished_at = ?, \
+             last_error = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
+        )
+        .bind(ms(now))
+        .bind(push_id)
+        .bind(owner)
+        .execute(&self.write)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(lease_lost("push", push_id, owner))
+        }
+    }
+
+    async fn push_retry(
+        &self,
+        push_id: &str,
+        owner: &str,
+        error: &str,
+        next_attempt_at: Timestamp,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE outbox SET attempt = attempt + 1, next_attempt_at = ?, last_error = ?, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
+        )
+        .bind(ms(next_attempt_at))
+        .bind(error)
+        .bind(push_id)
+        .bind(owner)
+        .execute(&self.write)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(lease_lost("push", push_id, owner))
+        }
+    }
+
+    async fn push_dead(
+        &self,
+        push_id: &str,
+        owner: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'dead', attempt = attempt + 1, last_error = ?, \
+             finished_at = ?, lease_owner = NULL, lease_until = NULL \
+             WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
+        )
+        .bind(error)
+        .bind(ms(now))
+        .bind(push_id)
+        .bind(owner)
+        .execute(&self.write)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(lease_lost("push", push_id, owner))
+        }
+    }
+
+    async fn push(&self, push_id: &str) -> StoreResult<Option<OutboxPush>> {
+        sqlx::query(&format!("SELECT {PUSH_COLS} FROM outbox WHERE push_id = ?"))
+            .bind(push_id)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(push_from_row)
+            .transpose()
+    }
+
+    async fn pushes_of(&self, id: SubscriptionId) -> StoreResult<Vec<OutboxPush>> {
+        sqlx::query(&format!(
+            "SELECT {PUSH_COLS} FROM outbox WHERE subscription_id = ? ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(push_from_row)
+        .collect()
+    }
+
+    async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<OutboxPush>> {
+        let limit = if limit == 0 { 100 } else { limit };
+        sqlx::query(&format!(
+            "SELECT {PUSH_COLS} FROM outbox WHERE state = 'dead' ORDER BY finished_at, id LIMIT ?"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(push_from_row)
+        .collect()
+    }
+
+    async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)> {
+        let mut tx = self.write.begin().await?;
+        let ids: Vec<String> = if push_ids.is_empty() {
+            sqlx::query_scalar("SELECT push_id FROM outbox WHERE state = 'dead' ORDER BY id")
+                .fetch_all(&mut *tx)
+                .await?
+        } else {
+            push_ids.to_vec()
+        };
+        let (mut redriven, mut superseded) = (0, 0);
+        for id in ids {
+            // A newer push of the same waybill carries the full trace already; re-sending
+            // the older one after it would take the receiver backwards.
+            let newer: Option<i64> = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM outbox n JOIN outbox o ON n.subscription_id = \
+                 o.subscription_id AND n.seq > o.seq WHERE o.push_id = ? AND o.state = 'dead' \
+                 AND n.state IN ('pending', 'delivered')",
+            )
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let done = if newer.unwrap_or(0) > 0 {
+                let r = sqlx::query(
+                    "UPDATE outbox SET state = 'superseded' WHERE push_id = ? AND state = 'dead'",
+                )
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+                superseded += r.rows_affected();
+                continue;
+            } else {
+                sqlx::query(
+                    "UPDATE outbox SET state = 'pending', attempt = 0, next_attempt_at = ?, \
+                     finished_at = NULL WHERE push_id = ? AND state = 'dead'",
+                )
+                .bind(ms(now))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?
+            };
+            redriven += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok((redriven, superseded))
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<Timestamp>> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'")
+                .fetch_one(&self.read)
+                .await?;
+        ts_opt("outbox", v)
+    }
+
+    async fn usage(&self, tenant: TenantId, month: &str) -> StoreResult<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage WHERE tenant_id = ? AND month = ?")
+                .bind(tenant)
+                .bind(month)
+                .fetch_one(&self.read)
+                .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        let mut stats = StoreStats::default();
+        for r in sqlx::query("SELECT status, COUNT(*) AS n FROM subscriptions GROUP BY status")
+            .fetch_all(&self.read)
+            .await?
+        {
+            let status: String = r.try_get("status")?;
+            let n = u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0);
+            match MonitorStatus::parse(&status) {
+                Some(MonitorStatus::Polling) => stats.polling = n,
+                Some(MonitorStatus::Shutdown) => stats.shutdown = n,
+                Some(MonitorStatus::Abort) => stats.abort = n,
+                None => {}
+            }
+        }
+        for r in sqlx::query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+            .fetch_all(&self.read)
+            .await?
+        {
+            let state: String = r.try_get("state")?;
+            let n = u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0);
+            match PushState::parse(&state) {
+                Some(PushState::Pending) => stats.pending_pushes = n,
+                Some(PushState::Delivered) => stats.delivered_pushes = n,
+                Some(PushState::Dead) => stats.dead_pushes = n,
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+    use waybill_core::model::CHINA_OFFSET;
+
+    use super::*;
+
+    fn t0() -> Timestamp {
+        "2024-05-01T00:00:00Z".parse().expect("valid timestamp")
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open_dir(&dir.path().join("data"))
+            .await
+            .expect("open store");
+        (dir, store)
+    }
+
+    async fn tenant(store: &SqliteStore) -> Tenant {
+        store
+            .create_tenant(
+                &NewTenant {
+                    name: "shop".into(),
+                    key: "KEY1".into(),
+                    customer: Some("CUST1".into()),
+                },
+                t0(),
+            )
+            .await
+            .expect("tenant")
+    }
+
+    fn new_sub(tenant: TenantId, number: &str) -> NewSubscription {
+        NewSubscription {
+            tenant_id: tenant,
+            company: "sandbox".into(),
+            number: number.into(),
+            phone: Some("1234".into()),
+            from: None,
+            to: Some("北京市朝阳区".into()),
+            callback_url: "http://example.com/cb".into(),
+            salt: Some("SALT".into()),
+            options: SubscribeOptions {
+                resultv2: 4,
+                auto_com: false,
+                inter_com: false,
+            },
+            next_check_at: t0(),
+            created_at: t0(),
+        }
+    }
+
+    fn created(o: SubscribeOutcome) -> SubscriptionId {
+        match o {
+            SubscribeOutcome::Created { id, .. } => id,
+            other => panic!("expected Created, got {other:?}"),
+        }
+    }
+
+    fn trace_of(n: usize) -> Trace {
+        let events = (0..n)
+            .map(|i| TrackEvent {
+                time: EventTime::new(t0() + SignedDuration::from_hours(i as i64), CHINA_OFFSET),
+                context: format!("line {i}"),
+                location: None,
+                area_code: Some("110000000000".into()),
+                area_name: Some("北京市".into()),
+                state: if i == 0 {
+                    State::Collected
+                } else {
+                    State::InTransit
+                },
+                raw_code: None,
+                rule: Some("test".into()),
+            })
+            .collect();
+        Trace::from_events("sandbox", "SB1", events)
+    }
+
+    fn outcome(id: SubscriptionId, owner: &str, pushes: usize) -> CheckOutcome {
+        CheckOutcome {
+            subscription_id: id,
+            lease_owner: owner.into(),
+            checked_at: t0(),
+            status: MonitorStatus::Polling,
+            message: String::new(),
+            next_check_at: t0() + SignedDuration::from_hours(4),
+            new_trace: None,
+            correction: None,
+            error: None,
+            pushes: (0..pushes)
+                .map(|i| NewPush {
+                    url: "http://example.com/cb".into(),
+                    content_type: "application/x-www-form-urlencoded".into(),
+                    body: format!("param={i}").into_bytes(),
+                    headers: vec![("X-Test".into(), i.to_string())],
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn opening_creates_the_data_directory_and_reopening_keeps_the_data() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("nested").join("waybill-data");
+        let store = SqliteStore::open_dir(&data).await.expect("open");
+        let t = tenant(&store).await;
+        store.close().await;
+        assert!(data.join(DB_FILE).exists());
+        let again = SqliteStore::open_dir(&data).await.expect("reopen");
+        assert_eq!(again.tenant_by_key("KEY1").await.expect("query"), Some(t));
+    }
+
+    #[tokio::test]
+    async fn tenant_keys_are_unique() {
+        let (_dir, store) = store().await;
+        tenant(&store).await;
+        let err = store
+            .create_tenant(
+                &NewTenant {
+                    name: "other".into(),
+                    key: "KEY1".into(),
+                    customer: None,
+                },
+                t0(),
+            )
+            .await
+            .expect_err("duplicate key");
+        assert!(matches!(err, StoreError::DuplicateTenantKey));
+    }
+
+    #[tokio::test]
+    async fn subscription_round_trips_with_all_fields() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let id = created(
+            store
+                .subscribe(&new_sub(t.id, "SB1"))
+                .await
+                .expect("subscribe"),
+        );
+        let s = store.subscription(id).await.expect("read").expect("exists");
+        assert_eq!(s.tenant_id, t.id);
+        assert_eq!(s.number, "SB1");
+        assert_eq!(s.phone.as_deref(), Some("1234"));
+        assert_eq!(s.to.as_deref(), Some("北京市朝阳区"));
+        assert_eq!(s.salt.as_deref(), Some("SALT"));
+        assert_eq!(s.options.resultv2, 4);
+        assert_eq!(s.status, MonitorStatus::Polling);
+        assert_eq!(s.state, State::NoTrace);
+        assert_eq!(s.next_check_at, t0());
+        assert_eq!(s.trace_hash, None);
+    }
+
+    #[tokio::test]
+    async fn a_second_live_subscription_of_a_waybill_is_a_duplicate_but_counts_usage_once() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let out = store
+            .subscribe_many(&[
+                new_sub(t.id, "SB1"),
+                new_sub(t.id, "SB2"),
+                new_sub(t.id, "SB1"),
+            ])
+            .await
+            .expect("subscribe");
+        let first = created(out[0]);
+        assert!(matches!(out[1], SubscribeOutcome::Created { .. }));
+        assert_eq!(out[2], SubscribeOutcome::Duplicate { existing: first });
+        assert_eq!(store.usage(t.id, "2024-05").await.expect("usage"), 2);
+
+        // Once the first has ended, the waybill may be subscribed again (same month).
+        assert!(store.cancel(first, "test", t0()).await.expect("cancel"));
+        let again = store
+            .subscribe(&new_sub(t.id, "SB1"))
+            .await
+            .expect("subscribe");
+        assert!(matches!(
+            again,
+            SubscribeOutcome::Created {
+                month_subscribes: 2,
+                ..
+            }
+        ));
+        assert_eq!(store.usage(t.id, "2024-05").await.expect("usage"), 2);
+    }
+
+    #[tokio::test]
+    async fn claimed_rows_are_leased_and_only_reclaimable_after_the_lease_expires() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let id = created(
+            store
+                .subscribe(&new_sub(t.id, "SB1"))
+                .await
+                .expect("subscribe"),
+        );
+        let lease = t0() + SignedDuration::from_mins(5);
+
+        let a = store.claim_due(t0(), 10, "a", lease).await.expect("claim");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].lease_owner.as_deref(), Some("a"));
+        assert!(store
+            .claim_due(t0(), 10, "b", lease)
+            .await
+            .expect("claim")
+            .is_empty());
+
+        // "a" crashed: once its lease runs out, "b" gets the row, and "a" can no longer
+        // write a result for it.
+        let later = lease + SignedDuration::from_secs(1);
+        let b = store
+            .claim_due(later, 10, "b", later + SignedDuration::from_mins(5))
+            .await
+            .expect("claim");
+        assert_eq!(b.len(), 1);
+        let err = store
+            .complete_check(&outcome(id, "a", 1))
+            .await
+            .expect_err("stale lease");
+        assert!(matches!(err, StoreError::LeaseLost { .. }));
+        assert!(store.pushes_of(id).await.expect("pushes").is_empty());
+        store
+            .complete_check(&outcome(id, "b", 0))
+            .await
+            .expect("complete");
+        let s = store.subscription(id).await.expect("read").expect("exists");
+        assert_eq!(s.lease_owner, None);
+        assert_eq!(s.checks, 1);
+        assert_eq!(s.next_check_at, t0() + SignedDuration::from_hours(4));
+    }
+
+    #[tokio::test]
+    async fn claim_due_skips_rows_not_yet_due_and_respects_the_limit() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let mut later = new_sub(t.id, "SB9");
+        later.next_check_at = t0() + SignedDuration::from_hours(1);
+        store
+            .subscribe_many(&[new_sub(t.id, "SB1"), new_sub(t.id, "SB2"), later])
+            .await
+            .expect("subscribe");
+        let lease = t0() + SignedDuration::from_mins(5);
+        assert_eq!(
+            store
+                .claim_due(t0(), 1, "a", lease)
+                .await
+                .expect("claim")
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .claim_due(t0(), 10, "a", lease)
+                .await
+                .expect("claim")
+                .len(),
+            1
+        );
+        assert!(store
+            .claim_due(t0(), 10, "a", lease)
+            .await
+            .expect("claim")
+            .is_empty());
+        assert_eq!(
+            store.next_due().await.expect("next"),
+            Some(t0()),
+            "leased rows are still polling and due"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_completed_check_stores_the_trace_and_queues_numbered_pushes() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let id = created(
+            store
+                .subscribe(&new_sub(t.id, "SB1"))
+                .await
+                .expect("subscribe"),
+        );
+        store
+            .claim_due(t0(), 10, "a", t0() + SignedDuration::from_mins(5))
+            .await
+            .expect("claim");
+        let trace = trace_of(3);
+        let mut o = outcome(id, "a", 2);
+        o.new_trace = Some((trace.clone(), trace_hash(&trace)));
+        store.complete_check(&o).await.expect("complete");
+
+        let stored = store.trace(id).await.expect("trace").expect("exists");
+        assert_eq!(stored.data, trace.data);
+        assert_eq!(stored.state, State::InTransit);
+        let s = store.subscription(id).await.expect("read").expect("exists");
+        assert_eq!(s.trace_hash, Some(trace_hash(&trace)));
+        assert_eq!(s.event_count, 3);
+        assert_eq!(s.last_event_at, Some(trace.data[0].time.at));
+        assert_eq!(s.push_seq, 2);
+        let pushes = store.pushes_of(id).await.expect("pushes");
+        let ids: Vec<_> = pushes.iter().map(|p| p.push_id.clone()).collect();
+        assert_eq!(ids, vec![format!("{id}-1"), format!("{id}-2")]);
+        assert_eq!(
+            pushes[1].headers,
+            vec![("X-Test".to_string(), "1".to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_oldest_pending_push_of_a_waybill_is_handed_out() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let id = created(
+            store
+                .subscribe(&new_sub(t.id, "SB1"))
+                .await
+                .expect("subscribe"),
+        );
+        store
+            .claim_due(t0(), 10, "a", t0() + SignedDuration::from_mins(5))
+            .await
+            .expect("claim");
+        store
+            .complete_check(&outcome(id, "a", 3))
+            .await
+            .expect("complete");
+        let lease = t0() + SignedDuration::from_mins(1);
+
+        let first = store
+            .claim_pushes(t0(), 10, "w", lease)
+            .await
+            .expect("claim");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].seq, 1);
+        // While seq 1 is in flight nothing else of this waybill goes out.
+        assert!(store
+            .claim_pushes(t0(), 10, "w", lease)
+            .await
+            .expect("claim")
+            .is_empty());
+        // A retry later keeps it at the head: seq 2 must wait for it.
+        let retry_at = t0() + SignedDuration::from_mins(30);
+        store
+            .push_retry(&first[0].push_id, "w", "HTTP 500", retry_at)
+            .await
+            .expect("retry");
+        assert!(store
+            .claim_pushes(t0(), 10, "w", lease)
+            .await
+            .expect("claim")
+            .is_empty());
+        let again = store
+            .claim_pushes(retry_at, 10, "w", retry_at)
+            .await
+            .expect("claim");
+        assert_eq!((again[0].seq, again[0].attempt), (1, 1));
+        store
+            .push_delivered(&again[0].push_id, "w", retry_at)
+            .await
+            .expect("delivered");
+        let next = store
+            .claim_pushes(retry_at, 10, "w", retry_at + SignedDuration::from_mins(1))
+            .await
+            .expect("claim");
+        assert_eq!(next[0].seq, 2);
+    }
+
+    #[tokio::test]
+    async fn redeliver_redrives_the_newest_dead_push_and_supersedes_older_ones() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let id = created(
+            store
+                .subscribe(&new_sub(t.id, "SB1"))
+                .await
+                .expect("subscribe"),
+        );
+        store
+            .claim_due(t0(), 10, "a", t0() + SignedDuration::from_mins(5))
+            .await
+            .expect("claim");
+        store
+            .complete_check(&outcome(id, "a", 2))
+            .await
+            .expect("complete");
+        let lease = t0() + SignedDuration::from_mins(1);
+        for _ in 0..2 {
+            let p = store
+                .claim_pushes(t0(), 10, "w", lease)
+                .await
+                .expect("claim");
+            store
+                .push_dead(&p[0].push_id, "w", "gave up", t0())
+                .await
+                .expect("dead");
+        }
+        assert_eq!(store.dead_letters(0).await.expect("dead").len(), 2);
+        // Both dead: re-driving all re-sends both in order (nothing newer was delivered).
+        assert_eq!(store.redeliver(&[], t0()).await.expect("redeliver"), (2, 0));
+        let p = store
+            .claim_pushes(t0(), 10, "w", lease)
+            .await
+            .expect("claim");
+        assert_eq!(p[0].seq, 1);
+        store
+            .push_dead(&p[0].push_id, "w", "again", t0())
+            .await
+            .expect("dead");
+        let p = store
+            .claim_pushes(t0(), 10, "w", lease)
+            .await
+            .expect("claim");
+        assert_eq!(p[0].seq, 2);
+        store
+            .push_delivered(&p[0].push_id, "w", t0())
+            .await
+            .expect("ok");
+        // seq 1 is dead but seq 2 reached the receiver: re-sending 1 would go backwards.
+        assert_eq!(store.redeliver(&[], t0()).await.expect("redeliver"), (0, 1));
+        assert_eq!(
+            store
+                .push(&format!("{id}-1"))
+                .await
+                .expect("push")
+                .map(|p| p.state),
+            Some(PushState::Superseded)
+        );
+        let stats = store.stats().await.expect("stats");
+        assert_eq!((stats.delivered_pushes, stats.dead_pushes), (1, 0));
+    }
+
+    #[test]
+    fn trace_hash_changes_with_any_event_and_not_otherwise() {
+        assert_eq!(trace_hash(&trace_of(2)), trace_hash(&trace_of(2)));
+        assert_ne!(trace_hash(&trace_of(2)), trace_hash(&trace_of(3)));
+        let mut t = trace_of(2);
+        t.data[0].context.push('!');
+        assert_ne!(trace_hash(&t), trace_hash(&trace_of(2)));
+    }
+
+    #[test]
+    fn billing_month_is_taken_at_china_time() {
+        let late = "2024-04-30T17:00:00Z".parse().expect("ts");
+        assert_eq!(billing_month(late), "2024-05");
+    }
+}
