@@ -1,0 +1,132 @@
+//! Runs the SDK's conformance suite against the built `libwaybill_carrier_kuaidi100.so`.
+
+use waybill_sdk::conformance::{self, Expect, Fixture, Suite};
+use waybill_sdk::loader::LoadedPlugin;
+use waybill_sdk::{Config, HttpResponse, Query, QueryWaybill, State, Step, StepMachine};
+
+const STATE: &str = "query:YT7300000000101";
+const KEY: &str = "kEy-conformance-0001";
+
+/// The built plugin library. `cargo test` leaves the cdylib in `target/<profile>/deps/`
+/// (only `cargo build` copies it up a level, where `conformance::load_built` looks).
+fn load() -> LoadedPlugin {
+    let built = conformance::built_library_path("waybill_carrier_kuaidi100");
+    if built.exists() {
+        return conformance::load_built("waybill_carrier_kuaidi100");
+    }
+    let exe = std::env::current_exe().unwrap();
+    let in_deps = exe.parent().unwrap().join(built.file_name().unwrap());
+    waybill_sdk::loader::load(&in_deps)
+        .unwrap_or_else(|e| panic!("the plugin library was refused: {e}"))
+}
+
+fn ok(body: &[u8]) -> HttpResponse {
+    HttpResponse::new(200, body.to_vec())
+}
+
+fn config() -> Config {
+    Config::from_pairs([("customer", "CUST0001"), ("key", KEY)])
+}
+
+fn suite() -> Suite {
+    Suite {
+        config: config(),
+        sample: Query::new(vec![
+            QueryWaybill::new("yuantong", "YT7300000000101").with_phone("13800001234")
+        ]),
+        fixtures: vec![
+            Fixture::new(
+                "in transit",
+                STATE,
+                ok(include_bytes!("../fixtures/in_transit.json")),
+                Expect::Done,
+            ),
+            Fixture::new(
+                "delivered",
+                STATE,
+                ok(include_bytes!("../fixtures/delivered.json")),
+                Expect::Done,
+            ),
+            Fixture::new(
+                "no result (per waybill)",
+                STATE,
+                ok(include_bytes!("../fixtures/not_found.json")),
+                Expect::Done,
+            ),
+            Fixture::new(
+                "bad sign",
+                STATE,
+                ok(include_bytes!("../fixtures/bad_sign.json")),
+                Expect::Failed("unauthorized"),
+            ),
+            Fixture::new(
+                "key expired",
+                STATE,
+                ok(include_bytes!("../fixtures/quota_expired.json")),
+                Expect::Failed("unauthorized"),
+            ),
+            Fixture::new(
+                "server busy",
+                STATE,
+                ok(include_bytes!("../fixtures/busy.json")),
+                Expect::Failed("transient"),
+            ),
+            Fixture::new(
+                "rate limited",
+                STATE,
+                HttpResponse::new(
+                    429,
+                    include_bytes!("../fixtures/rate_limited.html").to_vec(),
+                )
+                .with_header("Retry-After", "30"),
+                Expect::Failed("rate_limited"),
+            ),
+            Fixture::new(
+                "malformed body",
+                STATE,
+                ok(include_bytes!("../fixtures/malformed.json")),
+                Expect::Failed("bad_response"),
+            ),
+        ],
+    }
+}
+
+#[test]
+fn kuaidi100_passes_the_conformance_suite_through_its_so() {
+    let plugin = load();
+    assert_eq!(plugin.manifest().codes, vec!["kuaidi100"]);
+    assert_eq!(plugin.manifest().capabilities.max_batch, 1);
+    suite().run_loaded(&plugin);
+}
+
+#[test]
+fn the_loaded_plugin_maps_states_and_classifies_per_waybill() {
+    let m = load().instantiate(&config()).unwrap();
+    let Step::Done(out) = m.resume(STATE, &ok(include_bytes!("../fixtures/delivered.json"))) else {
+        panic!("expected Done")
+    };
+    assert_eq!(
+        out[0].result.as_ref().unwrap()[0].state,
+        Some(State::DeliveredFromLocker)
+    );
+    let Step::Done(out) = m.resume(STATE, &ok(include_bytes!("../fixtures/not_found.json"))) else {
+        panic!("expected Done")
+    };
+    assert_eq!(out[0].result.as_ref().unwrap_err().kind(), "not_found");
+}
+
+#[test]
+fn the_loaded_plugin_keeps_the_key_out_of_requests_state_and_errors() {
+    let m = load().instantiate(&config()).unwrap();
+    let Step::Send(req) = m.start(&suite().sample) else {
+        panic!("expected a request")
+    };
+    assert!(!req.state.contains(KEY));
+    assert!(!String::from_utf8_lossy(&req.body).contains(KEY));
+    let echo = format!(r#"{{"result":false,"returnCode":"601","message":"key {KEY} expired"}}"#);
+    let Step::Failed(e) = m.resume(STATE, &ok(echo.as_bytes())) else {
+        panic!("expected a failure")
+    };
+    assert_eq!(e.kind(), "unauthorized");
+    assert!(!e.to_string().contains(KEY), "{e}");
+}

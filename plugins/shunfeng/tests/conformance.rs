@@ -1,0 +1,120 @@
+//! Runs the SDK's conformance suite against the built `libwaybill_carrier_shunfeng.so`.
+
+use waybill_sdk::conformance::{self, Expect, Fixture, Suite};
+use waybill_sdk::loader::LoadedPlugin;
+use waybill_sdk::{Config, HttpResponse, Query, QueryWaybill, State, Step, StepMachine};
+
+const STATE: &str = "routes:SF1400000000017,SF1400000000025";
+const CHECKWORD: &str = "cw-conformance-0123456789";
+
+/// The built plugin library (`cargo test` leaves it in `target/<profile>/deps/`).
+fn load() -> LoadedPlugin {
+    let built = conformance::built_library_path("waybill_carrier_shunfeng");
+    if built.exists() {
+        return conformance::load_built("waybill_carrier_shunfeng");
+    }
+    let exe = std::env::current_exe().unwrap();
+    let in_deps = exe.parent().unwrap().join(built.file_name().unwrap());
+    waybill_sdk::loader::load(&in_deps)
+        .unwrap_or_else(|e| panic!("the plugin library was refused: {e}"))
+}
+
+fn ok(body: &[u8]) -> HttpResponse {
+    HttpResponse::new(200, body.to_vec())
+}
+
+fn config() -> Config {
+    Config::from_pairs([("partner_id", "PARTNER01"), ("checkword", CHECKWORD)])
+}
+
+fn suite() -> Suite {
+    Suite {
+        config: config(),
+        sample: Query::new(vec![
+            QueryWaybill::new("shunfeng", "SF1400000000017").with_phone("13800005678"),
+            QueryWaybill::new("shunfeng", "SF1400000000025"),
+        ]),
+        fixtures: vec![
+            Fixture::new(
+                "in transit",
+                STATE,
+                ok(include_bytes!("../fixtures/in_transit.json")),
+                Expect::Done,
+            ),
+            Fixture::new(
+                "delivered",
+                STATE,
+                ok(include_bytes!("../fixtures/delivered.json")),
+                Expect::Done,
+            ),
+            Fixture::new(
+                "no routes (per number)",
+                STATE,
+                ok(include_bytes!("../fixtures/not_found.json")),
+                Expect::Done,
+            ),
+            Fixture::new(
+                "bad digest",
+                STATE,
+                ok(include_bytes!("../fixtures/bad_digest.json")),
+                Expect::Failed("unauthorized"),
+            ),
+            Fixture::new(
+                "flow control A1005",
+                STATE,
+                ok(include_bytes!("../fixtures/rate_limited.json")),
+                Expect::Failed("rate_limited"),
+            ),
+            Fixture::new(
+                "HTTP 429",
+                STATE,
+                HttpResponse::new(429, "Too Many Requests").with_header("Retry-After", "2"),
+                Expect::Failed("rate_limited"),
+            ),
+            Fixture::new(
+                "too many numbers",
+                STATE,
+                ok(include_bytes!("../fixtures/too_many.json")),
+                Expect::Failed("invalid_input"),
+            ),
+            Fixture::new(
+                "malformed body",
+                STATE,
+                ok(include_bytes!("../fixtures/malformed.json")),
+                Expect::Failed("bad_response"),
+            ),
+        ],
+    }
+}
+
+#[test]
+fn shunfeng_passes_the_conformance_suite_through_its_so() {
+    let plugin = load();
+    let m = plugin.manifest();
+    assert_eq!(m.codes, vec!["shunfeng", "sf"]);
+    assert!(m.capabilities.needs_phone);
+    assert_eq!(m.capabilities.max_batch, 10);
+    suite().run_loaded(&plugin);
+}
+
+#[test]
+fn the_loaded_plugin_maps_routes_and_keeps_the_checkword_out() {
+    let m = load().instantiate(&config()).unwrap();
+    let Step::Done(out) = m.resume(STATE, &ok(include_bytes!("../fixtures/delivered.json"))) else {
+        panic!("expected Done")
+    };
+    assert_eq!(
+        out[0].result.as_ref().unwrap().last().unwrap().state,
+        Some(State::DeliveredFromLocker)
+    );
+    let Step::Send(req) = m.start(&suite().sample) else {
+        panic!("expected a request")
+    };
+    assert!(!req.state.contains(CHECKWORD));
+    assert!(!String::from_utf8_lossy(&req.body).contains(CHECKWORD));
+    let Step::Failed(e) = m.resume(STATE, &ok(include_bytes!("../fixtures/bad_digest.json")))
+    else {
+        panic!("expected a failure")
+    };
+    assert!(!e.to_string().contains(CHECKWORD));
+}
