@@ -17,5 +17,6 @@
 //! ```
 
 pub mod carrier;
+pub mod guess;
 pub mod model;
 pub mod state;
