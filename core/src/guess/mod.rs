@@ -150,6 +150,23 @@ pub enum Checksum {
     None,
 }
 
+impl Checksum {
+    /// The snake_case name also used in JSON.
+    ///
+    /// ```
+    /// assert_eq!(waybill_core::guess::Checksum::HintMatched.as_str(), "hint_matched");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Checksum::Verified => "verified",
+            Checksum::Failed => "failed",
+            Checksum::HintMatched => "hint_matched",
+            Checksum::HintFailed => "hint_failed",
+            Checksum::None => "none",
+        }
+    }
+}
+
 /// One possible carrier for a number.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate<'g> {
@@ -477,7 +494,7 @@ impl Guesser {
             }
         }
         // Stable: equal scores keep rule order.
-        out.sort_by(|a, b| b.score.cmp(&a.score));
+        out.sort_by_key(|c| std::cmp::Reverse(c.score));
         Ok(())
     }
 
