@@ -4,6 +4,7 @@
 use regex::{Regex, RegexBuilder};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
+use super::matcher::Sequences;
 use super::normalize::MAX_LEN;
 use super::rules::{Algorithm, FormatRule, PrefixKind};
 use super::GuessError;
@@ -13,6 +14,8 @@ use super::GuessError;
 pub(crate) struct CompiledRule {
     pub rule: FormatRule,
     pub regex: Regex,
+    /// The fast matcher, when the pattern has a shape it supports.
+    pub sequences: Option<Sequences>,
     /// Index of the carrier in the catalogue.
     pub carrier: usize,
     /// The pattern names `serial`/`check` groups, so captures are needed for the checksum.
@@ -88,9 +91,11 @@ impl CompiledRule {
             PrefixKind::None => 0,
             _ => specificity(&hir),
         };
+        let sequences = Sequences::from_hir(&hir);
         Ok(CompiledRule {
             rule,
             regex,
+            sequences,
             carrier,
             captures,
             lengths,

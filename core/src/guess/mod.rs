@@ -31,6 +31,7 @@
 mod catalog;
 mod checksum;
 mod compile;
+mod matcher;
 mod normalize;
 mod rules;
 
@@ -463,21 +464,30 @@ impl Guesser {
         out.clear();
         let mut buf = [0u8; MAX_LEN];
         let mut len = 0;
-        let mut ascii = true;
-        normalize::walk(number, |c| {
-            if c.is_ascii() {
-                // `walk` stops before MAX_LEN characters are exceeded.
+        if number.is_ascii() {
+            normalize::walk_ascii(number.as_bytes(), |b| {
+                // `walk_ascii` stops before MAX_LEN characters are exceeded.
                 if let Some(slot) = buf.get_mut(len) {
-                    *slot = c as u8;
+                    *slot = b;
                     len += 1;
                 }
-            } else {
-                ascii = false;
+            })?;
+        } else {
+            let mut ascii = true;
+            normalize::walk(number, |c| {
+                if c.is_ascii() {
+                    if let Some(slot) = buf.get_mut(len) {
+                        *slot = c as u8;
+                        len += 1;
+                    }
+                } else {
+                    ascii = false;
+                }
+            })?;
+            if !ascii {
+                // Every format is ASCII; a number with other characters fits none.
+                return Ok(());
             }
-        })?;
-        if !ascii {
-            // Every format is ASCII; a number with other characters fits none.
-            return Ok(());
         }
         let bytes = &buf[..len];
         let Ok(text) = std::str::from_utf8(bytes) else {
@@ -501,29 +511,34 @@ impl Guesser {
     fn evaluate<'g>(&'g self, compiled: &'g CompiledRule, text: &str) -> Option<Candidate<'g>> {
         let rule = &compiled.rule;
         let bytes = text.as_bytes();
-        let checksum = match &rule.checksum {
-            None => {
-                if !compiled.regex.is_match(text) {
-                    return None;
-                }
-                Checksum::None
+        let spans = match &compiled.sequences {
+            Some(sequences) => Some(sequences.matches(bytes)?),
+            None if compiled.captures => {
+                let caps = compiled.regex.captures(text)?;
+                Some(matcher::Spans {
+                    serial: caps.name("serial").map(|m| (m.start(), m.end())),
+                    check: caps.name("check").map(|m| m.start()),
+                })
             }
+            None if compiled.regex.is_match(text) => None,
+            None => return None,
+        };
+        let checksum = match &rule.checksum {
+            None => Checksum::None,
             Some(spec) => {
-                let (serial, check) = if compiled.captures {
-                    let caps = compiled.regex.captures(text)?;
-                    let serial = caps.name("serial")?.as_str().as_bytes();
-                    let check = *caps.name("check")?.as_str().as_bytes().first()?;
-                    (serial, Some(check))
-                } else {
-                    if !compiled.regex.is_match(text) {
-                        return None;
-                    }
-                    let [from, to] = spec.serial.unwrap_or([0, -1]);
-                    match (resolve(from, bytes.len()), resolve(to, bytes.len())) {
-                        (Some(from), Some(to)) if from <= to && to < bytes.len() => {
-                            (&bytes[from..to], Some(bytes[to]))
+                let (serial, check) = match spans {
+                    Some(matcher::Spans {
+                        serial: Some((from, to)),
+                        check: Some(at),
+                    }) if compiled.captures => (&bytes[from..to], bytes.get(at).copied()),
+                    _ => {
+                        let [from, to] = spec.serial.unwrap_or([0, -1]);
+                        match (resolve(from, bytes.len()), resolve(to, bytes.len())) {
+                            (Some(from), Some(to)) if from <= to && to < bytes.len() => {
+                                (&bytes[from..to], Some(bytes[to]))
+                            }
+                            _ => (&bytes[..0], None),
                         }
-                        _ => (&bytes[..0], None),
                     }
                 };
                 let ok = check.is_some_and(|check| verify(spec, serial, check));

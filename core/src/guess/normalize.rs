@@ -33,6 +33,51 @@ pub fn normalize(input: &str) -> Result<String, GuessError> {
 
 /// Feeds the normalised characters of `input` to `push`, at most [`MAX_LEN`] of them.
 pub(crate) fn walk(input: &str, mut push: impl FnMut(char)) -> Result<(), GuessError> {
+    if input.is_ascii() {
+        walk_ascii(input.as_bytes(), |b| push(char::from(b)))
+    } else {
+        walk_unicode(input, push)
+    }
+}
+
+/// The same as [`walk`] for ASCII input, byte by byte: most numbers take this path.
+pub(crate) fn walk_ascii(input: &[u8], mut push: impl FnMut(u8)) -> Result<(), GuessError> {
+    // `str::trim` trims exactly these ASCII bytes (tab to carriage return, and space).
+    let is_space = |b: &u8| matches!(b, b'\t'..=b'\r' | b' ');
+    let start = input
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(input.len());
+    let end = input
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    let mut count = 0usize;
+    for (position, &b) in input[start..end].iter().enumerate() {
+        match b {
+            b' ' | b'-' => continue,
+            0..=0x1F | 0x7F => {
+                return Err(GuessError::ControlCharacter {
+                    position,
+                    codepoint: u32::from(b),
+                })
+            }
+            _ => {}
+        }
+        count += 1;
+        if count > MAX_LEN {
+            return Err(GuessError::TooLong { max: MAX_LEN });
+        }
+        push(b.to_ascii_uppercase());
+    }
+    if count == 0 {
+        return Err(GuessError::Empty);
+    }
+    Ok(())
+}
+
+/// The general path, for input with non-ASCII characters.
+fn walk_unicode(input: &str, mut push: impl FnMut(char)) -> Result<(), GuessError> {
     let mut count = 0usize;
     for (position, raw) in input.trim().chars().enumerate() {
         let c = fold_width(raw);
@@ -131,6 +176,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ascii_fast_path_agrees_with_the_general_path(input in "[\\x00-\\x7F]{0,70}") {
+            let mut fast = String::new();
+            let mut slow = String::new();
+            let a = walk_ascii(input.as_bytes(), |b| fast.push(char::from(b))).map_err(|e| e.to_string());
+            let b = walk_unicode(&input, |c| slow.push(c)).map_err(|e| e.to_string());
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(fast, slow);
+        }
+
         #[test]
         fn normalisation_is_idempotent(input in any::<String>()) {
             if let Ok(once) = normalize(&input) {

@@ -305,3 +305,60 @@ proptest! {
         }
     }
 }
+
+/// The fast matcher must agree with the regex on which rules match and where the groups are.
+fn assert_matchers_agree(text: &str) -> Result<(), TestCaseError> {
+    for compiled in &Guesser::embedded().rules {
+        let Some(sequences) = &compiled.sequences else {
+            continue;
+        };
+        let fast = sequences.matches(text.as_bytes());
+        prop_assert_eq!(
+            fast.is_some(),
+            compiled.regex.is_match(text),
+            "{} on {}",
+            &compiled.rule.id,
+            text
+        );
+        if let (Some(spans), Some(caps)) = (fast, compiled.regex.captures(text)) {
+            if compiled.captures {
+                let serial = caps.name("serial").map(|m| (m.start(), m.end()));
+                prop_assert_eq!(spans.serial, serial, "{} on {}", &compiled.rule.id, text);
+                prop_assert_eq!(spans.check, caps.name("check").map(|m| m.start()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_embedded_rule_uses_the_fast_matcher() {
+    let slow: Vec<&str> = Guesser::embedded()
+        .rules
+        .iter()
+        .filter(|r| r.sequences.is_none())
+        .map(|r| r.rule.id.as_str())
+        .collect();
+    assert!(slow.is_empty(), "{slow:?}");
+}
+
+#[test]
+fn fast_matcher_agrees_with_regex_on_every_case_number() {
+    for line in TND_CASES.lines().chain(CN_CASES.lines()) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let number = normalize(value["number"].as_str().unwrap()).unwrap();
+        assert_matchers_agree(&number).unwrap();
+    }
+}
+
+proptest! {
+    #[test]
+    fn fast_matcher_agrees_with_regex_on_digit_strings(text in "(420[0-9]{5,9})?9[0-9]{9,33}|[0-9]{8,36}") {
+        assert_matchers_agree(&text)?;
+    }
+
+    #[test]
+    fn fast_matcher_agrees_with_regex_on_letter_prefixed_strings(text in "[A-Z]{1,4}[0-9A-Z]{6,20}") {
+        assert_matchers_agree(&text)?;
+    }
+}
