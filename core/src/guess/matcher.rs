@@ -191,7 +191,7 @@ fn backtrack(seq: &Sequence, i: usize, text: &[u8], pos: usize, spans: &mut Span
         return false;
     }
     let hi = fits.min(hi);
-    let mut try_len = |n: usize, spans: &mut Spans| {
+    let try_len = |n: usize, spans: &mut Spans| {
         let saved = *spans;
         match run.group {
             Group::Serial => {
