@@ -48,4 +48,38 @@ fn bench_guess(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_guess);
-criterion_main!(benches);
+
+fn bench_parts(c: &mut Criterion) {
+    let guesser = Guesser::embedded();
+    let mut group = c.benchmark_group("parts");
+    for n in [
+        "1Z5R89390357567127",
+        "986578788855",
+        "73100123456789",
+        "9400111206206406260787",
+        "4201028200009261290113185417468510",
+        "SF1234567890123",
+        "EA123456785CN",
+    ] {
+        group.bench_function(format!("guess_{n}"), |b| {
+            let mut out = Vec::new();
+            b.iter(|| {
+                guesser.guess_into(black_box(n), &mut out).ok();
+                out.len()
+            })
+        });
+    }
+    group.bench_function("normalize", |b| {
+        b.iter(|| {
+            waybill_core::guess::normalize(black_box("4201028200009261290113185417468510")).ok()
+        })
+    });
+    let re = regex::Regex::new(r"^7[3-68]\d{12}$").unwrap();
+    group.bench_function("regex_is_match", |b| {
+        b.iter(|| re.is_match(black_box("73100123456789")))
+    });
+    group.finish();
+}
+criterion_group!(parts, bench_parts);
+
+criterion_main!(benches, parts);

@@ -116,7 +116,15 @@ impl Sequences {
 
     /// Matches the whole of `text` (ASCII), returning the group spans of the first
     /// alternative that fits.
+    #[cfg(test)]
     pub fn matches(&self, text: &[u8]) -> Option<Spans> {
+        self.matches_with(text, byte_set(text))
+    }
+
+    /// [`Sequences::matches`] given `set`, the union of the bits of the bytes of `text`
+    /// (see [`byte_set`]): a run whose class holds every byte of the text needs no check,
+    /// which skips the digit runs of all-digit numbers.
+    pub fn matches_with(&self, text: &[u8], set: u128) -> Option<Spans> {
         let len = text.len();
         'sequences: for seq in &self.sequences {
             if len < seq.min_len || len > seq.max_len {
@@ -127,7 +135,7 @@ impl Sequences {
                     serial: None,
                     check: None,
                 };
-                if backtrack(seq, 0, text, 0, &mut spans) {
+                if backtrack(seq, 0, text, set, 0, &mut spans) {
                     return Some(spans);
                 }
                 continue;
@@ -145,10 +153,12 @@ impl Sequences {
                     run.min
                 };
                 let end = pos + n;
-                for &b in &text[pos..end] {
-                    if b >= 128 || run.class & (1u128 << b) == 0 {
-                        continue 'sequences;
-                    }
+                if run.class & set != set
+                    && text[pos..end]
+                        .iter()
+                        .any(|&b| b >= 128 || run.class & (1u128 << b) == 0)
+                {
+                    continue 'sequences;
                 }
                 match run.group {
                     Group::Serial => {
@@ -168,7 +178,14 @@ impl Sequences {
 
 /// Tries run `i` at `pos` with every allowed length, in the order the regex engine
 /// prefers (longest first for greedy runs), then the rest.
-fn backtrack(seq: &Sequence, i: usize, text: &[u8], pos: usize, spans: &mut Spans) -> bool {
+fn backtrack(
+    seq: &Sequence,
+    i: usize,
+    text: &[u8],
+    set: u128,
+    pos: usize,
+    spans: &mut Spans,
+) -> bool {
     let Some(run) = seq.runs.get(i) else {
         return pos == text.len();
     };
@@ -183,10 +200,14 @@ fn backtrack(seq: &Sequence, i: usize, text: &[u8], pos: usize, spans: &mut Span
         return false;
     }
     // The longest prefix of the remaining text inside the class bounds every length.
-    let fits = text[pos..pos + hi]
-        .iter()
-        .take_while(|&&b| b < 128 && run.class & (1u128 << b) != 0)
-        .count();
+    let fits = if run.class & set == set {
+        hi
+    } else {
+        text[pos..pos + hi]
+            .iter()
+            .take_while(|&&b| b < 128 && run.class & (1u128 << b) != 0)
+            .count()
+    };
     if fits < lo {
         return false;
     }
@@ -201,7 +222,7 @@ fn backtrack(seq: &Sequence, i: usize, text: &[u8], pos: usize, spans: &mut Span
             Group::Check if spans.check.is_none() && n > 0 => spans.check = Some(pos),
             _ => {}
         }
-        if backtrack(seq, i + 1, text, pos + n, spans) {
+        if backtrack(seq, i + 1, text, set, pos + n, spans) {
             return true;
         }
         *spans = saved;
@@ -212,6 +233,16 @@ fn backtrack(seq: &Sequence, i: usize, text: &[u8], pos: usize, spans: &mut Span
     } else {
         (lo..=hi).any(|n| try_len(n, spans))
     }
+}
+
+/// The union of the bits of the bytes of `text`; a non-ASCII byte sets no bit but makes the
+/// set match no class, so such text is always checked byte by byte.
+pub(crate) fn byte_set(text: &[u8]) -> u128 {
+    let mut set = 0u128;
+    for &b in text {
+        set |= if b < 128 { 1u128 << b } else { u128::MAX };
+    }
+    set
 }
 
 fn expand(hir: &Hir, group: Group) -> Option<Vec<Vec<Item>>> {

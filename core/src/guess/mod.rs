@@ -290,8 +290,10 @@ const REGION_PRIOR: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct Guesser {
     rules: Vec<CompiledRule>,
-    /// Rule indexes by normalised length.
-    by_len: Vec<Vec<u32>>,
+    /// Rule indexes that can match a number of a given length and first byte, flattened:
+    /// bucket `len * 128 + first` is `index[buckets[b].0 .. buckets[b].1]`.
+    index: Vec<u32>,
+    buckets: Vec<(u32, u32)>,
     catalog: Catalog,
     /// S10 posts by country code (`(a - 'A') * 26 + (b - 'A')`).
     posts: Arc<Vec<Option<Post>>>,
@@ -325,7 +327,8 @@ impl Guesser {
         }
         let mut g = Guesser {
             rules: Vec::new(),
-            by_len: vec![Vec::new(); MAX_LEN + 1],
+            index: Vec::new(),
+            buckets: Vec::new(),
             catalog: Catalog::default(),
             posts: Arc::new(posts),
             region: "CN".into(),
@@ -394,15 +397,28 @@ impl Guesser {
                 id: compiled.rule.id.clone(),
                 problem: "too many rules".into(),
             })?;
-            for (len, bucket) in self.by_len.iter_mut().enumerate() {
-                if compiled.lengths & (1u128 << len) != 0 {
-                    bucket.push(index);
-                }
-            }
+            debug_assert_eq!(index as usize, self.rules.len());
             self.catalog.add_format(carrier, &compiled.rule.id);
             self.rules.push(compiled);
         }
+        self.rebuild_buckets();
         Ok(())
+    }
+
+    fn rebuild_buckets(&mut self) {
+        self.index.clear();
+        self.buckets.clear();
+        for len in 0..=MAX_LEN {
+            for first in 0..128u8 {
+                let start = self.index.len() as u32;
+                for (i, rule) in self.rules.iter().enumerate() {
+                    if rule.lengths & (1u128 << len) != 0 && rule.allows_first(first) {
+                        self.index.push(i as u32);
+                    }
+                }
+                self.buckets.push((start, self.index.len() as u32));
+            }
+        }
     }
 
     /// Sets the region prior (`CN`, `US`, …) that breaks ties.
@@ -490,37 +506,41 @@ impl Guesser {
             }
         }
         let bytes = &buf[..len];
-        let Ok(text) = std::str::from_utf8(bytes) else {
+        let first = usize::from(bytes[0]);
+        let Some(&(start, end)) = self.buckets.get(len * 128 + first) else {
             return Ok(());
         };
-        let first = bytes[0];
-        for &index in &self.by_len[len] {
-            let compiled = &self.rules[index as usize];
-            if !compiled.allows_first(first) {
-                continue;
-            }
-            if let Some(candidate) = self.evaluate(compiled, text) {
-                out.push(candidate);
+        let set = matcher::byte_set(bytes);
+        for &index in &self.index[start as usize..end as usize] {
+            if let Some(candidate) = self.evaluate(&self.rules[index as usize], bytes, set) {
+                // Insertion keeps the list sorted by score, equal scores in rule order;
+                // lists are short, so this beats a sort call.
+                let at = out.partition_point(|c| c.score >= candidate.score);
+                out.insert(at, candidate);
             }
         }
-        // Stable: equal scores keep rule order.
-        out.sort_by_key(|c| std::cmp::Reverse(c.score));
         Ok(())
     }
 
-    fn evaluate<'g>(&'g self, compiled: &'g CompiledRule, text: &str) -> Option<Candidate<'g>> {
+    fn evaluate<'g>(
+        &'g self,
+        compiled: &'g CompiledRule,
+        bytes: &[u8],
+        set: u128,
+    ) -> Option<Candidate<'g>> {
         let rule = &compiled.rule;
-        let bytes = text.as_bytes();
+        // Only patterns the fast matcher cannot take need the text as `str`.
+        let text = || std::str::from_utf8(bytes).ok();
         let spans = match &compiled.sequences {
-            Some(sequences) => Some(sequences.matches(bytes)?),
+            Some(sequences) => Some(sequences.matches_with(bytes, set)?),
             None if compiled.captures => {
-                let caps = compiled.regex.captures(text)?;
+                let caps = compiled.regex.captures(text()?)?;
                 Some(matcher::Spans {
                     serial: caps.name("serial").map(|m| (m.start(), m.end())),
                     check: caps.name("check").map(|m| m.start()),
                 })
             }
-            None if compiled.regex.is_match(text) => None,
+            None if compiled.regex.is_match(text()?) => None,
             None => return None,
         };
         let checksum = match &rule.checksum {
