@@ -19,4 +19,4 @@ python3 "$here/make_corpus.py" "$corpus" "${REPEAT:-200}"
 "$peers/venv/bin/python" "$here/py_tracking_numbers.py" "$corpus"
 NODE_PATH="$peers/node_modules" node "$here/ts_tracking_number.js" "$corpus"
 cd "$repo"
-cargo bench -p waybill-core --bench guess -- --noplot guess/
+cargo bench -p waybill-core --bench guess -- --noplot

@@ -480,11 +480,14 @@ impl Guesser {
         out.clear();
         let mut buf = [0u8; MAX_LEN];
         let mut len = 0;
+        // The union of the bits of the normalised bytes, for the matcher's shortcut.
+        let mut set = 0u128;
         if number.is_ascii() {
             normalize::walk_ascii(number.as_bytes(), |b| {
                 // `walk_ascii` stops before MAX_LEN characters are exceeded.
                 if let Some(slot) = buf.get_mut(len) {
                     *slot = b;
+                    set |= 1u128 << (b & 0x7F);
                     len += 1;
                 }
             })?;
@@ -504,13 +507,13 @@ impl Guesser {
                 // Every format is ASCII; a number with other characters fits none.
                 return Ok(());
             }
+            set = matcher::byte_set(&buf[..len]);
         }
         let bytes = &buf[..len];
         let first = usize::from(bytes[0]);
         let Some(&(start, end)) = self.buckets.get(len * 128 + first) else {
             return Ok(());
         };
-        let set = matcher::byte_set(bytes);
         for &index in &self.index[start as usize..end as usize] {
             if let Some(candidate) = self.evaluate(&self.rules[index as usize], bytes, set) {
                 // Insertion keeps the list sorted by score, equal scores in rule order;
