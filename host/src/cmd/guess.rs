@@ -104,6 +104,8 @@ fn write_one<'g>(
     out: &mut impl Write,
 ) -> io::Result<bool> {
     let result = guesser.guess_into(number, candidates);
+    // Shown as given, without the surrounding blanks of a pasted or piped line.
+    let number = number.trim();
     let valid = result.is_ok();
     let error = result.err().map(|e| e.to_string());
     match format {
