@@ -143,3 +143,59 @@ fn write_one<'g>(
     }
     Ok(valid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(number: &str, format: OutputFormat) -> (String, bool) {
+        let mut out = Vec::new();
+        let mut candidates = Vec::new();
+        let ok = write_one(
+            Guesser::embedded(),
+            number,
+            format,
+            &mut candidates,
+            &mut out,
+        )
+        .unwrap();
+        (String::from_utf8(out).unwrap(), ok)
+    }
+
+    #[test]
+    fn json_line_has_number_and_ranked_candidates() {
+        let (text, ok) = line(" EA123456785CN\n", OutputFormat::Json);
+        assert!(ok);
+        let value: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(value["number"], "EA123456785CN");
+        let first = &value["candidates"][0];
+        assert_eq!(first["carrier"], "ems");
+        assert_eq!(first["checksum"], "verified");
+        for field in ["format", "score", "reason"] {
+            assert!(!first[field].is_null(), "{field}");
+        }
+        assert!(value.get("error").is_none());
+    }
+
+    #[test]
+    fn invalid_number_is_reported_on_its_own_line() {
+        let (text, ok) = line("12\u{7}3", OutputFormat::Json);
+        assert!(!ok);
+        let value: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert!(value["error"]
+            .as_str()
+            .unwrap()
+            .contains("control character"));
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn text_line_lists_candidates_best_first() {
+        let (text, _) = line("73100123456789", OutputFormat::Text);
+        assert!(
+            text.starts_with("73100123456789\tzhongtong/zto_14 (none,"),
+            "{text}"
+        );
+        assert!(text.contains("dhl/dhl_ecommerce_14"));
+    }
+}
