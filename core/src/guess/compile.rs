@@ -24,6 +24,8 @@ pub(crate) struct CompiledRule {
     pub lengths: u128,
     /// Bit `b` set: the rule can match a number starting with ASCII byte `b`.
     pub first: u128,
+    /// The same for the second byte (all bits when not known).
+    pub second: u128,
     /// How much of the start is fixed: 2 per literal character, 1 per small class.
     pub specificity: u32,
 }
@@ -92,7 +94,9 @@ impl CompiledRule {
             _ => specificity(&hir),
         };
         let sequences = Sequences::from_hir(&hir);
+        let second = sequences.as_ref().map_or(u128::MAX, |s| s.class_at(1));
         Ok(CompiledRule {
+            second,
             rule,
             regex,
             sequences,
@@ -102,6 +106,10 @@ impl CompiledRule {
             first,
             specificity,
         })
+    }
+
+    pub fn allows_second(&self, byte: u8) -> bool {
+        byte < 128 && self.second & (1u128 << byte) != 0
     }
 
     pub fn allows_first(&self, byte: u8) -> bool {

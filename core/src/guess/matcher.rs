@@ -116,6 +116,27 @@ impl Sequences {
 
     /// Matches the whole of `text` (ASCII), returning the group spans of the first
     /// alternative that fits.
+    /// The bytes a match can have at `pos` (all of them when the position is not fixed).
+    pub fn class_at(&self, pos: usize) -> u128 {
+        let mut union = 0u128;
+        for seq in &self.sequences {
+            let mut offset = 0;
+            let mut class = u128::MAX;
+            for run in &seq.runs {
+                if pos < offset + run.min {
+                    class = run.class;
+                    break;
+                }
+                if run.min != run.max {
+                    break;
+                }
+                offset += run.min;
+            }
+            union |= class;
+        }
+        union
+    }
+
     #[cfg(test)]
     pub fn matches(&self, text: &[u8]) -> Option<Spans> {
         self.matches_with(text, byte_set(text))
@@ -234,6 +255,9 @@ fn backtrack(
         (lo..=hi).any(|n| try_len(n, spans))
     }
 }
+
+/// The byte set of a text made of digits only.
+pub(crate) const DIGITS: u128 = 0x3FF << b'0';
 
 /// The union of the bits of the bytes of `text`; a non-ASCII byte sets no bit but makes the
 /// set match no class, so such text is always checked byte by byte.
@@ -421,6 +445,18 @@ mod tests {
             .parse(pattern)
             .unwrap();
         Sequences::from_hir(&hir)
+    }
+
+    #[test]
+    fn class_at_is_exact_for_fixed_positions_and_open_after_variable_runs() {
+        let m = compile(r"^(?:GM|LX)[A-Z]*\d$").unwrap();
+        assert_eq!(m.class_at(1), byte_bit(b'M') | byte_bit(b'X'));
+        assert_eq!(m.class_at(2), u128::MAX);
+    }
+
+    #[test]
+    fn digit_byte_set_is_the_set_of_the_ten_digits() {
+        assert_eq!(DIGITS, byte_set(b"0123456789"));
     }
 
     #[test]

@@ -298,6 +298,8 @@ pub struct Guesser {
     /// S10 posts by country code (`(a - 'A') * 26 + (b - 'A')`).
     posts: Arc<Vec<Option<Post>>>,
     region: String,
+    /// Per rule: its region is the region prior.
+    in_region: Vec<bool>,
 }
 
 impl Guesser {
@@ -332,6 +334,7 @@ impl Guesser {
             catalog: Catalog::default(),
             posts: Arc::new(posts),
             region: "CN".into(),
+            in_region: Vec::new(),
         };
         g.apply(set)?;
         Ok(g)
@@ -402,7 +405,16 @@ impl Guesser {
             self.rules.push(compiled);
         }
         self.rebuild_buckets();
+        self.rebuild_region();
         Ok(())
+    }
+
+    fn rebuild_region(&mut self) {
+        self.in_region = self
+            .rules
+            .iter()
+            .map(|r| r.rule.region.eq_ignore_ascii_case(&self.region))
+            .collect();
     }
 
     fn rebuild_buckets(&mut self) {
@@ -424,6 +436,7 @@ impl Guesser {
     /// Sets the region prior (`CN`, `US`, …) that breaks ties.
     pub fn set_region(&mut self, region: &str) {
         self.region = region.trim().to_ascii_uppercase();
+        self.rebuild_region();
     }
 
     /// The guesser with another region prior.
@@ -480,14 +493,27 @@ impl Guesser {
         out.clear();
         let mut buf = [0u8; MAX_LEN];
         let mut len = 0;
-        // The union of the bits of the normalised bytes, for the matcher's shortcut.
-        let mut set = 0u128;
-        if number.is_ascii() {
+        // Most numbers are all digits; their byte set is then known without a second pass.
+        let mut digits = true;
+        let raw = number.as_bytes();
+        // Already normalised (digits and capitals only, as machines print them): copy it.
+        let (clean, all_digits) = raw.iter().fold((true, true), |(clean, digits), &b| {
+            let digit = b.wrapping_sub(b'0') < 10;
+            (
+                clean & (digit | (b.wrapping_sub(b'A') < 26)),
+                digits & digit,
+            )
+        });
+        if clean && !raw.is_empty() && raw.len() <= MAX_LEN {
+            buf[..raw.len()].copy_from_slice(raw);
+            len = raw.len();
+            digits = all_digits;
+        } else if number.is_ascii() {
             normalize::walk_ascii(number.as_bytes(), |b| {
                 // `walk_ascii` stops before MAX_LEN characters are exceeded.
                 if let Some(slot) = buf.get_mut(len) {
                     *slot = b;
-                    set |= 1u128 << (b & 0x7F);
+                    digits &= b.is_ascii_digit();
                     len += 1;
                 }
             })?;
@@ -507,15 +533,27 @@ impl Guesser {
                 // Every format is ASCII; a number with other characters fits none.
                 return Ok(());
             }
-            set = matcher::byte_set(&buf[..len]);
+            digits = false;
         }
         let bytes = &buf[..len];
+        // The union of the bits of the normalised bytes, for the matcher's shortcut.
+        let set = if digits {
+            matcher::DIGITS
+        } else {
+            matcher::byte_set(bytes)
+        };
         let first = usize::from(bytes[0]);
         let Some(&(start, end)) = self.buckets.get(len * 128 + first) else {
             return Ok(());
         };
+        let second = bytes.get(1).copied();
         for &index in &self.index[start as usize..end as usize] {
-            if let Some(candidate) = self.evaluate(&self.rules[index as usize], bytes, set) {
+            let rule = &self.rules[index as usize];
+            if second.is_some_and(|b| !rule.allows_second(b)) {
+                continue;
+            }
+            let in_region = self.in_region[index as usize];
+            if let Some(candidate) = self.evaluate(rule, bytes, set, in_region) {
                 // Insertion keeps the list sorted by score, equal scores in rule order;
                 // lists are short, so this beats a sort call.
                 let at = out.partition_point(|c| c.score >= candidate.score);
@@ -530,6 +568,7 @@ impl Guesser {
         compiled: &'g CompiledRule,
         bytes: &[u8],
         set: u128,
+        region_prior: bool,
     ) -> Option<Candidate<'g>> {
         let rule = &compiled.rule;
         // Only patterns the fast matcher cannot take need the text as `str`.
@@ -580,7 +619,6 @@ impl Guesser {
             }
             None => None,
         };
-        let region_prior = rule.region == self.region;
         let tier = match (checksum, rule.prefix) {
             (Checksum::Verified, _) => 4,
             (Checksum::Failed, _) => 0,

@@ -41,6 +41,7 @@ pub(crate) fn walk(input: &str, mut push: impl FnMut(char)) -> Result<(), GuessE
 }
 
 /// The same as [`walk`] for ASCII input, byte by byte: most numbers take this path.
+#[inline]
 pub(crate) fn walk_ascii(input: &[u8], mut push: impl FnMut(u8)) -> Result<(), GuessError> {
     // `str::trim` trims exactly these ASCII bytes (tab to carriage return, and space).
     let is_space = |b: &u8| matches!(b, b'\t'..=b'\r' | b' ');
