@@ -26,8 +26,9 @@
 pub mod carrier;
 pub mod clock;
 pub mod dialect;
+pub mod guess;
 pub mod model;
-pub mod policy;
 pub mod normalize;
+pub mod policy;
 pub mod sign;
 pub mod state;

@@ -41,6 +41,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: cmd::OutputFormat,
     },
+    /// Guess the carrier of tracking numbers (`-` reads one per line from stdin).
+    Guess(cmd::guess::GuessArgs),
+    /// List every carrier the guesser knows, with aliases, names and formats.
+    Carriers(cmd::carriers::CarriersArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
             phone,
             format,
         } => cmd::track::run(&company, &number, phone, format == cmd::OutputFormat::Json),
+        Command::Guess(args) => cmd::guess::run(args),
+        Command::Carriers(args) => cmd::carriers::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,8 +1,10 @@
 //! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
 
-pub mod simulate;
+pub mod carriers;
+pub mod guess;
 pub mod normalize;
 pub mod plugins;
+pub mod simulate;
 pub mod track;
 pub mod version;
 

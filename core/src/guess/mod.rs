@@ -1,0 +1,695 @@
+//! Which carrier issued a tracking number?
+//!
+//! The guesser matches a normalised number against number formats kept as data (the
+//! embedded `core/rules/carriers.json`, extendable at runtime) and returns every carrier
+//! whose format fits, best first. Ranking, strongest evidence first:
+//!
+//! 1. the check digit is verified;
+//! 2. a literal (letter) prefix with the exact length, e.g. `SF` + 13 digits;
+//! 3. a numeric prefix, e.g. ZTO's 14 digits starting `73`–`76` or `78`;
+//! 4. the length alone, e.g. DHL eCommerce's "any 14 digits".
+//!
+//! Within a tier, current formats come before legacy ones, a passing hint check (China
+//! Post/EMS domestic S10-style digit) comes next, then the longer fixed prefix; the region
+//! prior (default `CN`) breaks the remaining ties. Formats whose check digit does not
+//! match are still listed, last, with [`Checksum::Failed`].
+//!
+//! UPU S10 numbers from China map to `ems` (service `E?`) or `youzhengguoji` (others);
+//! S10 numbers of every other listed post map to the generic carrier `s10`, and the reason
+//! names the post.
+//!
+//! ```
+//! use waybill_core::guess::{Checksum, Guesser};
+//! let g = Guesser::embedded();
+//! let found = g.guess("sf1234567890123").unwrap();
+//! assert_eq!(found[0].carrier, "shunfeng");
+//!
+//! let s10 = g.guess("EA123456785CN").unwrap();
+//! assert_eq!((s10[0].carrier, s10[0].checksum), ("ems", Checksum::Verified));
+//! ```
+
+mod catalog;
+mod checksum;
+mod compile;
+mod matcher;
+mod normalize;
+mod rules;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Serialize, Serializer};
+
+pub use catalog::{catalog, CarrierEntry, Catalog};
+pub use normalize::{normalize, MAX_LEN};
+pub use rules::{
+    Algorithm, CarrierInfo, CheckSpec, FormatRule, LengthSpec, Post, PrefixKind, Prepend, RuleSet,
+};
+
+use compile::CompiledRule;
+use rules::CountryFile;
+
+/// Why a number could not be guessed, or why rules could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum GuessError {
+    /// Nothing is left once spaces and dashes are removed.
+    #[error("the tracking number is empty (after removing spaces and dashes)")]
+    Empty,
+    /// Too long to be a tracking number.
+    #[error(
+        "the tracking number is longer than {max} characters (after removing spaces and dashes)"
+    )]
+    TooLong {
+        /// The limit, [`MAX_LEN`].
+        max: usize,
+    },
+    /// A control character (tab, newline, NUL…) inside the number.
+    #[error(
+        "the tracking number contains control character U+{codepoint:04X} at character {position}"
+    )]
+    ControlCharacter {
+        /// Index of the character in the trimmed input.
+        position: usize,
+        /// Its Unicode code point.
+        codepoint: u32,
+    },
+    /// The rule text is not JSON of the rule schema.
+    #[error("rule file is not valid: {source}")]
+    RuleFile {
+        /// The parser's error, with line and column.
+        source: serde_json::Error,
+    },
+    /// A format's pattern does not compile.
+    #[error("format `{id}`: pattern does not compile: {message}")]
+    BadPattern {
+        /// Format id.
+        id: String,
+        /// The regex compiler's message.
+        message: String,
+    },
+    /// A format is inconsistent.
+    #[error("format `{id}`: {problem}")]
+    BadRule {
+        /// Format id.
+        id: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A carrier entry is inconsistent.
+    #[error("carrier `{code}`: {problem}")]
+    BadCarrier {
+        /// Carrier code.
+        code: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A format names a carrier that is neither known nor in the same rule set.
+    #[error("format `{id}` names carrier `{carrier}`, which is not in the catalogue")]
+    UnknownCarrier {
+        /// Format id.
+        id: String,
+        /// The carrier it names.
+        carrier: String,
+    },
+    /// A format id is already taken.
+    #[error("format `{id}` already exists")]
+    DuplicateFormat {
+        /// Format id.
+        id: String,
+    },
+    /// A carrier code is already taken.
+    #[error("carrier `{code}` already exists")]
+    DuplicateCarrier {
+        /// Carrier code.
+        code: String,
+    },
+    /// An alias or name already resolves to another carrier.
+    #[error("carrier `{code}`: name `{alias}` already belongs to `{other}`")]
+    AliasTaken {
+        /// The name.
+        alias: String,
+        /// The carrier being added.
+        code: String,
+        /// The carrier that has it.
+        other: String,
+    },
+}
+
+/// What the check digit said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checksum {
+    /// The format has a check digit and it matches.
+    Verified,
+    /// The format has a check digit and it does not match.
+    Failed,
+    /// A hint check (not a published algorithm) matches.
+    HintMatched,
+    /// A hint check does not match; this does not count against the candidate.
+    HintFailed,
+    /// The format has no check digit.
+    None,
+}
+
+impl Checksum {
+    /// The snake_case name also used in JSON.
+    ///
+    /// ```
+    /// assert_eq!(waybill_core::guess::Checksum::HintMatched.as_str(), "hint_matched");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Checksum::Verified => "verified",
+            Checksum::Failed => "failed",
+            Checksum::HintMatched => "hint_matched",
+            Checksum::HintFailed => "hint_failed",
+            Checksum::None => "none",
+        }
+    }
+}
+
+/// One possible carrier for a number.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate<'g> {
+    /// Carrier code (kuaidi100 company code where one exists).
+    pub carrier: &'g str,
+    /// Format id.
+    pub format: &'g str,
+    /// Check digit outcome.
+    pub checksum: Checksum,
+    /// Rank score; higher is more likely. Only the order is meaningful.
+    pub score: u32,
+    /// One line saying why.
+    pub reason: Reason<'g>,
+}
+
+/// Why a candidate matched, rendered as one line by `Display` (and in JSON).
+#[derive(Clone)]
+pub struct Reason<'g> {
+    rule: &'g FormatRule,
+    checksum: Checksum,
+    post: Option<&'g Post>,
+    region_prior: bool,
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rule = self.rule;
+        f.write_str(&rule.name)?;
+        f.write_str(match rule.prefix {
+            PrefixKind::Literal => ": literal prefix, exact length",
+            PrefixKind::Numeric => ": numeric prefix and length",
+            PrefixKind::None => ": length and characters only",
+        })?;
+        let label = rule.checksum.as_ref().map_or("", |c| c.algorithm.label());
+        match self.checksum {
+            Checksum::Verified => write!(f, "; {label} check digit verified")?,
+            Checksum::Failed => write!(f, "; {label} check digit does NOT match")?,
+            Checksum::HintMatched => write!(f, "; {label}-style check digit matches (hint)")?,
+            Checksum::HintFailed => {
+                write!(f, "; {label}-style check digit does not match (hint only)")?;
+            }
+            Checksum::None => f.write_str("; no check digit")?,
+        }
+        if let Some(post) = self.post {
+            write!(f, "; {} ({})", post.post, post.country)?;
+        }
+        if rule.legacy {
+            f.write_str("; older or less certain format")?;
+        }
+        if self.region_prior {
+            write!(f, "; region {}", rule.region)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl Serialize for Reason<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Candidate<'_> {
+    /// The same candidate with owned strings, for keeping beyond the guesser's borrow.
+    pub fn to_owned_candidate(&self) -> OwnedCandidate {
+        OwnedCandidate {
+            carrier: self.carrier.to_owned(),
+            format: self.format.to_owned(),
+            checksum: self.checksum,
+            score: self.score,
+            reason: self.reason.to_string(),
+        }
+    }
+}
+
+/// A [`Candidate`] that owns its strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnedCandidate {
+    /// Carrier code.
+    pub carrier: String,
+    /// Format id.
+    pub format: String,
+    /// Check digit outcome.
+    pub checksum: Checksum,
+    /// Rank score.
+    pub score: u32,
+    /// One line saying why.
+    pub reason: String,
+}
+
+/// Tier weights: a tier always outranks everything below it.
+const TIER: u32 = 10_000;
+const CURRENT_FORMAT: u32 = 4_000;
+const HINT_MATCHED: u32 = 2_000;
+const PER_SPECIFICITY: u32 = 20;
+const MAX_SPECIFICITY: u32 = 40;
+const REGION_PRIOR: u32 = 10;
+
+/// The carrier guesser: rules, catalogue and region prior.
+///
+/// Build it once and share it; [`Guesser::embedded`] is a ready, process-wide instance.
+///
+/// ```
+/// use waybill_core::guess::{Guesser, RuleSet};
+/// let mut g = Guesser::default();
+/// g.extend(RuleSet::from_json(r#"{
+///   "carriers": [{"code": "acme", "name_zh": "阿克米", "name_en": "Acme"}],
+///   "formats": [{"id": "acme", "carrier": "acme", "name": "Acme (AC + 10 digits)",
+///                "pattern": "^AC\\d{10}$", "prefix": "literal", "region": "CN"}]
+/// }"#).unwrap()).unwrap();
+/// assert_eq!(g.guess("AC 0123456789").unwrap()[0].carrier, "acme");
+/// assert_eq!(g.catalog().resolve("Acme"), Some("acme"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Guesser {
+    rules: Vec<CompiledRule>,
+    /// Rule indexes that can match a number of a given length and first byte, flattened:
+    /// bucket `len * 128 + first` is `index[buckets[b].0 .. buckets[b].1]`.
+    index: Vec<u32>,
+    buckets: Vec<(u32, u32)>,
+    catalog: Catalog,
+    /// S10 posts by country code (`(a - 'A') * 26 + (b - 'A')`).
+    posts: Arc<Vec<Option<Post>>>,
+    region: String,
+    /// Per rule: its region is the region prior.
+    in_region: Vec<bool>,
+}
+
+impl Guesser {
+    /// The guesser built from the embedded rules, built once per process.
+    pub fn embedded() -> &'static Guesser {
+        static EMBEDDED: OnceLock<Guesser> = OnceLock::new();
+        EMBEDDED.get_or_init(|| {
+            // The embedded files are fixed at build time and checked by the tests.
+            Guesser::from_rules(RuleSet::embedded().expect("embedded rule file parses"))
+                .expect("embedded rules compile")
+        })
+    }
+
+    /// A guesser with only the given rules (plus the embedded S10 country list).
+    ///
+    /// # Errors
+    ///
+    /// Any [`GuessError`] about rules: bad pattern, unknown carrier, duplicate id or alias.
+    pub fn from_rules(set: RuleSet) -> Result<Self, GuessError> {
+        let file: CountryFile = serde_json::from_str(rules::EMBEDDED_COUNTRIES)
+            .map_err(|source| GuessError::RuleFile { source })?;
+        let mut posts = vec![None; 26 * 26];
+        for post in file.countries {
+            if let Some(i) = country_index(post.code.as_bytes()) {
+                posts[i] = Some(post);
+            }
+        }
+        let mut g = Guesser {
+            rules: Vec::new(),
+            index: Vec::new(),
+            buckets: Vec::new(),
+            catalog: Catalog::default(),
+            posts: Arc::new(posts),
+            region: "CN".into(),
+            in_region: Vec::new(),
+        };
+        g.apply(set)?;
+        Ok(g)
+    }
+
+    /// The embedded rules plus `extra`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guesser::extend`].
+    pub fn with_rules(extra: RuleSet) -> Result<Self, GuessError> {
+        let mut g = Self::embedded().clone();
+        g.extend(extra)?;
+        Ok(g)
+    }
+
+    /// Adds carriers and formats. All or nothing: on error the guesser is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`GuessError::BadPattern`], [`GuessError::BadRule`], [`GuessError::UnknownCarrier`],
+    /// [`GuessError::DuplicateFormat`], [`GuessError::DuplicateCarrier`],
+    /// [`GuessError::AliasTaken`].
+    pub fn extend(&mut self, set: RuleSet) -> Result<(), GuessError> {
+        let mut next = self.clone();
+        next.apply(set)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// Adds formats of carriers already in the catalogue.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guesser::extend`].
+    pub fn extend_formats(
+        &mut self,
+        formats: impl IntoIterator<Item = FormatRule>,
+    ) -> Result<(), GuessError> {
+        self.extend(RuleSet {
+            about: None,
+            carriers: Vec::new(),
+            formats: formats.into_iter().collect(),
+        })
+    }
+
+    fn apply(&mut self, set: RuleSet) -> Result<(), GuessError> {
+        for carrier in &set.carriers {
+            self.catalog.add(carrier)?;
+        }
+        for rule in set.formats {
+            if self.rules.iter().any(|r| r.rule.id == rule.id) {
+                return Err(GuessError::DuplicateFormat { id: rule.id });
+            }
+            let Some(carrier) = self.catalog.position(&rule.carrier) else {
+                return Err(GuessError::UnknownCarrier {
+                    id: rule.id,
+                    carrier: rule.carrier,
+                });
+            };
+            let compiled = CompiledRule::new(rule, carrier)?;
+            let index = u32::try_from(self.rules.len()).map_err(|_| GuessError::BadRule {
+                id: compiled.rule.id.clone(),
+                problem: "too many rules".into(),
+            })?;
+            debug_assert_eq!(index as usize, self.rules.len());
+            self.catalog.add_format(carrier, &compiled.rule.id);
+            self.rules.push(compiled);
+        }
+        self.rebuild_buckets();
+        self.rebuild_region();
+        Ok(())
+    }
+
+    fn rebuild_region(&mut self) {
+        self.in_region = self
+            .rules
+            .iter()
+            .map(|r| r.rule.region.eq_ignore_ascii_case(&self.region))
+            .collect();
+    }
+
+    fn rebuild_buckets(&mut self) {
+        self.index.clear();
+        self.buckets.clear();
+        for len in 0..=MAX_LEN {
+            for first in 0..128u8 {
+                let start = self.index.len() as u32;
+                for (i, rule) in self.rules.iter().enumerate() {
+                    if rule.lengths & (1u128 << len) != 0 && rule.allows_first(first) {
+                        self.index.push(i as u32);
+                    }
+                }
+                self.buckets.push((start, self.index.len() as u32));
+            }
+        }
+    }
+
+    /// Sets the region prior (`CN`, `US`, …) that breaks ties.
+    pub fn set_region(&mut self, region: &str) {
+        self.region = region.trim().to_ascii_uppercase();
+        self.rebuild_region();
+    }
+
+    /// The guesser with another region prior.
+    ///
+    /// ```
+    /// use waybill_core::guess::Guesser;
+    /// let us = Guesser::default().with_region("us");
+    /// assert_eq!(us.region(), "US");
+    /// ```
+    #[must_use]
+    pub fn with_region(mut self, region: &str) -> Self {
+        self.set_region(region);
+        self
+    }
+
+    /// The region prior.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The carrier catalogue (embedded carriers plus any added).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// All formats, in rule order.
+    pub fn formats(&self) -> impl Iterator<Item = &FormatRule> {
+        self.rules.iter().map(|r| &r.rule)
+    }
+
+    /// All candidate carriers for `number`, best first. An input that fits no format gives
+    /// an empty list.
+    ///
+    /// # Errors
+    ///
+    /// [`GuessError::Empty`], [`GuessError::TooLong`], [`GuessError::ControlCharacter`].
+    pub fn guess(&self, number: &str) -> Result<Vec<Candidate<'_>>, GuessError> {
+        let mut out = Vec::new();
+        self.guess_into(number, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Guesser::guess`], reusing `out` (cleared first) to avoid an allocation per
+    /// number when guessing many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guesser::guess`].
+    pub fn guess_into<'g>(
+        &'g self,
+        number: &str,
+        out: &mut Vec<Candidate<'g>>,
+    ) -> Result<(), GuessError> {
+        out.clear();
+        let mut buf = [0u8; MAX_LEN];
+        let mut len = 0;
+        // Most numbers are all digits; their byte set is then known without a second pass.
+        let mut digits = true;
+        let raw = number.as_bytes();
+        // Already normalised (digits and capitals only, as machines print them): copy it.
+        let (clean, all_digits) = raw.iter().fold((true, true), |(clean, digits), &b| {
+            let digit = b.wrapping_sub(b'0') < 10;
+            (
+                clean & (digit | (b.wrapping_sub(b'A') < 26)),
+                digits & digit,
+            )
+        });
+        if clean && !raw.is_empty() && raw.len() <= MAX_LEN {
+            buf[..raw.len()].copy_from_slice(raw);
+            len = raw.len();
+            digits = all_digits;
+        } else if number.is_ascii() {
+            normalize::walk_ascii(number.as_bytes(), |b| {
+                // `walk_ascii` stops before MAX_LEN characters are exceeded.
+                if let Some(slot) = buf.get_mut(len) {
+                    *slot = b;
+                    digits &= b.is_ascii_digit();
+                    len += 1;
+                }
+            })?;
+        } else {
+            let mut ascii = true;
+            normalize::walk(number, |c| {
+                if c.is_ascii() {
+                    if let Some(slot) = buf.get_mut(len) {
+                        *slot = c as u8;
+                        len += 1;
+                    }
+                } else {
+                    ascii = false;
+                }
+            })?;
+            if !ascii {
+                // Every format is ASCII; a number with other characters fits none.
+                return Ok(());
+            }
+            digits = false;
+        }
+        let bytes = &buf[..len];
+        // The union of the bits of the normalised bytes, for the matcher's shortcut.
+        let set = if digits {
+            matcher::DIGITS
+        } else {
+            matcher::byte_set(bytes)
+        };
+        let first = usize::from(bytes[0]);
+        let Some(&(start, end)) = self.buckets.get(len * 128 + first) else {
+            return Ok(());
+        };
+        let second = bytes.get(1).copied();
+        for &index in &self.index[start as usize..end as usize] {
+            let rule = &self.rules[index as usize];
+            if second.is_some_and(|b| !rule.allows_second(b)) {
+                continue;
+            }
+            let in_region = self.in_region[index as usize];
+            if let Some(candidate) = self.evaluate(rule, bytes, set, in_region) {
+                // Insertion keeps the list sorted by score, equal scores in rule order;
+                // lists are short, so this beats a sort call.
+                let at = out.partition_point(|c| c.score >= candidate.score);
+                out.insert(at, candidate);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate<'g>(
+        &'g self,
+        compiled: &'g CompiledRule,
+        bytes: &[u8],
+        set: u128,
+        region_prior: bool,
+    ) -> Option<Candidate<'g>> {
+        let rule = &compiled.rule;
+        // Only patterns the fast matcher cannot take need the text as `str`.
+        let text = || std::str::from_utf8(bytes).ok();
+        let spans = match &compiled.sequences {
+            Some(sequences) => Some(sequences.matches_with(bytes, set)?),
+            None if compiled.captures => {
+                let caps = compiled.regex.captures(text()?)?;
+                Some(matcher::Spans {
+                    serial: caps.name("serial").map(|m| (m.start(), m.end())),
+                    check: caps.name("check").map(|m| m.start()),
+                })
+            }
+            None if compiled.regex.is_match(text()?) => None,
+            None => return None,
+        };
+        let checksum = match &rule.checksum {
+            None => Checksum::None,
+            Some(spec) => {
+                let (serial, check) = match spans {
+                    Some(matcher::Spans {
+                        serial: Some((from, to)),
+                        check: Some(at),
+                    }) if compiled.captures => (&bytes[from..to], bytes.get(at).copied()),
+                    _ => {
+                        let [from, to] = spec.serial.unwrap_or([0, -1]);
+                        match (resolve(from, bytes.len()), resolve(to, bytes.len())) {
+                            (Some(from), Some(to)) if from <= to && to < bytes.len() => {
+                                (&bytes[from..to], Some(bytes[to]))
+                            }
+                            _ => (&bytes[..0], None),
+                        }
+                    }
+                };
+                let ok = check.is_some_and(|check| verify(spec, serial, check));
+                match (spec.soft, ok) {
+                    (false, true) => Checksum::Verified,
+                    (false, false) => Checksum::Failed,
+                    (true, true) => Checksum::HintMatched,
+                    (true, false) => Checksum::HintFailed,
+                }
+            }
+        };
+        let post = match rule.country_at {
+            Some(at) => {
+                let code = bytes.get(at..at + 2)?;
+                Some(self.posts.get(country_index(code)?)?.as_ref()?)
+            }
+            None => None,
+        };
+        let tier = match (checksum, rule.prefix) {
+            (Checksum::Verified, _) => 4,
+            (Checksum::Failed, _) => 0,
+            (_, PrefixKind::Literal) => 3,
+            (_, PrefixKind::Numeric) => 2,
+            (_, PrefixKind::None) => 1,
+        };
+        let score = tier * TIER
+            + if rule.legacy { 0 } else { CURRENT_FORMAT }
+            + if checksum == Checksum::HintMatched {
+                HINT_MATCHED
+            } else {
+                0
+            }
+            + compiled.specificity.min(MAX_SPECIFICITY) * PER_SPECIFICITY
+            + if region_prior { REGION_PRIOR } else { 0 };
+        Some(Candidate {
+            carrier: &self.catalog.entry(compiled.carrier).code,
+            format: &rule.id,
+            checksum,
+            score,
+            reason: Reason {
+                rule,
+                checksum,
+                post,
+                region_prior,
+            },
+        })
+    }
+}
+
+impl Default for Guesser {
+    /// A copy of [`Guesser::embedded`], ready to be extended.
+    fn default() -> Self {
+        Self::embedded().clone()
+    }
+}
+
+fn resolve(index: i32, len: usize) -> Option<usize> {
+    if index < 0 {
+        len.checked_sub(index.unsigned_abs() as usize)
+    } else {
+        Some(index as usize)
+    }
+}
+
+fn country_index(code: &[u8]) -> Option<usize> {
+    match code {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            Some(usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+        }
+        _ => None,
+    }
+}
+
+fn verify(spec: &CheckSpec, serial: &[u8], check: u8) -> bool {
+    match &spec.prepend {
+        Some(p) if !serial.starts_with(p.unless_prefix.as_bytes()) => {
+            let mut buf = [0u8; 2 * MAX_LEN];
+            let head = p.content.as_bytes();
+            let total = head.len() + serial.len();
+            if total > buf.len() {
+                return false;
+            }
+            buf[..head.len()].copy_from_slice(head);
+            buf[head.len()..total].copy_from_slice(serial);
+            checksum::verify(&spec.algorithm, &buf[..total], check)
+        }
+        _ => checksum::verify(&spec.algorithm, serial, check),
+    }
+}
+
+#[cfg(test)]
+mod tests;
