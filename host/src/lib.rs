@@ -2,6 +2,7 @@
 //! `waybill` binary, the HTTP API and end-to-end tests embed the same code.
 
 pub mod engine;
+pub mod plugin;
 pub mod push;
 pub mod scheduler;
 pub mod store;

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
-mod plugin;
 
 #[derive(Parser)]
 #[command(name = "waybill", version, about = "Self-hosted parcel tracking hub")]

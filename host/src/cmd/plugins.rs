@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::plugin::registry::{plugin_dir, Registry};
+use waybill_host::plugin::registry::{plugin_dir, Registry};
 
 /// Lists plugins. Refused files are reported but do not make the command fail.
 pub fn run(json_format: bool) -> anyhow::Result<ExitCode> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use waybill_core::carrier::Carrier;
 use waybill_core::model::{Trace, Waybill};
 
-use crate::plugin::keywords::KeywordNormalizer;
-use crate::plugin::registry::{config_from_env, plugin_dir, settings_from_env, Registry};
+use waybill_core::normalize::TextNormalizer;
+use waybill_host::plugin::registry::{config_from_env, plugin_dir, settings_from_env, Registry};
 
 /// Queries one waybill and prints its normalized trace. Exit 1 when the carrier answered
 /// with an error.
@@ -35,7 +35,7 @@ pub fn run(
     let carrier = registry.carrier(
         &company,
         &config_from_env(&manifest),
-        Arc::new(KeywordNormalizer),
+        Arc::new(TextNormalizer::builtin().clone()),
         settings_from_env(&manifest),
     )?;
     let mut waybill = Waybill::new(company, number.trim().to_ascii_uppercase());
