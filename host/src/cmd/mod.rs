@@ -1,9 +1,11 @@
 //! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
 
 pub mod carriers;
+pub mod dead_letters;
 pub mod guess;
 pub mod normalize;
 pub mod plugins;
+pub mod redeliver;
 pub mod simulate;
 pub mod track;
 pub mod version;
