@@ -15,18 +15,16 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the example plugin and the skewed fixture (a no-op when up to date) and returns
-/// the directory holding their libraries.
+/// Builds the workspace (the five plugins, the example plugin and the skewed fixture among
+/// it; a no-op when up to date) and returns the directory holding their libraries. This is
+/// why `cargo test --workspace` works without a `cargo build` first.
 fn built_libraries() -> PathBuf {
     let status = Command::new(env!("CARGO"))
         .current_dir(workspace_root())
-        .args([
-            "build",
-            "-p",
-            "waybill-carrier-hexi",
-            "-p",
-            "waybill-sdk-skewed",
-        ])
+        // The same selection `cargo test --workspace` builds, so inside it this is a no-op:
+        // a `-p` subset resolves features differently and would rebuild (and overwrite)
+        // artifacts other tests and doctests of this run are using.
+        .args(["build", "--workspace", "--tests"])
         .status()
         .expect("run cargo build");
     assert!(status.success(), "building the plugins failed");
@@ -91,7 +89,7 @@ fn bad_files_are_refused_by_name_while_the_good_plugin_loads() {
         plugins[0]["codes"],
         serde_json::json!(["hexi", "hexiexpress"])
     );
-    assert_eq!(plugins[0]["sdk_version"], "1.0.0");
+    assert_eq!(plugins[0]["sdk_version"], waybill_sdk::SDK_VERSION);
 
     let refused = v["refused"].as_array().unwrap();
     let reason = |file: &str| -> String {
@@ -106,7 +104,7 @@ fn bad_files_are_refused_by_name_while_the_good_plugin_loads() {
     assert_eq!(refused.len(), 3, "{stdout}");
     let future = reason("libwaybill_carrier_future.so");
     assert!(
-        future.contains("2.0.0") && future.contains("1.0.0"),
+        future.contains("2.0.0") && future.contains(waybill_sdk::SDK_VERSION),
         "{future}"
     );
     assert!(reason("libwaybill_carrier_notes.so").contains("not a waybill plugin"));
@@ -234,5 +232,402 @@ fn track_queries_the_example_plugin_and_prints_the_normalized_trace() {
         .any(|r| r.starts_with("GET /v2/track?numbers=HX240501000017 ")
             && r.ends_with("Bearer tok-7f1c2e")));
     assert!(!stderr.contains("s3cret-value"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The plugins of this workspace: library file stem and carrier codes.
+const ALL_PLUGINS: [(&str, &[&str]); 6] = [
+    ("dhl", &["dhl"]),
+    ("fedex", &["fedex"]),
+    ("hexi", &["hexi", "hexiexpress"]),
+    ("kuaidi100", &["kuaidi100"]),
+    ("sandbox", &["sandbox"]),
+    ("shunfeng", &["shunfeng", "sf"]),
+];
+
+fn lib_file(stem: &str) -> String {
+    format!("libwaybill_carrier_{stem}.so")
+}
+
+/// A directory with the six plugins of the workspace.
+fn all_plugins_dir(name: &str) -> PathBuf {
+    let libs = built_libraries();
+    let dir = temp_dir(name);
+    for (stem, _) in ALL_PLUGINS {
+        std::fs::copy(libs.join(lib_file(stem)), dir.join(lib_file(stem))).unwrap();
+    }
+    dir
+}
+
+fn codes_of(v: &serde_json::Value) -> Vec<Vec<String>> {
+    v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| serde_json::from_value(p["codes"].clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_five_plugins_and_the_example_load_together_and_a_corrupt_one_is_refused_by_name() {
+    let libs = built_libraries();
+    let dir = all_plugins_dir("all");
+    // The first 4 KiB of a real plugin: an ELF header whose segments are missing. (Half
+    // a debug build still loads: the second half is debug info.)
+    let whole = std::fs::read(libs.join(lib_file("sandbox"))).unwrap();
+    std::fs::write(dir.join(lib_file("broken")), &whole[..4096]).unwrap();
+    std::fs::copy(
+        libs.join("libwaybill_sdk_skewed.so"),
+        dir.join(lib_file("future")),
+    )
+    .unwrap();
+
+    let (code, stdout, stderr) = waybill(&dir, &["plugins", "--format", "json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let expected: Vec<Vec<String>> = ALL_PLUGINS
+        .iter()
+        .map(|(_, codes)| codes.iter().map(|c| (*c).to_owned()).collect())
+        .collect();
+    assert_eq!(codes_of(&v), expected, "{stdout}");
+    for (p, (stem, _)) in v["plugins"].as_array().unwrap().iter().zip(ALL_PLUGINS) {
+        assert!(
+            p["file"].as_str().unwrap().ends_with(&lib_file(stem)),
+            "{p}"
+        );
+        assert_eq!(p["sdk_version"], waybill_sdk::SDK_VERSION);
+    }
+    let kuaidi100 = &v["plugins"][3];
+    assert_eq!(kuaidi100["aggregator"], true, "{kuaidi100}");
+
+    let refused = v["refused"].as_array().unwrap();
+    let files: Vec<&str> = refused
+        .iter()
+        .map(|r| r["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused.len(), 2, "{stdout}");
+    assert!(files[0].ends_with(&lib_file("broken")), "{stdout}");
+    assert!(refused[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not a waybill plugin"));
+    assert!(files[1].ends_with(&lib_file("future")), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_default_plugin_dir_is_next_to_the_binary() {
+    built_libraries();
+    let out = Command::new(env!("CARGO_BIN_EXE_waybill"))
+        .args(["plugins", "--format", "json"])
+        .env_remove("WAYBILL_PLUGIN_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_waybill")).parent().unwrap();
+    assert_eq!(v["dir"], bin_dir.display().to_string());
+    let codes = codes_of(&v);
+    for (_, want) in ALL_PLUGINS {
+        assert!(
+            codes.iter().any(|c| c == want),
+            "{want:?} missing from {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn guess_with_plugins_knows_plugin_carriers_and_ranks_the_sandbox_last() {
+    let dir = all_plugins_dir("guess");
+    let (code, stdout, stderr) = waybill(
+        &dir,
+        &[
+            "guess",
+            "--plugins",
+            "--format",
+            "json",
+            "HX240501000017",
+            "SF1400000000017",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("refused"), "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let carriers = |i: usize| -> Vec<String> {
+        lines[i]["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["carrier"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(carriers(0).first().map(String::as_str), Some("hexi"));
+    assert_eq!(carriers(0).last().map(String::as_str), Some("sandbox"));
+    assert_eq!(carriers(1).first().map(String::as_str), Some("shunfeng"));
+    assert_eq!(carriers(1).last().map(String::as_str), Some("sandbox"));
+
+    // Without --plugins, only the embedded rules answer.
+    let (_, stdout, _) = waybill(&dir, &["guess", "HX240501000017"], &[]);
+    assert!(
+        !stdout.contains("hexi") && !stdout.contains("sandbox"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One request as a fake carrier saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    first_line: String,
+    body: String,
+}
+
+/// A tiny HTTP/1.1 server answering every request with `reply(request)`.
+fn fake_carrier(
+    reply: impl Fn(&Seen) -> (u16, Vec<u8>) + Send + 'static,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (k, v) = line.split_once(':').unwrap();
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let request = Seen {
+                first_line: first.trim_end().to_owned(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            };
+            let (status, payload) = reply(&request);
+            log.lock().unwrap().push(request);
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                payload.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&payload);
+        }
+    });
+    (base, seen)
+}
+
+/// The value of a form field, percent-decoded (`+` is not used by the plugins).
+fn form_field(body: &str, key: &str) -> Option<String> {
+    body.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| {
+            let b = v.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' && i + 2 < b.len() + 1 {
+                    out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).unwrap()
+        })
+    })
+}
+
+#[test]
+fn a_company_without_a_plugin_is_tracked_through_the_upstream_aggregator() {
+    let dir = all_plugins_dir("upstream");
+    let (base, seen) = fake_carrier(|_| {
+        (
+            200,
+            include_bytes!("../../plugins/kuaidi100/fixtures/delivered.json").to_vec(),
+        )
+    });
+    let env = [
+        ("WAYBILL_KUAIDI100_CUSTOMER", "CUST0001".to_owned()),
+        ("WAYBILL_KUAIDI100_KEY", "k100-secret".to_owned()),
+        ("WAYBILL_KUAIDI100_BASE_URL", base),
+    ];
+
+    // No upstream configured: yuantong has no plugin.
+    let (code, _, stderr) = waybill(&dir, &["track", "yuantong", "YT7300000000202"], &env);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("WAYBILL_UPSTREAM"), "{stderr}");
+
+    let mut with_upstream = env.to_vec();
+    with_upstream.push(("WAYBILL_UPSTREAM", "kuaidi100".to_owned()));
+    let (code, stdout, stderr) = waybill(
+        &dir,
+        &["track", "yuantong", "YT7300000000202", "--format", "json"],
+        &with_upstream,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(trace["com"], "yuantong", "{stdout}");
+    assert_eq!(trace["nu"], "YT7300000000202");
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].first_line.starts_with("POST /poll/query.do"));
+    let param: serde_json::Value =
+        serde_json::from_str(&form_field(&seen[0].body, "param").unwrap()).unwrap();
+    assert_eq!(param["com"], "yuantong");
+
+    // A code with its own plugin never goes upstream.
+    let (code, _, stderr) = waybill(&dir, &["track", "kuaidi100", "X1"], &with_upstream);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("invalid input"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// SF's answer for the numbers of a route query: one collected event each.
+fn sf_routes(numbers: &[String]) -> Vec<u8> {
+    let resps: Vec<serde_json::Value> = numbers
+        .iter()
+        .map(|n| {
+            serde_json::json!({"mailNo": n, "routes": [{
+                "acceptTime": "2025-03-03 18:02:11", "acceptAddress": "深圳市",
+                "remark": "顺丰速运 已收取快件", "opCode": "54"}]})
+        })
+        .collect();
+    let data = serde_json::json!({"success": true, "errorCode": "S0000", "errorMsg": null,
+        "msgData": {"routeResps": resps}});
+    serde_json::json!({"apiResultCode": "A1000", "apiErrorMsg": "",
+        "apiResponseID": "X", "apiResultData": data.to_string()})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn a_mixed_phone_batch_reaches_sf_as_one_request_per_phone_signed_with_the_hosts_clock() {
+    use waybill_core::carrier::Carrier;
+    use waybill_core::model::Waybill;
+    use waybill_host::plugin::adapter::AdapterSettings;
+    use waybill_host::plugin::registry::Registry;
+
+    let dir = all_plugins_dir("sf-batch");
+    let (base, seen) = fake_carrier(|req| {
+        let msg: serde_json::Value =
+            serde_json::from_str(&form_field(&req.body, "msgData").unwrap()).unwrap();
+        let numbers: Vec<String> = serde_json::from_value(msg["trackingNumber"].clone()).unwrap();
+        (200, sf_routes(&numbers))
+    });
+    let registry = Registry::load(&dir).unwrap();
+    let carrier = registry
+        .carrier(
+            "shunfeng",
+            &waybill_sdk::Config::from_pairs([
+                ("partner_id", "PARTNER01"),
+                ("checkword", "cw-test"),
+                ("base_url", base.as_str()),
+            ]),
+            Arc::new(waybill_core::normalize::TextNormalizer::builtin().clone()),
+            AdapterSettings::default(),
+        )
+        .unwrap();
+    let waybill = |n: &str, phone: &str| {
+        let mut w = Waybill::new("shunfeng", n);
+        w.phone = Some(phone.to_owned());
+        w
+    };
+    let waybills = [
+        waybill("SF1400000000017", "13800005678"),
+        waybill("SF1400000000025", "13900001111"),
+        waybill("SF1400000000033", "5678"),
+    ];
+    let before = jiff::Timestamp::now().as_millisecond();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = runtime.block_on(carrier.track(&waybills));
+    let after = jiff::Timestamp::now().as_millisecond();
+
+    assert_eq!(out.len(), 3);
+    for (o, w) in out.iter().zip(&waybills) {
+        let trace = o.as_ref().unwrap_or_else(|e| panic!("{}: {e}", w.number));
+        assert_eq!(trace.nu, w.number);
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let mut phones = Vec::new();
+    for req in seen.iter() {
+        let msg: serde_json::Value =
+            serde_json::from_str(&form_field(&req.body, "msgData").unwrap()).unwrap();
+        phones.push((
+            msg["checkPhoneNo"].as_str().unwrap().to_owned(),
+            msg["trackingNumber"].as_array().unwrap().len(),
+        ));
+        let ts: i64 = form_field(&req.body, "timestamp").unwrap().parse().unwrap();
+        assert!(
+            (before..=after).contains(&ts),
+            "{before} <= {ts} <= {after}"
+        );
+    }
+    phones.sort();
+    assert_eq!(phones, vec![("1111".to_owned(), 1), ("5678".to_owned(), 2)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn track_sandbox_prints_a_trace_from_a_running_simulator() {
+    use waybill_core::clock::ManualClock;
+    use waybill_sandbox_sim::journey::SimConfig;
+    use waybill_sandbox_sim::server::Simulator;
+
+    let dir = all_plugins_dir("sandbox-track");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let clock = Arc::new(ManualClock::new("2024-05-01T00:00:00Z".parse().unwrap()));
+    let sim = runtime
+        .block_on(Simulator::start(
+            "127.0.0.1:0".parse().unwrap(),
+            clock.clone(),
+            SimConfig {
+                api_key: "k".into(),
+                ..SimConfig::default()
+            },
+        ))
+        .unwrap();
+    let env = [
+        ("WAYBILL_SANDBOX_BASE_URL", sim.base_url()),
+        ("WAYBILL_SANDBOX_API_KEY", "k".to_owned()),
+    ];
+    // The first query registers the parcel; the simulator's clock then moves it along.
+    let (code, _, stderr) = waybill(&dir, &["track", "sandbox", "SB20240501001"], &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not found"), "{stderr}");
+    clock.advance(jiff::SignedDuration::from_hours(36));
+
+    let (code, stdout, stderr) = waybill(&dir, &["track", "sandbox", "sb20240501001"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("sandbox SB20240501001  state: "),
+        "{stdout}"
+    );
+    assert!(lines[1].starts_with("TIME"), "{stdout}");
+    assert!(lines.len() >= 3, "no events: {stdout}");
+    assert!(lines[2].starts_with("2024-05-"), "{stdout}");
+    runtime.block_on(sim.shutdown()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -90,7 +90,7 @@ impl CompiledRule {
         }
         let first = first_bytes(&hir).set;
         let specificity = match rule.prefix {
-            PrefixKind::None => 0,
+            PrefixKind::None | PrefixKind::Fallback => 0,
             _ => specificity(&hir),
         };
         let sequences = Sequences::from_hir(&hir);

@@ -200,6 +200,7 @@ impl fmt::Display for Reason<'_> {
             PrefixKind::Literal => ": literal prefix, exact length",
             PrefixKind::Numeric => ": numeric prefix and length",
             PrefixKind::None => ": length and characters only",
+            PrefixKind::Fallback => ": catch-all, ranked last",
         })?;
         let label = rule.checksum.as_ref().map_or("", |c| c.algorithm.label());
         match self.checksum {
@@ -620,11 +621,26 @@ impl Guesser {
             None => None,
         };
         let tier = match (checksum, rule.prefix) {
-            (Checksum::Verified, _) => 4,
-            (Checksum::Failed, _) => 0,
-            (_, PrefixKind::Literal) => 3,
-            (_, PrefixKind::Numeric) => 2,
-            (_, PrefixKind::None) => 1,
+            // Nothing else is added: a catch-all stays below every other candidate.
+            (_, PrefixKind::Fallback) => {
+                return Some(Candidate {
+                    carrier: &self.catalog.entry(compiled.carrier).code,
+                    format: &rule.id,
+                    checksum,
+                    score: 0,
+                    reason: Reason {
+                        rule,
+                        checksum,
+                        post,
+                        region_prior,
+                    },
+                })
+            }
+            (Checksum::Verified, _) => 5,
+            (Checksum::Failed, _) => 1,
+            (_, PrefixKind::Literal) => 4,
+            (_, PrefixKind::Numeric) => 3,
+            (_, PrefixKind::None) => 2,
         };
         let score = tier * TIER
             + if rule.legacy { 0 } else { CURRENT_FORMAT }

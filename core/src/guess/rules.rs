@@ -83,6 +83,9 @@ pub enum PrefixKind {
     Numeric,
     /// Only the length and the character classes say anything.
     None,
+    /// A catch-all (a test carrier, an aggregator's "anything"): ranked below every other
+    /// candidate, even one whose check digit failed.
+    Fallback,
 }
 
 /// One number format of one carrier.

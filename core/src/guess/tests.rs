@@ -362,3 +362,29 @@ proptest! {
         assert_matchers_agree(&text)?;
     }
 }
+
+#[test]
+fn a_fallback_format_ranks_below_even_a_failed_check_digit() {
+    let mut g = Guesser::default();
+    g.extend(
+        RuleSet::from_json(
+            r#"{"carriers": [{"code": "anything", "name_zh": "任意", "name_en": "Anything"}],
+                "formats": [{"id": "anything_any", "carrier": "anything", "name": "Anything",
+                             "pattern": "^[0-9A-Z]{6,32}$", "prefix": "fallback", "region": "CN"}]}"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let found = g.guess("EA123456784CN").unwrap();
+    let last = found.last().unwrap();
+    assert_eq!(last.carrier, "anything");
+    assert!(found[..found.len() - 1]
+        .iter()
+        .any(|c| c.checksum == Checksum::Failed));
+    assert!(found[..found.len() - 1]
+        .iter()
+        .all(|c| c.score > last.score));
+    assert!(last.reason.to_string().contains("catch-all"));
+    // Alone, it is still a candidate.
+    assert_eq!(g.guess("QQQQQQQQ").unwrap()[0].carrier, "anything");
+}

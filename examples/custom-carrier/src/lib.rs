@@ -94,6 +94,7 @@ impl CarrierPlugin for Hexi {
                 ConfigKey::optional("base_url", "API base URL (default: the production API)"),
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
         }
     }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use waybill_core::guess::{Candidate, Guesser};
+use waybill_host::plugin::registry::{plugin_dir, Registry};
 
 /// Output format of `guess` and `carriers`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -28,6 +29,11 @@ pub struct GuessArgs {
     /// Region prior that breaks ties between equally good candidates (CN, US, EU, …).
     #[arg(long, default_value = "CN")]
     pub region: String,
+    /// Also use the number rules of the plugins in the plugin directory (`$WAYBILL_PLUGIN_DIR`,
+    /// else next to the binary). Off by default, so the answer for a number does not depend
+    /// on which plugin files happen to be installed; the daemon's autonumber always uses them.
+    #[arg(long)]
+    pub plugins: bool,
 }
 
 #[derive(Serialize)]
@@ -40,7 +46,23 @@ struct JsonLine<'a, 'g> {
 
 pub fn run(args: GuessArgs) -> anyhow::Result<ExitCode> {
     let mut guesser;
-    let guesser = if args
+    let guesser = if args.plugins {
+        let registry = Registry::load(&plugin_dir(None))?;
+        for r in &registry.refused {
+            eprintln!("waybill: plugin refused: {r}");
+        }
+        let (with_plugins, refused) = registry.guesser_report();
+        for r in &refused {
+            eprintln!(
+                "waybill: number rules of {} refused: {}",
+                r.file.display(),
+                r.reason
+            );
+        }
+        guesser = with_plugins;
+        guesser.set_region(&args.region);
+        &guesser
+    } else if args
         .region
         .eq_ignore_ascii_case(Guesser::embedded().region())
     {

@@ -32,6 +32,12 @@ pub fn run(json_format: bool) -> anyhow::Result<ExitCode> {
                 .map(|r| format!("{r}/s"))
                 .unwrap_or_else(|| "unknown".into())
         );
+        if m.aggregator {
+            println!(
+                "    aggregator: tracks other companies' codes (set WAYBILL_UPSTREAM={})",
+                m.canonical_code().unwrap_or_default()
+            );
+        }
         println!("    file: {}", p.file().display());
         for k in &m.config_keys {
             println!(
@@ -63,6 +69,7 @@ fn to_json(registry: &Registry) -> serde_json::Value {
                 "plugin_version": m.plugin_version,
                 "capabilities": m.capabilities,
                 "number_rules": m.number_rules,
+                "aggregator": m.aggregator,
                 "config_keys": m.config_keys,
             })
         })

@@ -1,4 +1,5 @@
-//! `waybill track COMPANY NUMBER`: one real-time query through the carrier's plugin.
+//! `waybill track COMPANY NUMBER`: one real-time query through the carrier's plugin, or
+//! through the upstream aggregator (`WAYBILL_UPSTREAM`) when the carrier has none.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use waybill_core::carrier::Carrier;
 use waybill_core::model::{Trace, Waybill};
 
 use waybill_core::normalize::TextNormalizer;
-use waybill_host::plugin::registry::{config_from_env, plugin_dir, settings_from_env, Registry};
+use waybill_host::plugin::registry::{plugin_dir, upstream, Registry};
 
 /// Queries one waybill and prints its normalized trace. Exit 1 when the carrier answered
 /// with an error.
@@ -22,21 +23,11 @@ pub fn run(
         eprintln!("waybill: plugin refused: {r}");
     }
     let company = company.to_ascii_lowercase();
-    let manifest = registry
-        .find(&company)
-        .map(|p| p.manifest().clone())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no plugin for carrier `{company}` in {} (loaded: {})",
-                registry.dir.display(),
-                registry.codes().join(", ")
-            )
-        })?;
-    let carrier = registry.carrier(
+    // A company without its own plugin goes to the upstream aggregator, if one is set.
+    let carrier = registry.routed_carrier(
         &company,
-        &config_from_env(&manifest),
+        upstream(None).as_deref(),
         Arc::new(TextNormalizer::builtin().clone()),
-        settings_from_env(&manifest),
     )?;
     let mut waybill = Waybill::new(company, number.trim().to_ascii_uppercase());
     waybill.phone = phone;

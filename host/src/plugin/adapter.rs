@@ -214,7 +214,12 @@ impl PluginCarrier {
     }
 
     fn to_trace(&self, waybill: &Waybill, events: Vec<RawEvent>) -> TrackOutcome {
-        let carrier = self.codes.first().copied();
+        // An aggregator relays the real carrier's text, so classify it as that carrier's.
+        let carrier = if self.manifest.aggregator {
+            Some(waybill.company.as_str())
+        } else {
+            self.codes.first().copied()
+        };
         let mut out = Vec::with_capacity(events.len());
         for ev in events {
             let offset = match ev.offset_minutes {
@@ -301,13 +306,14 @@ impl Carrier for PluginCarrier {
     }
 
     async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
-        let batch = self.manifest.capabilities.max_batch.max(1);
-        let mut results = Vec::with_capacity(waybills.len());
-        for chunk in waybills.chunks(batch) {
+        let caps = &self.manifest.capabilities;
+        let mut results: Vec<Option<TrackOutcome>> = waybills.iter().map(|_| None).collect();
+        for chunk in plan_batches(waybills, caps.max_batch, caps.needs_phone) {
             let query = Query::new(
                 chunk
                     .iter()
-                    .map(|w| {
+                    .map(|&i| {
+                        let w = &waybills[i];
                         let q = QueryWaybill::new(&w.company, &w.number);
                         match &w.phone {
                             Some(p) => q.with_phone(p),
@@ -315,19 +321,24 @@ impl Carrier for PluginCarrier {
                         }
                     })
                     .collect(),
-            );
+            )
+            .at(jiff::Timestamp::now().as_millisecond())
+            .with_nonce(nonce());
             match self.run_query(&query).await {
                 Err(e) => {
                     let e = TrackError::from(e);
-                    results.extend(chunk.iter().map(|_| Err(e.clone())));
+                    for &i in &chunk {
+                        results[i] = Some(Err(e.clone()));
+                    }
                 }
                 Ok(mut outcomes) => {
-                    for w in chunk {
+                    for &i in &chunk {
+                        let w = &waybills[i];
                         let found = outcomes
                             .iter()
                             .position(|o| o.number.eq_ignore_ascii_case(&w.number))
                             .map(|i| outcomes.swap_remove(i));
-                        results.push(match found {
+                        results[i] = Some(match found {
                             Some(WaybillOutcome {
                                 result: Ok(events), ..
                             }) => self.to_trace(w, events),
@@ -341,7 +352,68 @@ impl Carrier for PluginCarrier {
             }
         }
         results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(TrackError::BadResponse {
+                        message: "the waybill was in no request".into(),
+                    })
+                })
+            })
+            .collect()
     }
+}
+
+/// Splits waybills into requests of at most `max_batch`, as indexes into `waybills`.
+///
+/// When the carrier needs the phone, it checks one phone per request (SF's
+/// `checkPhoneNo`), so waybills are grouped by the last four digits of their phone
+/// (no phone is a group of its own) before chunking: a mixed batch becomes several
+/// requests instead of a refusal. Groups keep the order of their first waybill.
+pub fn plan_batches(waybills: &[Waybill], max_batch: usize, by_phone: bool) -> Vec<Vec<usize>> {
+    let max_batch = max_batch.max(1);
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for (i, w) in waybills.iter().enumerate() {
+        let key = if by_phone {
+            w.phone.as_deref().map(last4)
+        } else {
+            None
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups
+        .into_iter()
+        .flat_map(|(_, members)| {
+            members
+                .chunks(max_batch)
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The last four digits the way the SDK's `QueryWaybill::phone_last4` reads them.
+fn last4(phone: &str) -> String {
+    QueryWaybill::new("", "")
+        .with_phone(phone)
+        .phone_last4()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A nonce per query: std's randomly keyed hasher over a counter and the clock, so no
+/// extra dependency is needed for a value that only has to differ between queries.
+fn nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_i128(jiff::Timestamp::now().as_nanosecond());
+    h.finish()
 }
 
 #[cfg(test)]
@@ -452,6 +524,42 @@ mod tests {
             limiter.wait().await;
         }
         assert!(Instant::now() - t0 >= Duration::from_millis(1000));
+    }
+
+    fn with_phone(n: &str, phone: Option<&str>) -> Waybill {
+        let mut w = Waybill::new("shunfeng", n);
+        w.phone = phone.map(str::to_owned);
+        w
+    }
+
+    #[test]
+    fn a_phone_checking_carrier_gets_one_phone_per_request() {
+        let wbs = [
+            with_phone("A", Some("13800005678")),
+            with_phone("B", Some("13900001111")),
+            with_phone("C", Some("5678")),
+            with_phone("D", None),
+            with_phone("E", Some("13900001111")),
+            with_phone("F", Some("13700005678")),
+        ];
+        assert_eq!(
+            plan_batches(&wbs, 2, true),
+            vec![vec![0, 2], vec![5], vec![1, 4], vec![3]]
+        );
+    }
+
+    #[test]
+    fn other_carriers_are_chunked_in_order() {
+        let wbs = [
+            with_phone("A", Some("13800005678")),
+            with_phone("B", Some("13900001111")),
+            with_phone("C", None),
+        ];
+        assert_eq!(plan_batches(&wbs, 2, false), vec![vec![0, 1], vec![2]]);
+        assert_eq!(
+            plan_batches(&wbs, 0, false),
+            vec![vec![0], vec![1], vec![2]]
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use waybill_core::carrier::Normalizer;
+use waybill_core::guess::{GuessError, Guesser};
 use waybill_sdk::loader::{self, LoadError, LoadedPlugin};
 use waybill_sdk::{Config, Manifest};
 
@@ -28,6 +29,37 @@ pub fn plugin_dir(configured: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The environment variable naming the aggregator plugin (e.g. `kuaidi100`) that tracks
+/// company codes without a dedicated plugin.
+pub const UPSTREAM_ENV: &str = "WAYBILL_UPSTREAM";
+
+/// The configured upstream aggregator: `configured` (from the configuration file) if
+/// given, else `$WAYBILL_UPSTREAM`; `None` when neither is set or it is blank.
+pub fn upstream(configured: Option<&str>) -> Option<String> {
+    configured
+        .map(str::to_owned)
+        .or_else(|| std::env::var(UPSTREAM_ENV).ok())
+        .map(|u| u.trim().to_ascii_lowercase())
+        .filter(|u| !u.is_empty())
+}
+
+/// Which plugin tracks a company code: its own plugin, else the upstream aggregator.
+///
+/// `manifests` are the loaded plugins' manifests in load order; the answer is an index.
+/// A dedicated plugin always wins. Otherwise the code goes to `upstream` when a loaded
+/// plugin answers for that code and declares itself an aggregator; a plugin that is not
+/// an aggregator is never handed someone else's waybills.
+pub fn route_index(manifests: &[&Manifest], code: &str, upstream: Option<&str>) -> Option<usize> {
+    let code = code.trim().to_ascii_lowercase();
+    if let Some(i) = manifests.iter().position(|m| m.codes.contains(&code)) {
+        return Some(i);
+    }
+    let upstream = upstream?.trim().to_ascii_lowercase();
+    manifests
+        .iter()
+        .position(|m| m.aggregator && m.codes.contains(&upstream))
+}
+
 /// Every plugin found in one directory.
 pub struct Registry {
     /// The directory searched.
@@ -36,6 +68,15 @@ pub struct Registry {
     pub loaded: Vec<LoadedPlugin>,
     /// Files refused, with reasons (one line each).
     pub refused: Vec<LoadError>,
+}
+
+/// A loaded plugin whose number rules the guesser refused (its carrier still works).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRefusal {
+    /// The plugin file.
+    pub file: PathBuf,
+    /// Why, in one line.
+    pub reason: String,
 }
 
 impl Registry {
@@ -61,6 +102,73 @@ impl Registry {
         self.loaded
             .iter()
             .find(|p| p.manifest().codes.contains(&code))
+    }
+
+    /// The carrier guesser with the embedded rules plus every loaded plugin's number
+    /// rules. A plugin whose rules the guesser refuses is left out and logged (see
+    /// [`Registry::guesser_report`]); it does not stop the others.
+    ///
+    /// # Errors
+    ///
+    /// None come from plugins; the `Result` keeps room for host-level rule files.
+    pub fn guesser(&self) -> Result<Guesser, GuessError> {
+        let (guesser, refused) = self.guesser_report();
+        for r in &refused {
+            tracing::warn!(file = %r.file.display(), "plugin number rules refused: {}", r.reason);
+        }
+        Ok(guesser)
+    }
+
+    /// Like [`Registry::guesser`], returning the plugins whose rules were refused.
+    pub fn guesser_report(&self) -> (Guesser, Vec<RuleRefusal>) {
+        let mut guesser = Guesser::default();
+        let mut refused = Vec::new();
+        for plugin in &self.loaded {
+            if let Err(e) = plugin.manifest().add_rules_to(&mut guesser) {
+                refused.push(RuleRefusal {
+                    file: plugin.file().to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        (guesser, refused)
+    }
+
+    /// The plugin that tracks `code`: its dedicated plugin, else the `upstream`
+    /// aggregator (see [`route_index`] and [`upstream`]).
+    pub fn route(&self, code: &str, upstream: Option<&str>) -> Option<&LoadedPlugin> {
+        let manifests: Vec<&Manifest> = self.loaded.iter().map(LoadedPlugin::manifest).collect();
+        route_index(&manifests, code, upstream).map(|i| &self.loaded[i])
+    }
+
+    /// Like [`Registry::carrier`], routing a code without a dedicated plugin to the
+    /// `upstream` aggregator. The carrier's waybills keep their own company code, which
+    /// the aggregator receives as `QueryWaybill::company`.
+    pub fn routed_carrier(
+        &self,
+        code: &str,
+        upstream: Option<&str>,
+        normalizer: Arc<dyn Normalizer>,
+    ) -> anyhow::Result<PluginCarrier> {
+        let plugin = self.route(code, upstream).with_context(|| {
+            format!(
+                "no plugin for carrier `{code}` in {} (loaded: {}){}",
+                self.dir.display(),
+                self.codes().join(", "),
+                match upstream {
+                    Some(u) => format!("; upstream `{u}` is not a loaded aggregator plugin"),
+                    None => format!("; set {UPSTREAM_ENV} to route it to an aggregator"),
+                }
+            )
+        })?;
+        let manifest = plugin.manifest();
+        let code = manifest.canonical_code().unwrap_or(code);
+        self.carrier(
+            code,
+            &config_from_env(manifest),
+            normalizer,
+            settings_from_env(manifest),
+        )
     }
 
     /// Every code of every loaded plugin, sorted.
@@ -156,6 +264,37 @@ mod tests {
     fn a_missing_directory_gives_an_empty_registry() {
         let r = Registry::load(Path::new("/nonexistent/waybill/plugins")).unwrap();
         assert!(r.loaded.is_empty() && r.refused.is_empty());
+    }
+
+    fn manifest(codes: &[&str], aggregator: bool) -> Manifest {
+        Manifest {
+            codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+            aggregator,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_code_without_its_own_plugin_goes_to_the_upstream_aggregator() {
+        let sf = manifest(&["shunfeng", "sf"], false);
+        let k100 = manifest(&["kuaidi100"], true);
+        let all = [&sf, &k100];
+        assert_eq!(route_index(&all, "SF", Some("kuaidi100")), Some(0));
+        assert_eq!(route_index(&all, "yuantong", Some("kuaidi100")), Some(1));
+        assert_eq!(route_index(&all, "yuantong", None), None);
+        assert_eq!(route_index(&all, "yuantong", Some("kdniao")), None);
+    }
+
+    #[test]
+    fn a_plugin_that_is_not_an_aggregator_is_never_an_upstream() {
+        let sf = manifest(&["shunfeng"], false);
+        assert_eq!(route_index(&[&sf], "yuantong", Some("shunfeng")), None);
+    }
+
+    #[test]
+    fn upstream_setting_is_trimmed_and_lower_case() {
+        assert_eq!(upstream(Some(" Kuaidi100 ")), Some("kuaidi100".into()));
+        assert_eq!(upstream(Some("  ")), None);
     }
 
     #[test]

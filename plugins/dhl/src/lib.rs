@@ -306,6 +306,7 @@ impl CarrierPlugin for Dhl {
                 ),
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
         }
     }
 

@@ -7,16 +7,8 @@ use waybill_sdk::{Config, HttpResponse, Query, State, Step, StepMachine};
 const STATE: &str = "track:00340434161094042557";
 const KEY: &str = "dhl-conformance-key-0001";
 
-/// The built plugin library (`cargo test` leaves it in `target/<profile>/deps/`).
 fn load() -> LoadedPlugin {
-    let built = conformance::built_library_path("waybill_carrier_dhl");
-    if built.exists() {
-        return conformance::load_built("waybill_carrier_dhl");
-    }
-    let exe = std::env::current_exe().unwrap();
-    let in_deps = exe.parent().unwrap().join(built.file_name().unwrap());
-    waybill_sdk::loader::load(&in_deps)
-        .unwrap_or_else(|e| panic!("the plugin library was refused: {e}"))
+    conformance::load_built("waybill_carrier_dhl")
 }
 
 fn config() -> Config {

@@ -338,6 +338,7 @@ impl CarrierPlugin for Fedex {
                 ),
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
         }
     }
 

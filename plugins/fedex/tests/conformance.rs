@@ -8,16 +8,8 @@ use waybill_sdk::{drive, Config, HttpResponse, Query, QueryWaybill, State, Step,
 const NUMBERS: &str = "794600000017,794600000025";
 const SECRET: &str = "fx-conformance-secret-01";
 
-/// The built plugin library (`cargo test` leaves it in `target/<profile>/deps/`).
 fn load() -> LoadedPlugin {
-    let built = conformance::built_library_path("waybill_carrier_fedex");
-    if built.exists() {
-        return conformance::load_built("waybill_carrier_fedex");
-    }
-    let exe = std::env::current_exe().unwrap();
-    let in_deps = exe.parent().unwrap().join(built.file_name().unwrap());
-    waybill_sdk::loader::load(&in_deps)
-        .unwrap_or_else(|e| panic!("the plugin library was refused: {e}"))
+    conformance::load_built("waybill_carrier_fedex")
 }
 
 fn config() -> Config {

@@ -285,6 +285,8 @@ impl CarrierPlugin for Kuaidi100 {
                 ConfigKey::optional("base_url", format!("API host (default {DEFAULT_BASE_URL})")),
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            // Serves every company kuaidi100 knows, named by each waybill.
+            aggregator: true,
         }
     }
 

@@ -7,17 +7,8 @@ use waybill_sdk::{Config, HttpResponse, Query, QueryWaybill, State, Step, StepMa
 const STATE: &str = "query:YT7300000000101";
 const KEY: &str = "kEy-conformance-0001";
 
-/// The built plugin library. `cargo test` leaves the cdylib in `target/<profile>/deps/`
-/// (only `cargo build` copies it up a level, where `conformance::load_built` looks).
 fn load() -> LoadedPlugin {
-    let built = conformance::built_library_path("waybill_carrier_kuaidi100");
-    if built.exists() {
-        return conformance::load_built("waybill_carrier_kuaidi100");
-    }
-    let exe = std::env::current_exe().unwrap();
-    let in_deps = exe.parent().unwrap().join(built.file_name().unwrap());
-    waybill_sdk::loader::load(&in_deps)
-        .unwrap_or_else(|e| panic!("the plugin library was refused: {e}"))
+    conformance::load_built("waybill_carrier_kuaidi100")
 }
 
 fn ok(body: &[u8]) -> HttpResponse {

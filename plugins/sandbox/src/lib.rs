@@ -16,7 +16,7 @@
 use waybill_sandbox_sim::wire::{self, Reply, TrackRequest, TrackResult, WireEvent};
 use waybill_sdk::{
     Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
-    NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
+    NumberRule, PluginError, Query, RawEvent, RuleRank, State, Step, WaybillOutcome,
 };
 
 /// Where `waybill simulate` listens by default.
@@ -75,12 +75,12 @@ impl CarrierPlugin for Sandbox {
             codes: vec!["sandbox".into()],
             name_zh: "沙箱快递".into(),
             name_en: "Sandbox Express".into(),
-            // Matches almost anything, so the guesser must rank it last; the format id
-            // says so.
-            number_rules: vec![NumberRule::new(
-                "sandbox_any_lowest_rank",
-                r"^[0-9A-Za-z]{6,32}$",
-            )],
+            // Matches almost anything, so the guesser must rank it below every other
+            // candidate.
+            number_rules: vec![NumberRule {
+                rank: Some(RuleRank::Fallback),
+                ..NumberRule::new("sandbox_any_lowest_rank", r"^[0-9A-Za-z]{6,32}$")
+            }],
             capabilities: Capabilities {
                 max_batch: wire::MAX_BATCH,
                 needs_phone: false,
@@ -100,6 +100,7 @@ impl CarrierPlugin for Sandbox {
                 },
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
         }
     }
 

@@ -17,18 +17,8 @@ use waybill_sdk::{
 const OK: &[u8] = include_bytes!("../fixtures/track_ok.json");
 const STATE: &str = "track:SB20240501001,SB00000030,SB00000072,SB1";
 
-/// The built plugin library. `cargo test` leaves the cdylib in `target/<profile>/deps/`
-/// (only `cargo build` copies it up a level, where `conformance::load_built` looks), so
-/// look there when the copy is missing.
 fn load() -> waybill_sdk::loader::LoadedPlugin {
-    let built = conformance::built_library_path("waybill_carrier_sandbox");
-    if built.exists() {
-        return conformance::load_built("waybill_carrier_sandbox");
-    }
-    let exe = std::env::current_exe().unwrap();
-    let in_deps = exe.parent().unwrap().join(built.file_name().unwrap());
-    waybill_sdk::loader::load(&in_deps)
-        .unwrap_or_else(|e| panic!("the plugin library was refused: {e}"))
+    conformance::load_built("waybill_carrier_sandbox")
 }
 
 fn sample() -> Query {

@@ -94,33 +94,68 @@ pub struct Suite {
     pub fixtures: Vec<Fixture>,
 }
 
-/// Finds and loads a plugin library built in this workspace's target directory
-/// (`target/<profile>/lib<lib_name>.so`), as seen from a test binary in
-/// `target/<profile>/deps/`. Panics with the path when it is missing or refused.
+/// Finds and loads a plugin library built in this workspace's target directory, as seen
+/// from a test binary in `target/<profile>/deps/`: `cargo build` leaves the library in
+/// `target/<profile>/`, while `cargo test` alone leaves it only in
+/// `target/<profile>/deps/`; both are searched ([`built_library_candidates`]). Panics
+/// naming the paths when it is missing, or with the loader's reason when it is refused.
 pub fn load_built(lib_name: &str) -> LoadedPlugin {
-    let path = built_library_path(lib_name);
+    let candidates = built_library_candidates(lib_name);
+    let Some(path) = newest(&candidates) else {
+        panic!(
+            "conformance: lib{lib_name} not found; looked at {}",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+    };
     match loader::load(&path) {
         Ok(p) => p,
         Err(e) => panic!("conformance: the plugin library was refused: {e}"),
     }
 }
 
-/// Where `cargo build` puts `lib<lib_name>.so` for the running test binary's profile.
+/// Where `lib<lib_name>.so` is for the running test binary's profile: the most recently
+/// written of [`built_library_candidates`] (a `cargo test` after an old `cargo build`
+/// must not load the stale copy), else the first candidate.
 pub fn built_library_path(lib_name: &str) -> PathBuf {
+    let candidates = built_library_candidates(lib_name);
+    newest(&candidates).unwrap_or_else(|| candidates[0].clone())
+}
+
+fn newest(paths: &[PathBuf]) -> Option<PathBuf> {
+    paths
+        .iter()
+        .filter_map(|p| {
+            let meta = std::fs::metadata(p)
+                .ok()
+                .filter(std::fs::Metadata::is_file)?;
+            Some((meta.modified().ok(), p))
+        })
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, p)| p.clone())
+}
+
+/// `target/<profile>/lib<lib_name>.so` (what `cargo build` writes), then
+/// `target/<profile>/deps/lib<lib_name>.so` (what `cargo test` writes).
+pub fn built_library_candidates(lib_name: &str) -> [PathBuf; 2] {
     let exe = std::env::current_exe().expect("conformance: no current_exe");
-    let deps = exe
+    let dir = exe
         .parent()
         .expect("conformance: test binary has no directory");
-    let profile_dir = if deps.ends_with("deps") {
-        deps.parent().unwrap_or(deps)
+    let (profile_dir, deps_dir) = if dir.ends_with("deps") {
+        (dir.parent().unwrap_or(dir).to_path_buf(), dir.to_path_buf())
     } else {
-        deps
+        (dir.to_path_buf(), dir.join("deps"))
     };
-    profile_dir.join(format!(
+    let file = format!(
         "{}{lib_name}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
-    ))
+    );
+    [profile_dir.join(&file), deps_dir.join(file)]
 }
 
 fn assert_classified(what: &str, e: &PluginError) {

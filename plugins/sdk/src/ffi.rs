@@ -7,6 +7,8 @@
 //! - The root module [`CarrierModule`] is a *prefix type*: a newer SDK may append fields
 //!   (after `resume`, the last prefix field), and a host reads them as optional, so old
 //!   plugins keep loading. Its version strings are [`SDK_VERSION`], checked at load.
+//!   SDK 1.1 appended `start_with_context` (the query's clock and nonce); a 1.0 plugin
+//!   has no such field and the loader falls back to `start`.
 //! - The manifest is called once per load and crosses as JSON, so manifest fields can be
 //!   added without any ABI change.
 //! - The hot path (`start`, `resume`) uses typed `abi_stable` structs: inputs are borrowed
@@ -37,7 +39,7 @@ use crate::types::{
 ///
 /// Semver on the boundary: the major must match; minor versions only append prefix
 /// fields or manifest keys, so plugins and hosts of different minors load each other.
-pub const SDK_VERSION: &str = "1.0.0";
+pub const SDK_VERSION: &str = "1.1.0";
 
 /// The root module every plugin exports (through [`export_carrier!`](crate::export_carrier)).
 #[repr(C)]
@@ -59,6 +61,11 @@ pub struct CarrierModule {
     /// [`CarrierPlugin::resume`].
     #[sabi(last_prefix_field)]
     pub(crate) resume: extern "C" fn(&FfiInstance, RStr<'_>, &FfiHttpResponse<'_>) -> FfiStep,
+    /// SDK 1.1: [`CarrierPlugin::start`] with the host's clock and nonce. Plugins built
+    /// with SDK 1.0 lack it; the host then calls `start`.
+    #[sabi(missing_field(option))]
+    pub(crate) start_with_context:
+        extern "C" fn(&FfiInstance, &FfiQuery<'_>, &FfiQueryContext) -> FfiStep,
 }
 
 impl RootModule for CarrierModuleRef {
@@ -89,6 +96,14 @@ pub struct FfiWaybill<'a> {
 #[derive(StableAbi)]
 pub struct FfiQuery<'a> {
     waybills: RSlice<'a, FfiWaybill<'a>>,
+}
+
+/// What SDK 1.1 added to a query: the host's clock and a nonce.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiQueryContext {
+    now_ms: ROption<i64>,
+    nonce: ROption<u64>,
 }
 
 /// A response, borrowed from the host.
@@ -362,6 +377,14 @@ pub(crate) fn with_ffi_query<T>(query: &Query, f: impl FnOnce(&FfiQuery<'_>) -> 
     })
 }
 
+/// The SDK 1.1 part of a query.
+pub(crate) fn ffi_query_context(query: &Query) -> FfiQueryContext {
+    FfiQueryContext {
+        now_ms: query.now_ms.into(),
+        nonce: query.nonce.into(),
+    }
+}
+
 /// Calls `f` with an FFI view of `response` (borrowed, the body is not copied).
 pub(crate) fn with_ffi_response<T>(
     response: &HttpResponse,
@@ -485,6 +508,26 @@ extern "C" fn start<P: CarrierPlugin>(instance: &FfiInstance, query: &FfiQuery<'
     .into()
 }
 
+extern "C" fn start_with_context<P: CarrierPlugin>(
+    instance: &FfiInstance,
+    query: &FfiQuery<'_>,
+    context: &FfiQueryContext,
+) -> FfiStep {
+    if instance.is_null() {
+        return Step::Failed(PluginError::internal("null instance")).into();
+    }
+    guard(|| {
+        // SAFETY: as in `start`.
+        let plugin = unsafe { plugin_ref::<P>(instance) };
+        let mut plain = plain_query(query);
+        plain.now_ms = context.now_ms.as_ref().into_option().copied();
+        plain.nonce = context.nonce.as_ref().into_option().copied();
+        plugin.start(&plain)
+    })
+    .unwrap_or_else(Step::Failed)
+    .into()
+}
+
 extern "C" fn resume<P: CarrierPlugin>(
     instance: &FfiInstance,
     state: RStr<'_>,
@@ -513,6 +556,7 @@ pub fn module_for<P: CarrierPlugin>() -> CarrierModuleRef {
         drop_instance: drop_instance::<P>,
         start: start::<P>,
         resume: resume::<P>,
+        start_with_context: start_with_context::<P>,
     };
     // Leaked on purpose: the module lives as long as the library, which is never unloaded.
     module.leak_into_prefix()
@@ -606,6 +650,61 @@ mod tests {
             let back: Step = FfiStep::from(step.clone()).into();
             assert_eq!(back, step);
         }
+    }
+
+    /// Answers with a request whose URL shows the query's clock and nonce.
+    struct ShowClock;
+    impl CarrierPlugin for ShowClock {
+        fn manifest() -> crate::Manifest {
+            crate::Manifest {
+                codes: vec!["clock".into()],
+                ..Default::default()
+            }
+        }
+        fn new(_: &Config) -> Result<Self, PluginError> {
+            Ok(ShowClock)
+        }
+        fn start(&self, q: &Query) -> Step {
+            Step::Send(HttpRequest::get(format!(
+                "https://clock.invalid/{:?}/{:?}",
+                q.now_ms, q.nonce
+            )))
+        }
+        fn resume(&self, _: &str, _: &HttpResponse) -> Step {
+            Step::Done(vec![])
+        }
+    }
+
+    fn url_of(step: Step) -> String {
+        match step {
+            Step::Send(r) => r.url,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_hosts_clock_and_nonce_cross_the_boundary_only_through_the_1_1_entry_point() {
+        let module = module_for::<ShowClock>();
+        let instance = (module.instantiate())(RSlice::from_slice(&[]))
+            .into_result()
+            .unwrap_or_else(|_| panic!("instantiate"));
+        let q = Query::single("clock", "1")
+            .at(1_714_528_800_000)
+            .with_nonce(7);
+
+        let start = module.start_with_context().expect("SDK 1.1 module");
+        let context = ffi_query_context(&q);
+        let step: Step = with_ffi_query(&q, |fq| start(&instance, fq, &context)).into();
+        assert_eq!(
+            url_of(step),
+            "https://clock.invalid/Some(1714528800000)/Some(7)"
+        );
+
+        // The SDK 1.0 entry point has no room for them.
+        let start_v1 = module.start();
+        let step: Step = with_ffi_query(&q, |fq| start_v1(&instance, fq)).into();
+        assert_eq!(url_of(step), "https://clock.invalid/None/None");
+        (module.drop_instance())(instance);
     }
 
     #[test]

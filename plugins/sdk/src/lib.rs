@@ -39,6 +39,7 @@
 //! - [`types`]: the plain data types (re-exported at the root).
 //! - [`plugin`]: [`CarrierPlugin`], [`StepMachine`], [`InProcess`], [`drive`].
 //! - [`ffi`]: the `abi_stable` boundary (prefix-type root module, [`SDK_VERSION`]).
+//! - [`guess`]: number rules and manifests as rules of core's carrier guesser.
 //! - [`loader`]: load one file or a directory of `libwaybill_carrier_*.so`.
 //! - `conformance` (feature `conformance`): the suite every plugin runs.
 //!
@@ -52,6 +53,7 @@
 //!   (wasm, subprocess) could replace it without changing any carrier.
 
 pub mod ffi;
+pub mod guess;
 pub mod loader;
 pub mod plugin;
 pub mod types;
@@ -63,7 +65,7 @@ pub use ffi::SDK_VERSION;
 pub use plugin::{drive, CarrierPlugin, InProcess, StepMachine, MAX_STEPS};
 pub use types::{
     percent_encode, Capabilities, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
-    NumberRule, PluginError, Query, QueryWaybill, RawEvent, Step, WaybillOutcome,
+    NumberRule, PluginError, Query, QueryWaybill, RawEvent, RuleRank, Step, WaybillOutcome,
 };
 /// The status model, re-exported so plugins need no direct `waybill-core` dependency.
 pub use waybill_core::state::State;

@@ -20,7 +20,8 @@ use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::sabi_types::VersionNumber;
 
 use crate::ffi::{
-    with_ffi_config, with_ffi_query, with_ffi_response, CarrierModuleRef, FfiInstance, SDK_VERSION,
+    ffi_query_context, with_ffi_config, with_ffi_query, with_ffi_response, CarrierModuleRef,
+    FfiInstance, SDK_VERSION,
 };
 use crate::plugin::StepMachine;
 use crate::types::{Config, HttpResponse, Manifest, PluginError, Query, Step};
@@ -187,8 +188,17 @@ unsafe impl Sync for LoadedInstance {}
 
 impl StepMachine for LoadedInstance {
     fn start(&self, query: &Query) -> Step {
-        let start = self.module.start();
-        with_ffi_query(query, |q| start(&self.handle, q)).into()
+        match self.module.start_with_context() {
+            Some(start) => {
+                let context = ffi_query_context(query);
+                with_ffi_query(query, |q| start(&self.handle, q, &context)).into()
+            }
+            // A plugin built with SDK 1.0 never reads the clock or nonce.
+            None => {
+                let start = self.module.start();
+                with_ffi_query(query, |q| start(&self.handle, q)).into()
+            }
+        }
     }
 
     fn resume(&self, state: &str, response: &HttpResponse) -> Step {
@@ -234,9 +244,85 @@ fn first_line(text: &str) -> String {
     line.trim().chars().take(200).collect()
 }
 
+/// Refuses an ELF file whose program or section headers point past its end.
+///
+/// The dynamic loader maps a truncated library's segments beyond the end of the file and
+/// the process dies of `SIGBUS` when it touches them, so a cut-off download or a half
+/// copied file must be refused before `dlopen`. Only 64-bit little-endian ELF is
+/// checked; anything else is left to the dynamic loader.
+pub fn check_truncation(bytes_len: u64, head: &[u8]) -> Result<(), String> {
+    let u16_at = |at: usize| -> Option<u64> {
+        Some(u64::from(u16::from_le_bytes(
+            head.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?))
+    };
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(head.get(at..at + 8)?.try_into().ok()?))
+    };
+    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+        return Ok(());
+    }
+    let truncated = |what: &str, end: u64| {
+        format!("truncated file: its {what} ends at byte {end}, but the file has {bytes_len} bytes")
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return Ok(());
+    };
+    let (Some(shoff), Some(shentsize), Some(shnum)) = (u64_at(0x28), u16_at(0x3A), u16_at(0x3C))
+    else {
+        return Ok(());
+    };
+    let table_end = phoff.saturating_add(phentsize.saturating_mul(phnum));
+    if table_end > bytes_len {
+        return Err(truncated("program header table", table_end));
+    }
+    if shoff != 0 {
+        let end = shoff.saturating_add(shentsize.saturating_mul(shnum));
+        if end > bytes_len {
+            return Err(truncated("section header table", end));
+        }
+    }
+    const PT_LOAD: u32 = 1;
+    for i in 0..phnum {
+        let Ok(at) = usize::try_from(phoff + i * phentsize) else {
+            break;
+        };
+        let (Some(kind), Some(offset), Some(size)) = (u32_at(at), u64_at(at + 8), u64_at(at + 32))
+        else {
+            // The table is past what was read: leave it to the dynamic loader.
+            break;
+        };
+        let end = offset.saturating_add(size);
+        if kind == PT_LOAD && end > bytes_len {
+            return Err(truncated("loadable segment", end));
+        }
+    }
+    Ok(())
+}
+
+fn check_file(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut head = Vec::with_capacity(8192);
+    f.by_ref()
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
+    check_truncation(len, &head)
+}
+
 /// Loads one plugin file and checks it.
 pub fn load(path: &Path) -> Result<LoadedPlugin, LoadError> {
     let file = path.to_path_buf();
+    check_file(path).map_err(|reason| LoadError::NotAPlugin {
+        file: file.clone(),
+        reason,
+    })?;
     let header = lib_header_from_path(path).map_err(|e| LoadError::NotAPlugin {
         file: file.clone(),
         reason: match e {
@@ -388,6 +474,34 @@ mod tests {
         assert!(line.contains("not a waybill plugin"), "{line}");
         assert!(!line.contains('\n'), "{line}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A minimal ELF64 header with one program header, `PT_LOAD` of `filesz` bytes.
+    fn elf(filesz: u64, file_len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; file_len.max(120)];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3A].copy_from_slice(&1u16.to_le_bytes());
+        b[64..68].copy_from_slice(&1u32.to_le_bytes());
+        b[64 + 32..64 + 40].copy_from_slice(&filesz.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_library_cut_short_is_refused_before_the_dynamic_loader_maps_it() {
+        let whole = elf(4096, 4096);
+        assert_eq!(check_truncation(4096, &whole), Ok(()));
+        let cut = &whole[..1024];
+        let e = check_truncation(1024, cut).unwrap_err();
+        assert!(
+            e.contains("truncated") && e.contains("4096") && e.contains("1024"),
+            "{e}"
+        );
+        // Not ELF at all: the dynamic loader says why.
+        assert_eq!(check_truncation(5, b"hello"), Ok(()));
     }
 
     #[test]

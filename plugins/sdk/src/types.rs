@@ -51,6 +51,11 @@ pub struct Manifest {
     pub config_keys: Vec<ConfigKey>,
     /// The plugin's own version (free text, shown by `waybill plugins`).
     pub plugin_version: String,
+    /// The plugin is an aggregator (kuaidi100, Kdniao, 17TRACK): it tracks waybills of
+    /// many companies, named by each waybill's [`QueryWaybill::company`]. The host may
+    /// route a company code without a dedicated plugin to it (`WAYBILL_UPSTREAM`).
+    /// Added in SDK 1.1.
+    pub aggregator: bool,
 }
 
 impl Manifest {
@@ -95,6 +100,10 @@ impl Manifest {
             regex::Regex::new(&rule.regex).map_err(|e| {
                 format!("number rule {:?}: regex does not compile: {e}", rule.format)
             })?;
+            if let Some(code) = self.canonical_code() {
+                rule.to_format_rule(code, &self.name_en)
+                    .map_err(|e| format!("number rule {:?}: {e}", rule.format))?;
+            }
         }
         if self.capabilities.max_batch == 0 {
             return Err("capabilities.max_batch must be at least 1".to_owned());
@@ -113,16 +122,41 @@ impl Manifest {
 /// One number shape of a carrier, for the guesser.
 ///
 /// The shape follows the tracking_number_data convention: an id, a regex, and an optional
-/// checksum given as JSON `{"name": "mod10", ...constants}`.
+/// checksum given as JSON `{"name": "mod10", ...constants}` (tracking_number_data names and
+/// constants, or core's own `{"kind": ...}` schema, see `core/rules/README.md`).
+///
+/// The host adds every loaded plugin's rules to core's guesser
+/// ([`NumberRule::to_format_rule`]). How far a match ranks is [`NumberRule::rank`]; left
+/// out, it is read from the start of the regex.
+///
+/// ```
+/// use waybill_sdk::{NumberRule, RuleRank};
+/// let catch_all = NumberRule {
+///     rank: Some(RuleRank::Fallback),
+///     ..NumberRule::new("sandbox_any", r"^[0-9A-Z]{6,32}$")
+/// };
+/// assert_eq!(catch_all.effective_rank(), RuleRank::Fallback);
+/// assert_eq!(NumberRule::new("hexi_hx12", r"^HX\d{12}$").effective_rank(), RuleRank::Literal);
+/// ```
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NumberRule {
     /// Format id, unique within the plugin (e.g. `hexi_hx12`).
     pub format: String,
-    /// Regular expression (Rust `regex` syntax) the whole number must match.
+    /// Regular expression (Rust `regex` syntax) the whole number must match. Numbers reach
+    /// it normalised: no spaces or dashes, upper case.
     pub regex: String,
     /// Checksum: `{"name": ..., ...parameters}`; `None` when the format has none.
     pub checksum: Option<serde_json::Value>,
+    /// How much a match says, for ranking; `None` infers it from the regex (a leading
+    /// letter is [`RuleRank::Literal`], a leading digit [`RuleRank::Numeric`], anything
+    /// else [`RuleRank::LengthOnly`]). Added in SDK 1.1.
+    pub rank: Option<RuleRank>,
+    /// Region the shape is used in (`CN`, `US`, `EU`, `INT`, ...); empty means `CN`.
+    /// Added in SDK 1.1.
+    pub region: String,
+    /// An older or less certain shape, ranked below current ones. Added in SDK 1.1.
+    pub legacy: bool,
 }
 
 impl NumberRule {
@@ -131,9 +165,37 @@ impl NumberRule {
         Self {
             format: format.into(),
             regex: regex.into(),
-            checksum: None,
+            ..Default::default()
         }
     }
+
+    /// The rank, inferred from the regex when the plugin gave none.
+    pub fn effective_rank(&self) -> RuleRank {
+        if let Some(rank) = self.rank {
+            return rank;
+        }
+        let body = self.regex.strip_prefix('^').unwrap_or(&self.regex);
+        match body.chars().next() {
+            Some(c) if c.is_ascii_alphabetic() => RuleRank::Literal,
+            Some(c) if c.is_ascii_digit() => RuleRank::Numeric,
+            _ => RuleRank::LengthOnly,
+        }
+    }
+}
+
+/// How much a number rule's match says about the carrier, strongest first. Maps to core's
+/// `PrefixKind`; a verified check digit ranks above all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleRank {
+    /// Starts with letters few carriers use (`SF`, `JJD`).
+    Literal,
+    /// Starts with specific digits (`00340`).
+    Numeric,
+    /// Only the length and character classes (`^\d{12}$`).
+    LengthOnly,
+    /// A catch-all (test carriers): ranked below every other candidate.
+    Fallback,
 }
 
 /// What a carrier can do, so the host can plan requests.
@@ -309,27 +371,58 @@ impl QueryWaybill {
 
 /// What the host asks: track these waybills (at most `max_batch` of them).
 ///
+/// The host also hands over its clock and a fresh nonce, so a plugin that signs requests
+/// with a timestamp or nonce stays a pure function of its inputs (and its tests
+/// deterministic) instead of reading the system clock.
+///
 /// ```
 /// use waybill_sdk::{Query, QueryWaybill};
-/// let q = Query::new(vec![QueryWaybill::new("hexi", "HX123456789012").with_phone("13800001234")]);
+/// let q = Query::new(vec![QueryWaybill::new("hexi", "HX123456789012").with_phone("13800001234")])
+///     .at(1_714_528_800_000)
+///     .with_nonce(7);
 /// assert_eq!(q.waybills[0].phone_last4(), Some("1234"));
+/// assert_eq!((q.now_ms, q.nonce), (Some(1_714_528_800_000), Some(7)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Query {
     /// The waybills, in the order their outcomes are expected.
     pub waybills: Vec<QueryWaybill>,
+    /// The host's clock when it built the query, in milliseconds since the Unix epoch.
+    /// `None` from hosts older than SDK 1.1, and until [`Query::at`] sets it.
+    pub now_ms: Option<i64>,
+    /// A random number, fresh for each query, for carriers that sign with a nonce.
+    /// `None` from hosts older than SDK 1.1, and until [`Query::with_nonce`] sets it.
+    pub nonce: Option<u64>,
 }
 
 impl Query {
-    /// A query for these waybills.
+    /// A query for these waybills (no clock, no nonce).
     pub fn new(waybills: Vec<QueryWaybill>) -> Self {
-        Self { waybills }
+        Self {
+            waybills,
+            now_ms: None,
+            nonce: None,
+        }
     }
 
     /// A query for one waybill.
     pub fn single(company: impl Into<String>, number: impl Into<String>) -> Self {
         Self::new(vec![QueryWaybill::new(company, number)])
+    }
+
+    /// The same query stamped with the host's clock (epoch milliseconds).
+    #[must_use]
+    pub fn at(mut self, now_ms: i64) -> Self {
+        self.now_ms = Some(now_ms);
+        self
+    }
+
+    /// The same query with a nonce.
+    #[must_use]
+    pub fn with_nonce(mut self, nonce: u64) -> Self {
+        self.nonce = Some(nonce);
+        self
     }
 }
 

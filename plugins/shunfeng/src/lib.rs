@@ -455,6 +455,7 @@ impl CarrierPlugin for Shunfeng {
                 ),
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
         }
     }
 
@@ -480,11 +481,13 @@ impl CarrierPlugin for Shunfeng {
     }
 
     fn start(&self, query: &Query) -> Step {
-        // SF wants the caller's clock in `timestamp`; the SDK gives a plugin no clock.
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        // SF signs `timestamp` with the caller's clock; the host hands it over (SDK 1.1),
+        // so the plugin never reads the system clock.
+        let Some(now_ms) = query.now_ms.and_then(|t| u128::try_from(t).ok()) else {
+            return Step::Failed(PluginError::Unsupported {
+                message: "SF signs each request with the caller's clock, and this host sent none (it needs waybill SDK 1.1 or later)".into(),
+            });
+        };
         self.route_request(query, now_ms)
     }
 
@@ -729,17 +732,35 @@ mod tests {
     }
 
     #[test]
-    fn start_uses_the_clock_and_stays_sane() {
+    fn start_signs_with_the_hosts_clock() {
         let m = InProcess::<Shunfeng>::new(&Config::from_pairs([
             ("partner_id", "P"),
             ("checkword", "cw"),
         ]))
         .unwrap();
-        let Step::Send(req) = m.start(&Query::single("shunfeng", "SF1400000000017")) else {
+        let q = Query::single("shunfeng", "SF1400000000017").at(1_741_060_000_000);
+        let Step::Send(req) = m.start(&q) else {
             panic!()
         };
         assert!(req.url.starts_with(DEFAULT_BASE_URL));
-        let ts: u128 = get(&form(&req.body), "timestamp").parse().unwrap();
-        assert!(ts > 1_700_000_000_000);
+        assert_eq!(get(&form(&req.body), "timestamp"), "1741060000000");
+        // Same query, same request: the plugin reads no clock of its own.
+        let Step::Send(again) = m.start(&q) else {
+            panic!()
+        };
+        assert_eq!(again.body, req.body);
+    }
+
+    #[test]
+    fn start_without_a_host_clock_is_refused_not_guessed() {
+        let m = InProcess::<Shunfeng>::new(&Config::from_pairs([
+            ("partner_id", "P"),
+            ("checkword", "cw"),
+        ]))
+        .unwrap();
+        let Step::Failed(e) = m.start(&Query::single("shunfeng", "SF1400000000017")) else {
+            panic!()
+        };
+        assert_eq!(e.kind(), "unsupported");
     }
 }

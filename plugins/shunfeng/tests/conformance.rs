@@ -7,16 +7,8 @@ use waybill_sdk::{Config, HttpResponse, Query, QueryWaybill, State, Step, StepMa
 const STATE: &str = "routes:SF1400000000017,SF1400000000025";
 const CHECKWORD: &str = "cw-conformance-0123456789";
 
-/// The built plugin library (`cargo test` leaves it in `target/<profile>/deps/`).
 fn load() -> LoadedPlugin {
-    let built = conformance::built_library_path("waybill_carrier_shunfeng");
-    if built.exists() {
-        return conformance::load_built("waybill_carrier_shunfeng");
-    }
-    let exe = std::env::current_exe().unwrap();
-    let in_deps = exe.parent().unwrap().join(built.file_name().unwrap());
-    waybill_sdk::loader::load(&in_deps)
-        .unwrap_or_else(|e| panic!("the plugin library was refused: {e}"))
+    conformance::load_built("waybill_carrier_shunfeng")
 }
 
 fn ok(body: &[u8]) -> HttpResponse {
@@ -33,7 +25,8 @@ fn suite() -> Suite {
         sample: Query::new(vec![
             QueryWaybill::new("shunfeng", "SF1400000000017").with_phone("13800005678"),
             QueryWaybill::new("shunfeng", "SF1400000000025"),
-        ]),
+        ])
+        .at(1_741_060_000_000),
         fixtures: vec![
             Fixture::new(
                 "in transit",
