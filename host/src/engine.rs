@@ -660,6 +660,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_that_would_go_backwards_is_not_pushed() {
+        let sandbox = Scripted::new("sandbox", 10);
+        sandbox.add("SB1", t0(), "已揽收", State::Collected);
+        sandbox.add("SB1", t0() + hours(2), "派送中", State::OutForDelivery);
+        let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
+        let id = r.subscribe("sandbox", "SB1").await;
+        r.forward(hours(3)).await;
+        assert_eq!(r.inbox.params().len(), 1);
+
+        // The carrier's next answers lose the newest line (a lagging replica).
+        sandbox
+            .events
+            .lock()
+            .expect("lock")
+            .get_mut("SB1")
+            .expect("events")
+            .pop();
+        r.forward(hours(12)).await;
+        assert_eq!(r.inbox.params().len(), 1, "no push of the shorter trace");
+        let stored = r.store.trace(id).await.expect("trace").expect("exists");
+        assert_eq!(stored.data.len(), 2);
+        assert_eq!(stored.state, State::OutForDelivery);
+    }
+
+    #[tokio::test]
     async fn due_waybills_of_one_carrier_are_asked_in_batches_of_its_size() {
         let sandbox = Scripted::new("sandbox", 2);
         let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;

@@ -44,6 +44,10 @@ enum Command {
     Guess(cmd::guess::GuessArgs),
     /// List every carrier the guesser knows, with aliases, names and formats.
     Carriers(cmd::carriers::CarriersArgs),
+    /// List pushes that ran out of delivery attempts.
+    DeadLetters(cmd::dead_letters::DeadLettersArgs),
+    /// Re-drive dead-lettered pushes.
+    Redeliver(cmd::redeliver::RedeliverArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,8 @@ fn main() -> ExitCode {
         } => cmd::track::run(&company, &number, phone, format == cmd::OutputFormat::Json),
         Command::Guess(args) => cmd::guess::run(args),
         Command::Carriers(args) => cmd::carriers::run(args),
+        Command::DeadLetters(args) => cmd::dead_letters::run(args),
+        Command::Redeliver(args) => cmd::redeliver::run(args),
     };
     match result {
         Ok(code) => code,

@@ -500,3 +500,132 @@ impl Checker {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use waybill_core::carrier::Capabilities;
+
+    use super::*;
+
+    /// A carrier double that takes `delay` per call and records when calls started and
+    /// how many ran at once.
+    struct Slow {
+        delay: Duration,
+        max_batch: usize,
+        rate: Option<f64>,
+        short_by: usize,
+        starts: Mutex<Vec<tokio::time::Instant>>,
+        in_flight: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    impl Slow {
+        fn new(delay: Duration, max_batch: usize) -> Self {
+            Self {
+                delay,
+                max_batch,
+                rate: None,
+                short_by: 0,
+                starts: Mutex::default(),
+                in_flight: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Carrier for Slow {
+        fn codes(&self) -> &[&str] {
+            &["slow", "slow-alias"]
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                max_batch: self.max_batch,
+                needs_phone: false,
+                rate_limit_per_sec: self.rate,
+            }
+        }
+        async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+            self.starts
+                .lock()
+                .expect("lock")
+                .push(tokio::time::Instant::now());
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            waybills
+                .iter()
+                .skip(self.short_by)
+                .map(|w| Ok(Trace::from_events(&w.company, &w.number, vec![])))
+                .collect()
+        }
+    }
+
+    fn waybills(n: usize) -> Vec<Waybill> {
+        (0..n)
+            .map(|i| Waybill::new("slow", format!("S{i}")))
+            .collect()
+    }
+
+    fn limits(concurrency: usize, rate: Option<f64>) -> CarrierLimits {
+        CarrierLimits {
+            default: CarrierLimit {
+                concurrency,
+                rate_per_sec: rate,
+            },
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_requests_than_the_carriers_concurrency_run_at_once() {
+        let slow = Arc::new(Slow::new(Duration::from_millis(50), 1));
+        let carriers = Carriers::new(vec![slow.clone()], &limits(2, None));
+        let out = carriers.track("slow", &waybills(6)).await;
+        assert_eq!(out.len(), 6);
+        assert_eq!(slow.peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_spaced_by_the_carriers_rate_limit() {
+        let mut slow = Slow::new(Duration::ZERO, 1);
+        slow.rate = Some(10.0);
+        let slow = Arc::new(slow);
+        let carriers = Carriers::new(vec![slow.clone()], &limits(8, None));
+        carriers.track("slow-alias", &waybills(4)).await;
+        let mut starts = slow.starts.lock().expect("lock").clone();
+        starts.sort();
+        for pair in starts.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(100),
+                "{starts:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_answer_fails_its_batch_instead_of_misattributing_traces() {
+        let mut slow = Slow::new(Duration::ZERO, 3);
+        slow.short_by = 1;
+        let carriers = Carriers::new(vec![Arc::new(slow)], &limits(2, None));
+        let out = carriers.track("slow", &waybills(5)).await;
+        assert_eq!(out.len(), 5);
+        assert!(out
+            .iter()
+            .all(|o| matches!(o, Err(TrackError::BadResponse { .. }))));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_company_gets_an_unsupported_error_per_waybill() {
+        let carriers = Carriers::new(vec![], &CarrierLimits::default());
+        let out = carriers.track("nobody", &waybills(2)).await;
+        assert_eq!(out.len(), 2);
+        assert!(matches!(out[0], Err(TrackError::Unsupported { .. })));
+        assert!(!carriers.knows("nobody"));
+    }
+}

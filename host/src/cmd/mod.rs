@@ -6,6 +6,8 @@ pub mod normalize;
 pub mod plugins;
 pub mod simulate;
 pub mod track;
+pub mod dead_letters;
+pub mod redeliver;
 pub mod version;
 
 /// `--format` of commands that print data.

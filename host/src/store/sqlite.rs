@@ -750,17 +750,16 @@ impl Store for SqliteStore {
             .bind(&id)
             .fetch_optional(&mut *tx)
             .await?;
-            let done = if newer.unwrap_or(0) > 0 {
-                let r = sqlx::query(
+            if newer.unwrap_or(0) > 0 {
+                superseded += sqlx::query(
                     "UPDATE outbox SET state = 'superseded' WHERE push_id = ? AND state = 'dead'",
                 )
                 .bind(&id)
                 .execute(&mut *tx)
-                .await?;
-                superseded += r.rows_affected();
-                continue;
+                .await?
+                .rows_affected();
             } else {
-                sqlx::query(
+                redriven += sqlx::query(
                     "UPDATE outbox SET state = 'pending', attempt = 0, next_attempt_at = ?, \
                      finished_at = NULL WHERE push_id = ? AND state = 'dead'",
                 )
@@ -768,8 +767,8 @@ impl Store for SqliteStore {
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?
-            };
-            redriven += done.rows_affected();
+                .rows_affected();
+            }
         }
         tx.commit().await?;
         Ok((redriven, superseded))

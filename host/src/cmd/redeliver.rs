@@ -1,0 +1,50 @@
+//! `waybill redeliver`: re-drives dead-lettered pushes from their first attempt.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use waybill_host::store::{SqliteStore, Store, DEFAULT_DATA_DIR};
+
+#[derive(Args)]
+pub struct RedeliverArgs {
+    /// Push ids to re-drive (see `waybill dead-letters`).
+    pub push_ids: Vec<String>,
+    /// Re-drive every dead letter.
+    #[arg(long, conflicts_with = "push_ids")]
+    pub all: bool,
+    /// Data directory of the daemon.
+    #[arg(long, env = "WAYBILL_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+pub fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
+    if args.push_ids.is_empty() && !args.all {
+        bail!("name the push ids to re-drive, or pass --all");
+    }
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        let store = SqliteStore::open_dir(&args.data_dir)
+            .await
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        // The daemon's clock decides when the retry is due; "now" by the wall clock means
+        // "at the daemon's next round" for a real-time daemon.
+        let now = jiff::Timestamp::now();
+        let (redriven, superseded) = store.redeliver(&args.push_ids, now).await?;
+        println!("re-driven: {redriven}");
+        if superseded > 0 {
+            println!(
+                "superseded: {superseded} (a newer push of the same waybill already carries \
+                 the full trace; sending the older one would go backwards)"
+            );
+        }
+        store.close().await;
+        Ok(if redriven + superseded == 0 && !args.all {
+            eprintln!("waybill: none of the given push ids is a dead letter");
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
