@@ -162,12 +162,11 @@ impl Config {
             self.server.plugin_dir = PathBuf::from(v);
         }
         if let Some(v) = get("WAYBILL_ALLOW_PRIVATE_CALLBACKS") {
-            self.api.allow_private_callbacks =
-                parse_bool(&v).ok_or_else(|| ConfigError::Env {
-                    name: "WAYBILL_ALLOW_PRIVATE_CALLBACKS",
-                    value: v.clone(),
-                    reason: "expected true/false/1/0".into(),
-                })?;
+            self.api.allow_private_callbacks = parse_bool(&v).ok_or_else(|| ConfigError::Env {
+                name: "WAYBILL_ALLOW_PRIVATE_CALLBACKS",
+                value: v.clone(),
+                reason: "expected true/false/1/0".into(),
+            })?;
         }
         if let Some(v) = get("WAYBILL_CLOCK_SPEED") {
             self.sandbox.clock_speed = v

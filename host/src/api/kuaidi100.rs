@@ -78,8 +78,7 @@ async fn form_fields(
         .unwrap_or("")
         .to_ascii_lowercase();
     if !bytes.is_empty()
-        && (content_type.starts_with("application/json")
-            || content_type.starts_with("multipart/"))
+        && (content_type.starts_with("application/json") || content_type.starts_with("multipart/"))
     {
         return Err(Reply::new(
             bad,
@@ -91,7 +90,11 @@ async fn form_fields(
     }
     let mut fields: HashMap<String, String> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     fields.extend(url::form_urlencoded::parse(&bytes).into_owned());
     Ok(fields)
@@ -104,10 +107,7 @@ fn text(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, String> 
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(format!(
-            "`{name}` must be a string, not {}",
-            kind_of(other)
-        )),
+        Some(other) => Err(format!("`{name}` must be a string, not {}", kind_of(other))),
     }
 }
 
@@ -514,24 +514,23 @@ async fn find_trace(
     })?;
     let timeout = std::time::Duration::try_from(api.inner.config.query_timeout)
         .unwrap_or(std::time::Duration::from_secs(3));
-    let outcome = match tokio::time::timeout(timeout, carrier.track(std::slice::from_ref(waybill)))
-        .await
-    {
-        Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
-            Err(TrackError::BadResponse {
-                message: "the carrier gave no answer for the waybill".into(),
-            })
-        }),
-        Err(_) => {
-            return Err(Reply::new(
-                "502",
-                format!(
-                    "服务器繁忙: the carrier did not answer within {:#}",
-                    api.inner.config.query_timeout
-                ),
-            ))
-        }
-    };
+    let outcome =
+        match tokio::time::timeout(timeout, carrier.track(std::slice::from_ref(waybill))).await {
+            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+                Err(TrackError::BadResponse {
+                    message: "the carrier gave no answer for the waybill".into(),
+                })
+            }),
+            Err(_) => {
+                return Err(Reply::new(
+                    "502",
+                    format!(
+                        "服务器繁忙: the carrier did not answer within {:#}",
+                        api.inner.config.query_timeout
+                    ),
+                ))
+            }
+        };
     match outcome {
         Ok(trace) => {
             api.metrics().query("carrier");

@@ -186,7 +186,10 @@ pub async fn render(State(api): State<Api>) -> impl IntoResponse {
         let _ = writeln!(out, "waybill_due_lag_seconds {lag}");
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }

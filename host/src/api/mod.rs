@@ -125,9 +125,7 @@ impl Api {
         let mut by_code: HashMap<String, Arc<dyn Carrier>> = HashMap::new();
         for c in carriers {
             for code in c.codes() {
-                by_code
-                    .entry(code.to_string())
-                    .or_insert_with(|| c.clone());
+                by_code.entry(code.to_string()).or_insert_with(|| c.clone());
             }
         }
         let ttl = std::time::Duration::try_from(config.tenant_cache_ttl).unwrap_or_default();
