@@ -118,6 +118,35 @@ fn check_cycle(c: &mut Criterion) {
             })
         })
     });
+    group.bench_function("claim_100_and_complete_in_one_transaction", |b| {
+        b.iter(|| {
+            round += 1;
+            // Completed rows fall due again at once, so every round finds 100 due rows.
+            let now = t0() + SignedDuration::from_secs(round);
+            rt.block_on(async {
+                let claimed = store
+                    .claim_due(now, 100, "bench", now + SignedDuration::from_mins(5))
+                    .await
+                    .expect("claim");
+                let outcomes: Vec<_> = claimed
+                    .iter()
+                    .map(|s| CheckOutcome {
+                        subscription_id: s.id,
+                        lease_owner: "bench".into(),
+                        checked_at: now,
+                        status: MonitorStatus::Polling,
+                        message: String::new(),
+                        next_check_at: now,
+                        new_trace: None,
+                        correction: None,
+                        error: None,
+                        pushes: vec![],
+                    })
+                    .collect();
+                store.complete_checks(&outcomes).await.expect("complete");
+            })
+        })
+    });
     group.finish();
 }
 

@@ -685,6 +685,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn run_works_through_due_work_and_stops_on_shutdown() {
+        let sandbox = Scripted::new("sandbox", 10);
+        sandbox.add("SB1", t0(), "已揽收", State::Collected);
+        let config = EngineConfig {
+            idle_wait: SignedDuration::from_millis(5),
+            ..EngineConfig::default()
+        };
+        let r = rig(vec![sandbox.clone()], config).await;
+        r.subscribe("sandbox", "SB1").await;
+        r.clock.advance(hours(1));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let engine = r.engine.clone();
+        let task = tokio::spawn(async move {
+            engine
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        for _ in 0..500 {
+            if !r.inbox.params().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(r.inbox.params().len(), 1);
+        stop.send(()).expect("engine still running");
+        task.await.expect("run returned");
+    }
+
+    #[tokio::test]
     async fn due_waybills_of_one_carrier_are_asked_in_batches_of_its_size() {
         let sandbox = Scripted::new("sandbox", 2);
         let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;

@@ -1,5 +1,13 @@
-//! waybill-host as a library: the daemon's engine (store, scheduler, push delivery) so the
-//! `waybill` binary, the HTTP API and end-to-end tests embed the same code.
+//! waybill-host as a library: the daemon's engine, so the `waybill` binary, the HTTP API,
+//! the demo and end-to-end tests embed the same code.
+//!
+//! - [`store`]: the [`store::Store`] trait and its SQLite implementation; group commit
+//!   for subscriptions ([`store::SubscribeBatcher`]).
+//! - [`scheduler`]: claims due subscriptions, asks carriers within their limits, applies
+//!   core's policy and kuaidi100's terminal rules.
+//! - [`push`]: kuaidi100 push rendering, HTTP delivery, the outbox worker (retries, dead
+//!   letters) and the callback URL check.
+//! - [`engine`]: [`engine::Engine`] ties them together on an injected clock.
 
 pub mod api;
 pub mod config;

@@ -24,7 +24,7 @@ use waybill_core::policy::{
 use crate::push::render::{kuaidi100_push, PushHeader};
 use crate::store::sqlite::trace_hash;
 use crate::store::{
-    CheckOutcome, CompanyCorrection, MonitorStatus, Store, StoreError, StoreResult, Subscription,
+    CheckOutcome, CompanyCorrection, MonitorStatus, Store, StoreResult, Subscription,
 };
 
 /// Suggests the carriers a tracking number may belong to, best first (the autoCheck's
@@ -300,13 +300,19 @@ impl Checker {
     ) -> StoreResult<CheckReport> {
         let waybills: Vec<Waybill> = subs.iter().map(Subscription::waybill).collect();
         let outcomes = self.carriers.track(company, &waybills).await;
-        let mut report = CheckReport::default();
+        let mut decided = Vec::with_capacity(subs.len());
         for (sub, outcome) in subs.iter().zip(outcomes) {
-            let (o, changed) = self.decide(sub, outcome, now).await?;
-            match self.store.complete_check(&o).await {
-                Ok(()) => report.add(&o, changed),
-                Err(StoreError::LeaseLost { .. }) => report.lease_lost += 1,
-                Err(e) => return Err(e),
+            decided.push(self.decide(sub, outcome, now).await?);
+        }
+        // One transaction (one durable commit) for the whole group.
+        let (results, changed): (Vec<CheckOutcome>, Vec<bool>) = decided.into_iter().unzip();
+        let written = self.store.complete_checks(&results).await?;
+        let mut report = CheckReport::default();
+        for ((o, changed), ok) in results.iter().zip(changed).zip(written) {
+            if ok {
+                report.add(o, changed);
+            } else {
+                report.lease_lost += 1;
             }
         }
         Ok(report)

@@ -489,6 +489,19 @@ pub trait Store: Send + Sync {
     /// [`StoreError::LeaseLost`] (writing nothing) if `outcome.lease_owner` no longer
     /// holds the lease.
     async fn complete_check(&self, outcome: &CheckOutcome) -> StoreResult<()>;
+    /// Writes many checks' results in one transaction (one durable commit). Each entry
+    /// says whether that outcome was written: `false` where its lease had moved on.
+    async fn complete_checks(&self, outcomes: &[CheckOutcome]) -> StoreResult<Vec<bool>> {
+        let mut written = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            written.push(match self.complete_check(o).await {
+                Ok(()) => true,
+                Err(StoreError::LeaseLost { .. }) => false,
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(written)
+    }
     /// The earliest `next_check_at` of a polling subscription.
     async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
 

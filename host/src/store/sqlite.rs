@@ -7,6 +7,7 @@
 //! WAL. Claims are single `UPDATE … RETURNING` statements, so they are atomic by
 //! construction.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,11 +19,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 use waybill_core::model::{EventTime, Trace, TrackEvent};
 use waybill_core::state::State;
 
 use super::*;
+
+/// Rows per multi-row INSERT, well under SQLite's limit of 32766 bound parameters.
+const ROWS_PER_INSERT: usize = 500;
 
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "waybill.db";
@@ -256,6 +260,108 @@ fn lease_lost(what: &'static str, id: impl ToString, owner: &str) -> StoreError 
     }
 }
 
+/// Writes one check's result inside `tx`; false (and nothing written) if the lease moved on.
+async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> StoreResult<bool> {
+    let held: Option<i64> =
+        sqlx::query_scalar("SELECT push_seq FROM subscriptions WHERE id = ? AND lease_owner = ?")
+            .bind(o.subscription_id)
+            .bind(&o.lease_owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(mut push_seq) = held else {
+        return Ok(false);
+    };
+    let now = ms(o.checked_at);
+    if let Some((trace, hash)) = &o.new_trace {
+        sqlx::query("DELETE FROM events WHERE subscription_id = ?")
+            .bind(o.subscription_id)
+            .execute(&mut *tx)
+            .await?;
+        for (n, chunk) in trace.data.chunks(ROWS_PER_INSERT).enumerate() {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (subscription_id, seq, at_ms, time_text, context, location, \
+                 area_code, area_name, state, raw_code, rule) ",
+            );
+            q.push_values(chunk.iter().enumerate(), |mut row, (i, e)| {
+                let seq = n * ROWS_PER_INSERT + i;
+                row.push_bind(o.subscription_id)
+                    .push_bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                    .push_bind(ms(e.time.at))
+                    .push_bind(e.time.to_string())
+                    .push_bind(&e.context)
+                    .push_bind(&e.location)
+                    .push_bind(&e.area_code)
+                    .push_bind(&e.area_name)
+                    .push_bind(e.state.name())
+                    .push_bind(&e.raw_code)
+                    .push_bind(&e.rule);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE subscriptions SET state = ?, trace_hash = ?, event_count = ?, \
+             last_event_at = ?, last_change_at = ?, changes = changes + 1 WHERE id = ?",
+        )
+        .bind(trace.state.name())
+        .bind(hash)
+        .bind(i64::try_from(trace.data.len()).unwrap_or(i64::MAX))
+        .bind(trace.data.first().map(|e| ms(e.time.at)))
+        .bind(now)
+        .bind(o.subscription_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(c) = &o.correction {
+        sqlx::query("UPDATE subscriptions SET company = ?, com_old = ?, com_new = ? WHERE id = ?")
+            .bind(&c.com_new)
+            .bind(&c.com_old)
+            .bind(&c.com_new)
+            .bind(o.subscription_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for p in &o.pushes {
+        push_seq += 1;
+        let headers = serde_json::to_string(&p.headers).map_err(|e| StoreError::Corrupt {
+            table: "outbox",
+            detail: format!("headers: {e}"),
+        })?;
+        sqlx::query(
+            "INSERT INTO outbox (push_id, subscription_id, seq, url, content_type, body, \
+             headers, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(format!("{}-{}", o.subscription_id, push_seq))
+        .bind(o.subscription_id)
+        .bind(push_seq)
+        .bind(&p.url)
+        .bind(&p.content_type)
+        .bind(&p.body)
+        .bind(headers)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE subscriptions SET status = ?, message = ?, next_check_at = ?, \
+         lease_owner = NULL, lease_until = NULL, checks = checks + 1, \
+         failures = CASE WHEN ? IS NULL THEN 0 ELSE failures + 1 END, last_error = ?, \
+         push_seq = ?, last_check_at = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(o.status.as_str())
+    .bind(&o.message)
+    .bind(ms(o.next_check_at))
+    .bind(&o.error)
+    .bind(&o.error)
+    .bind(push_seq)
+    .bind(now)
+    .bind(now)
+    .bind(o.subscription_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, t: &NewTenant, now: Timestamp) -> StoreResult<Tenant> {
@@ -308,72 +414,124 @@ impl Store for SqliteStore {
     }
 
     async fn subscribe_many(&self, subs: &[NewSubscription]) -> StoreResult<Vec<SubscribeOutcome>> {
-        let mut tx = self.write.begin().await?;
-        let mut out = Vec::with_capacity(subs.len());
-        for s in subs {
-            let options = serde_json::to_string(&s.options).map_err(|e| StoreError::Corrupt {
+        let options = subs
+            .iter()
+            .map(|s| serde_json::to_string(&s.options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt {
                 table: "subscriptions",
                 detail: format!("options: {e}"),
             })?;
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::with_capacity(subs.len());
+        for (chunk, options) in subs
+            .chunks(ROWS_PER_INSERT)
+            .zip(options.chunks(ROWS_PER_INSERT))
+        {
             // OR IGNORE turns a second live subscription of the same waybill (the partial
-            // unique index) into "no row returned" instead of an error.
-            let id: Option<i64> = sqlx::query_scalar(
+            // unique index) into "no row returned"; RETURNING says which rows went in.
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
                  from_area, to_area, callback_url, salt, options, next_check_at, created_at, \
-                 updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(s.tenant_id)
-            .bind(&s.company)
-            .bind(&s.number)
-            .bind(&s.phone)
-            .bind(&s.from)
-            .bind(&s.to)
-            .bind(&s.callback_url)
-            .bind(&s.salt)
-            .bind(options)
-            .bind(ms(s.next_check_at))
-            .bind(ms(s.created_at))
-            .bind(ms(s.created_at))
-            .fetch_optional(&mut *tx)
-            .await?;
-            match id {
-                Some(id) => {
-                    let month_subscribes: i64 = sqlx::query_scalar(
-                        "INSERT INTO usage (tenant_id, month, company, number, first_at) \
-                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, month, company, number) \
-                         DO UPDATE SET subscribes = subscribes + 1 RETURNING subscribes",
-                    )
-                    .bind(s.tenant_id)
-                    .bind(billing_month(s.created_at))
-                    .bind(&s.company)
-                    .bind(&s.number)
-                    .bind(ms(s.created_at))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    out.push(SubscribeOutcome::Created {
-                        id,
-                        month_subscribes: u32::try_from(month_subscribes).unwrap_or(u32::MAX),
-                    });
+                 updated_at) ",
+            );
+            q.push_values(chunk.iter().zip(options), |mut row, (s, options)| {
+                row.push_bind(s.tenant_id)
+                    .push_bind(&s.company)
+                    .push_bind(&s.number)
+                    .push_bind(&s.phone)
+                    .push_bind(&s.from)
+                    .push_bind(&s.to)
+                    .push_bind(&s.callback_url)
+                    .push_bind(&s.salt)
+                    .push_bind(options)
+                    .push_bind(ms(s.next_check_at))
+                    .push_bind(ms(s.created_at))
+                    .push_bind(ms(s.created_at));
+            });
+            q.push(" RETURNING id, tenant_id, company, number");
+            let mut inserted: HashMap<(i64, String, String), i64> = HashMap::new();
+            for r in q.build().fetch_all(&mut *tx).await? {
+                inserted.insert(
+                    (
+                        r.try_get("tenant_id")?,
+                        r.try_get("company")?,
+                        r.try_get("number")?,
+                    ),
+                    r.try_get("id")?,
+                );
+            }
+            // The first of equal rows in a chunk is the one inserted; later ones and rows
+            // that met an existing live subscription are duplicates.
+            let mut created = Vec::new();
+            let mut outcomes = Vec::with_capacity(chunk.len());
+            for s in chunk {
+                let key = (s.tenant_id, s.company.clone(), s.number.clone());
+                match inserted.remove(&key) {
+                    Some(id) => {
+                        created.push(s);
+                        outcomes.push(Ok((id, s)));
+                    }
+                    None => outcomes.push(Err(s)),
                 }
-                None => {
-                    let existing: Option<i64> = sqlx::query_scalar(
-                        "SELECT id FROM subscriptions WHERE tenant_id = ? AND company = ? \
-                         AND number = ? AND status = 'polling'",
-                    )
-                    .bind(s.tenant_id)
-                    .bind(&s.company)
-                    .bind(&s.number)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let existing = existing.ok_or_else(|| StoreError::Corrupt {
-                        table: "subscriptions",
-                        detail: format!(
-                            "insert of {}/{} ignored but no live row found (unknown tenant {}?)",
-                            s.company, s.number, s.tenant_id
+            }
+            let mut counts: HashMap<(i64, String, String), i64> = HashMap::new();
+            if !created.is_empty() {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO usage (tenant_id, month, company, number, first_at) ",
+                );
+                q.push_values(&created, |mut row, s| {
+                    row.push_bind(s.tenant_id)
+                        .push_bind(billing_month(s.created_at))
+                        .push_bind(&s.company)
+                        .push_bind(&s.number)
+                        .push_bind(ms(s.created_at));
+                });
+                q.push(
+                    " ON CONFLICT (tenant_id, month, company, number) DO UPDATE SET \
+                     subscribes = subscribes + 1 RETURNING tenant_id, company, number, subscribes",
+                );
+                for r in q.build().fetch_all(&mut *tx).await? {
+                    counts.insert(
+                        (
+                            r.try_get("tenant_id")?,
+                            r.try_get("company")?,
+                            r.try_get("number")?,
                         ),
-                    })?;
-                    out.push(SubscribeOutcome::Duplicate { existing });
+                        r.try_get("subscribes")?,
+                    );
                 }
+            }
+            for o in outcomes {
+                out.push(match o {
+                    Ok((id, s)) => {
+                        let key = (s.tenant_id, s.company.clone(), s.number.clone());
+                        let n = counts.get(&key).copied().unwrap_or(1);
+                        SubscribeOutcome::Created {
+                            id,
+                            month_subscribes: u32::try_from(n).unwrap_or(u32::MAX),
+                        }
+                    }
+                    Err(s) => {
+                        let existing: Option<i64> = sqlx::query_scalar(
+                            "SELECT id FROM subscriptions WHERE tenant_id = ? AND company = ? \
+                             AND number = ? AND status = 'polling'",
+                        )
+                        .bind(s.tenant_id)
+                        .bind(&s.company)
+                        .bind(&s.number)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        let existing = existing.ok_or_else(|| StoreError::Corrupt {
+                            table: "subscriptions",
+                            detail: format!(
+                                "insert of {}/{} ignored but no live row found (unknown tenant {}?)",
+                                s.company, s.number, s.tenant_id
+                            ),
+                        })?;
+                        SubscribeOutcome::Duplicate { existing }
+                    }
+                });
             }
         }
         tx.commit().await?;
@@ -478,111 +636,25 @@ impl Store for SqliteStore {
 
     async fn complete_check(&self, o: &CheckOutcome) -> StoreResult<()> {
         let mut tx = self.write.begin().await?;
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT push_seq FROM subscriptions WHERE id = ? AND lease_owner = ?",
-        )
-        .bind(o.subscription_id)
-        .bind(&o.lease_owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(mut push_seq) = held else {
+        if !write_check(&mut tx, o).await? {
             return Err(lease_lost(
                 "subscription",
                 o.subscription_id,
                 &o.lease_owner,
             ));
-        };
-        let now = ms(o.checked_at);
-        if let Some((trace, hash)) = &o.new_trace {
-            sqlx::query("DELETE FROM events WHERE subscription_id = ?")
-                .bind(o.subscription_id)
-                .execute(&mut *tx)
-                .await?;
-            for (seq, e) in trace.data.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO events (subscription_id, seq, at_ms, time_text, context, \
-                     location, area_code, area_name, state, raw_code, rule) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(o.subscription_id)
-                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                .bind(ms(e.time.at))
-                .bind(e.time.to_string())
-                .bind(&e.context)
-                .bind(&e.location)
-                .bind(&e.area_code)
-                .bind(&e.area_name)
-                .bind(e.state.name())
-                .bind(&e.raw_code)
-                .bind(&e.rule)
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query(
-                "UPDATE subscriptions SET state = ?, trace_hash = ?, event_count = ?, \
-                 last_event_at = ?, last_change_at = ?, changes = changes + 1 WHERE id = ?",
-            )
-            .bind(trace.state.name())
-            .bind(hash)
-            .bind(i64::try_from(trace.data.len()).unwrap_or(i64::MAX))
-            .bind(trace.data.first().map(|e| ms(e.time.at)))
-            .bind(now)
-            .bind(o.subscription_id)
-            .execute(&mut *tx)
-            .await?;
         }
-        if let Some(c) = &o.correction {
-            sqlx::query(
-                "UPDATE subscriptions SET company = ?, com_old = ?, com_new = ? WHERE id = ?",
-            )
-            .bind(&c.com_new)
-            .bind(&c.com_old)
-            .bind(&c.com_new)
-            .bind(o.subscription_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for p in &o.pushes {
-            push_seq += 1;
-            let headers = serde_json::to_string(&p.headers).map_err(|e| StoreError::Corrupt {
-                table: "outbox",
-                detail: format!("headers: {e}"),
-            })?;
-            sqlx::query(
-                "INSERT INTO outbox (push_id, subscription_id, seq, url, content_type, body, \
-                 headers, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(format!("{}-{}", o.subscription_id, push_seq))
-            .bind(o.subscription_id)
-            .bind(push_seq)
-            .bind(&p.url)
-            .bind(&p.content_type)
-            .bind(&p.body)
-            .bind(headers)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE subscriptions SET status = ?, message = ?, next_check_at = ?, \
-             lease_owner = NULL, lease_until = NULL, checks = checks + 1, \
-             failures = CASE WHEN ? IS NULL THEN 0 ELSE failures + 1 END, last_error = ?, \
-             push_seq = ?, last_check_at = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(o.status.as_str())
-        .bind(&o.message)
-        .bind(ms(o.next_check_at))
-        .bind(&o.error)
-        .bind(&o.error)
-        .bind(push_seq)
-        .bind(now)
-        .bind(now)
-        .bind(o.subscription_id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn complete_checks(&self, outcomes: &[CheckOutcome]) -> StoreResult<Vec<bool>> {
+        let mut tx = self.write.begin().await?;
+        let mut written = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            written.push(write_check(&mut tx, o).await?);
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
@@ -1115,6 +1187,30 @@ mod tests {
             Some(t0()),
             "leased rows are still polling and due"
         );
+    }
+
+    #[tokio::test]
+    async fn complete_checks_writes_a_group_and_skips_only_the_lost_lease() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let out = store
+            .subscribe_many(&[new_sub(t.id, "SB1"), new_sub(t.id, "SB2")])
+            .await
+            .expect("subscribe");
+        let (a, b) = (created(out[0]), created(out[1]));
+        store
+            .claim_due(t0(), 10, "me", t0() + SignedDuration::from_mins(5))
+            .await
+            .expect("claim");
+        let written = store
+            .complete_checks(&[outcome(a, "me", 1), outcome(b, "someone-else", 1)])
+            .await
+            .expect("complete");
+        assert_eq!(written, vec![true, false]);
+        assert_eq!(store.pushes_of(a).await.expect("pushes").len(), 1);
+        assert!(store.pushes_of(b).await.expect("pushes").is_empty());
+        let sb = store.subscription(b).await.expect("read").expect("exists");
+        assert_eq!(sb.lease_owner.as_deref(), Some("me"), "untouched");
     }
 
     #[tokio::test]
