@@ -46,7 +46,7 @@ pub enum ConfigError {
 }
 
 /// The whole daemon configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listening address, data location, plugins.
@@ -60,18 +60,6 @@ pub struct Config {
     /// Plugin configuration by carrier code: `[carriers.<code>]` with the keys the
     /// plugin's manifest declares (`waybill plugins` lists them).
     pub carriers: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            api: ApiConfig::default(),
-            sandbox: SandboxConfig::default(),
-            engine: EngineConfig::default(),
-            carriers: BTreeMap::new(),
-        }
-    }
 }
 
 /// `[server]`.

@@ -62,7 +62,14 @@ pub fn read_rows(data: &[u8]) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("CSV error near record {}", i + 1))?;
-        let line = record.position().map_or(i as u64 + 1, |p| p.line());
+        // csv's own line count skips blank lines; count newlines before the record instead.
+        let line = record.position().map_or(i as u64 + 1, |p| {
+            let mut start = usize::try_from(p.byte()).unwrap_or(0).min(data.len());
+            while start < data.len() && matches!(data[start], b'\n' | b'\r') {
+                start += 1;
+            }
+            data[..start].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+        });
         let field = |n: usize| record.get(n).unwrap_or("").to_owned();
         if i == 0 && field(0).eq_ignore_ascii_case("company") {
             continue;
