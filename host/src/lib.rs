@@ -9,6 +9,8 @@
 //!   letters) and the callback URL check.
 //! - [`engine`]: [`engine::Engine`] ties them together on an injected clock.
 
+pub mod api;
+pub mod config;
 pub mod engine;
 pub mod plugin;
 pub mod push;

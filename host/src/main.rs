@@ -48,6 +48,17 @@ enum Command {
     DeadLetters(cmd::dead_letters::DeadLettersArgs),
     /// Re-drive dead-lettered pushes.
     Redeliver(cmd::redeliver::RedeliverArgs),
+    /// Run the daemon: kuaidi100-compatible HTTP API, scheduler and push worker.
+    Serve(cmd::serve::ServeArgs),
+    /// Print the documented default configuration (`--default`) or check a file.
+    Config(cmd::config::ConfigArgs),
+    /// Manage tenants (the accounts that subscribe).
+    #[command(subcommand)]
+    Tenant(cmd::tenant::TenantCommand),
+    /// Waybills counted per tenant in a billing month.
+    Usage(cmd::usage::UsageArgs),
+    /// Subscribe the rows of a CSV file (company,number,phone,from,to) through the daemon.
+    Import(cmd::import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +78,11 @@ fn main() -> ExitCode {
         Command::Carriers(args) => cmd::carriers::run(args),
         Command::DeadLetters(args) => cmd::dead_letters::run(args),
         Command::Redeliver(args) => cmd::redeliver::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Config(args) => cmd::config::run(args),
+        Command::Tenant(cmd) => cmd::tenant::run(cmd),
+        Command::Usage(args) => cmd::usage::run(args),
+        Command::Import(args) => cmd::import::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,13 +1,18 @@
 //! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
 
 pub mod carriers;
+pub mod config;
 pub mod dead_letters;
 pub mod guess;
+pub mod import;
 pub mod normalize;
 pub mod plugins;
 pub mod redeliver;
+pub mod serve;
 pub mod simulate;
+pub mod tenant;
 pub mod track;
+pub mod usage;
 pub mod version;
 
 /// `--format` of commands that print data.

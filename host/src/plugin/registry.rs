@@ -228,6 +228,26 @@ pub fn config_from_env(manifest: &Manifest) -> Config {
     config
 }
 
+/// A plugin's configuration from a table (the daemon's `[carriers.<code>]`), with
+/// `WAYBILL_<CODE>_<KEY>` environment variables overriding it. Keys the manifest does not
+/// declare are passed through too, so the plugin can refuse them by name.
+pub fn config_from_table(
+    manifest: &Manifest,
+    table: &std::collections::BTreeMap<String, String>,
+) -> Config {
+    let mut config = Config::new();
+    for (key, value) in table {
+        config.set(key, value.clone());
+    }
+    let from_env = config_from_env(manifest);
+    for key in &manifest.config_keys {
+        if let Some(value) = from_env.get(&key.name) {
+            config.set(&key.name, value.to_owned());
+        }
+    }
+    config
+}
+
 /// `WAYBILL_<CODE>_<KEY>`.
 pub fn env_var_name(code: &str, key: &str) -> String {
     format!("WAYBILL_{code}_{key}")

@@ -97,7 +97,27 @@ struct Line<'a> {
 
 /// The `param` JSON of a kuaidi100 push for `trace`, as the subscription's options ask.
 pub fn kuaidi100_param(sub: &Subscription, trace: &Trace, header: &PushHeader) -> String {
-    let resultv2 = sub.options.resultv2;
+    let param = Param {
+        status: header.status.as_str(),
+        billstatus: billstatus(trace.state),
+        message: &header.message,
+        auto_check: if header.auto_check { "1" } else { "0" },
+        com_old: &header.com_old,
+        com_new: &header.com_new,
+        last_result: last_result(trace, sub.options.resultv2),
+    };
+    // Serialising plain strings and vectors cannot fail.
+    serde_json::to_string(&param).unwrap_or_default()
+}
+
+/// The `lastResult` object of a push, which is also the success answer of kuaidi100's
+/// real-time query (`poll/query.do`): `message`, `state`, `status`, `condition`,
+/// `ischeck`, `com`, `nu` and the full `data` list, newest first, at `resultv2`'s detail.
+pub fn kuaidi100_result(trace: &Trace, resultv2: u8) -> serde_json::Value {
+    serde_json::to_value(last_result(trace, resultv2)).unwrap_or_default()
+}
+
+fn last_result(trace: &Trace, resultv2: u8) -> LastResult<'_> {
     let areas = resultv2 >= 1;
     let advanced = resultv2 >= 4;
     let data = trace
@@ -116,26 +136,16 @@ pub fn kuaidi100_param(sub: &Subscription, trace: &Trace, header: &PushHeader) -
             }
         })
         .collect();
-    let param = Param {
-        status: header.status.as_str(),
-        billstatus: billstatus(trace.state),
-        message: &header.message,
-        auto_check: if header.auto_check { "1" } else { "0" },
-        com_old: &header.com_old,
-        com_new: &header.com_new,
-        last_result: LastResult {
-            message: "ok",
-            state: dialect::code(trace.state, advanced).to_string(),
-            status: "200",
-            condition: "F00",
-            ischeck: if trace.ischeck { "1" } else { "0" },
-            com: &trace.com,
-            nu: &trace.nu,
-            data,
-        },
-    };
-    // Serialising plain strings and vectors cannot fail.
-    serde_json::to_string(&param).unwrap_or_default()
+    LastResult {
+        message: "ok",
+        state: dialect::code(trace.state, advanced).to_string(),
+        status: "200",
+        condition: "F00",
+        ischeck: if trace.ischeck { "1" } else { "0" },
+        com: &trace.com,
+        nu: &trace.nu,
+        data,
+    }
 }
 
 /// kuaidi100's push signature: upper-case hex MD5 of `param` followed by `salt`.

@@ -553,6 +553,15 @@ pub trait Store: Send + Sync {
     async fn usage(&self, tenant: TenantId, month: &str) -> StoreResult<u64>;
     /// Counts by state.
     async fn stats(&self) -> StoreResult<StoreStats>;
+    /// Counts a waybill in the tenant's billing month of `at` without subscribing it (a
+    /// real-time query): once per (tenant, company, number) and month, like a subscription.
+    async fn record_usage(
+        &self,
+        tenant: TenantId,
+        company: &str,
+        number: &str,
+        at: Timestamp,
+    ) -> StoreResult<()>;
 }
 
 /// kuaidi100's billing month (`YYYY-MM` at UTC+8) of an instant.

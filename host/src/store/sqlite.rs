@@ -864,6 +864,27 @@ impl Store for SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn record_usage(
+        &self,
+        tenant: TenantId,
+        company: &str,
+        number: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO usage (tenant_id, month, company, number, subscribes, first_at) \
+             VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (tenant_id, month, company, number) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(billing_month(at))
+        .bind(company)
+        .bind(number)
+        .bind(ms(at))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     async fn stats(&self) -> StoreResult<StoreStats> {
         let mut stats = StoreStats::default();
         for r in sqlx::query("SELECT status, COUNT(*) AS n FROM subscriptions GROUP BY status")

@@ -1,0 +1,178 @@
+//! The daemon's HTTP API in kuaidi100's dialect: subscribe (`POST /poll`), real-time
+//! query (`POST /poll/query.do`), company detection (`/autonumber/auto`), plus `/healthz`
+//! and Prometheus `/metrics`.
+//!
+//! Every kuaidi100 endpoint answers HTTP 200 with a kuaidi100 `returnCode`, whatever the
+//! input: a malformed form, JSON or field gets its documented code and a message saying
+//! what was wrong, never a 4xx/5xx from the framework.
+
+pub mod kuaidi100;
+pub mod metrics;
+pub mod tenants;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::routing::{get, post};
+use axum::Router;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use waybill_core::carrier::Carrier;
+use waybill_core::guess::Guesser;
+use waybill_core::model::Trace;
+
+use crate::engine::Engine;
+use crate::store::{Store, SubscribeBatcher};
+
+pub use metrics::{CountingCarrier, CountingNotifier, Metrics};
+
+/// How the API behaves. The daemon reads it from the `[api]` table of its config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Accept callback URLs that resolve to loopback, private or link-local addresses.
+    pub allow_private_callbacks: bool,
+    /// Largest request body read; a larger one is answered with a kuaidi100 error.
+    pub max_body_bytes: usize,
+    /// How long a real-time query waits for the carrier.
+    #[serde(with = "friendly")]
+    pub query_timeout: SignedDuration,
+    /// A stored trace younger than this answers a real-time query without asking the
+    /// carrier (kuaidi100 locks a waybill queried more often than every 30 minutes).
+    #[serde(with = "friendly")]
+    pub query_fresh_for: SignedDuration,
+    /// Real-time query answers kept in memory.
+    pub query_cache_entries: usize,
+    /// Most subscriptions written in one transaction (group commit).
+    pub subscribe_batch: usize,
+    /// How long a tenant looked up by key is trusted before it is read again.
+    #[serde(with = "friendly")]
+    pub tenant_cache_ttl: SignedDuration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_callbacks: false,
+            max_body_bytes: 64 * 1024,
+            query_timeout: SignedDuration::from_secs(3),
+            query_fresh_for: SignedDuration::from_mins(30),
+            query_cache_entries: 10_000,
+            subscribe_batch: 1024,
+            tenant_cache_ttl: SignedDuration::from_secs(10),
+        }
+    }
+}
+
+/// `SignedDuration` as friendly text ("3s", "30m") in config files.
+pub(crate) mod friendly {
+    use jiff::SignedDuration;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &SignedDuration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{d:#}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SignedDuration, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed: SignedDuration = text
+            .trim()
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?}: {e}")))?;
+        if parsed.is_negative() {
+            return Err(serde::de::Error::custom(format!(
+                "duration {text:?} is negative"
+            )));
+        }
+        Ok(parsed)
+    }
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    batcher: SubscribeBatcher,
+    carriers: HashMap<String, Arc<dyn Carrier>>,
+    guesser: &'static Guesser,
+    config: ApiConfig,
+    metrics: Arc<Metrics>,
+    tenants: tenants::TenantCache,
+    query_cache: Mutex<HashMap<(String, String), (Trace, Timestamp)>>,
+}
+
+impl Api {
+    /// The API over `engine`'s store and clock. `carriers` are the same carriers the
+    /// engine polls (the real-time query asks them directly). Must be called inside a
+    /// tokio runtime (it starts the group-commit writer).
+    pub fn new(
+        engine: Engine,
+        carriers: Vec<Arc<dyn Carrier>>,
+        config: ApiConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let store = engine.store().clone();
+        let batcher = SubscribeBatcher::spawn(
+            store.clone(),
+            config.subscribe_batch.max(1),
+            config.subscribe_batch.max(1) * 8,
+        );
+        let mut by_code: HashMap<String, Arc<dyn Carrier>> = HashMap::new();
+        for c in carriers {
+            for code in c.codes() {
+                by_code.entry(code.to_string()).or_insert_with(|| c.clone());
+            }
+        }
+        let ttl = std::time::Duration::try_from(config.tenant_cache_ttl).unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                tenants: tenants::TenantCache::new(store.clone(), ttl),
+                store,
+                batcher,
+                carriers: by_code,
+                guesser: Guesser::embedded(),
+                config,
+                metrics,
+                query_cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The shared metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.engine.now()
+    }
+}
+
+/// The API's routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/poll", post(kuaidi100::subscribe))
+        .route("/poll/query.do", post(kuaidi100::query))
+        .route(
+            "/autonumber/auto",
+            get(kuaidi100::autonumber).post(kuaidi100::autonumber),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
+        .with_state(api)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}

@@ -1,0 +1,54 @@
+//! Tenant lookups for the API, cached so the subscribe path does not read the database
+//! for every request. Only found tenants are cached: a key added by `waybill tenant add`
+//! works at once, and a removed one stops working within the cache TTL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::store::{Store, StoreResult, Tenant};
+
+pub(crate) struct TenantCache {
+    store: Arc<dyn Store>,
+    ttl: Duration,
+    by_key: RwLock<HashMap<String, (Tenant, Instant)>>,
+}
+
+impl TenantCache {
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            by_key: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The tenant with this key.
+    pub async fn by_key(&self, key: &str) -> StoreResult<Option<Tenant>> {
+        if let Ok(map) = self.by_key.read() {
+            if let Some((t, at)) = map.get(key) {
+                if at.elapsed() < self.ttl {
+                    return Ok(Some(t.clone()));
+                }
+            }
+        }
+        let found = self.store.tenant_by_key(key).await?;
+        if let (Some(t), Ok(mut map)) = (&found, self.by_key.write()) {
+            // Keys are chosen by tenants, not by callers: the map stays as small as the
+            // tenant table, since only found tenants are inserted.
+            map.insert(key.to_owned(), (t.clone(), Instant::now()));
+        }
+        Ok(found)
+    }
+
+    /// The tenant with this kuaidi100 `customer` id (real-time queries; rare enough to
+    /// read the tenant table each time).
+    pub async fn by_customer(&self, customer: &str) -> StoreResult<Option<Tenant>> {
+        Ok(self
+            .store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .find(|t| t.customer.as_deref() == Some(customer)))
+    }
+}

@@ -1,0 +1,314 @@
+//! `waybill serve`: the daemon — HTTP API, scheduler and push worker in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use jiff::Timestamp;
+use tokio::sync::watch;
+use waybill_carrier_sandbox::Sandbox;
+use waybill_core::carrier::{Carrier, Normalizer};
+use waybill_core::clock::{Clock, ScaledClock};
+use waybill_core::guess::Guesser;
+use waybill_core::normalize::TextNormalizer;
+use waybill_host::api::{self, Api, CountingCarrier, CountingNotifier, Metrics};
+use waybill_host::config::Config;
+use waybill_host::engine::Engine;
+use waybill_host::plugin::adapter::{AdapterSettings, PluginCarrier};
+use waybill_host::plugin::registry::{config_from_table, plugin_dir, settings_from_env, Registry};
+use waybill_host::push::HttpNotifier;
+use waybill_host::scheduler::CompanyGuesser;
+use waybill_host::store::{SqliteStore, Store};
+use waybill_sandbox_sim::journey::SimConfig;
+use waybill_sandbox_sim::server::{Simulator, SystemClock};
+use waybill_sdk::{CarrierPlugin, InProcess};
+
+/// Where the configuration and the database are (shared by commands that open the store).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// TOML configuration file (`waybill config --default` prints a documented one).
+    #[arg(long, short = 'c', env = "WAYBILL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (the database is `<dir>/waybill.db` unless --database is given).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// SQLite database file.
+    #[arg(long)]
+    pub database: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The configuration: defaults, the file, `WAYBILL_*` variables, then these flags.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        if let Some(db) = &self.database {
+            config.server.database = db.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// Opens (creating it if needed) the configured database.
+pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    let path = config.database_path();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    SqliteStore::open_file(&path)
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))
+}
+
+/// Options of `waybill serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// Run the sandbox simulator in-process and point the sandbox carrier at it.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Clock speed in sandbox mode (3600: one second is one hour).
+    #[arg(long)]
+    pub clock_speed: Option<f64>,
+    /// Accept callback URLs on loopback, private and link-local addresses.
+    #[arg(long)]
+    pub allow_private_callbacks: bool,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = args.store.load()?;
+    if let Some(bind) = args.bind {
+        config.server.bind = bind;
+    }
+    if args.sandbox {
+        config.sandbox.enabled = true;
+    }
+    if let Some(speed) = args.clock_speed {
+        if !(speed.is_finite() && speed > 0.0) {
+            anyhow::bail!("--clock-speed must be a positive number, got {speed}");
+        }
+        config.sandbox.clock_speed = speed;
+    }
+    if args.allow_private_callbacks {
+        config.api.allow_private_callbacks = true;
+    }
+    config.engine.allow_private_callbacks = config.api.allow_private_callbacks;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config, stop_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The embedded guesser behind the engine's 3-day autoCheck.
+struct EmbeddedGuesser;
+
+impl CompanyGuesser for EmbeddedGuesser {
+    fn candidates(&self, number: &str) -> Vec<String> {
+        Guesser::embedded()
+            .guess(number)
+            .map(|c| c.iter().map(|c| c.carrier.to_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Runs the daemon until `stop` completes, then drains: the listener stops accepting,
+/// in-flight requests and the engine's current round finish (releasing their leases),
+/// and the database is closed.
+pub async fn serve(
+    config: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let store = Arc::new(open_store(&config).await?);
+    let metrics = Arc::new(Metrics::default());
+    let clock: Arc<dyn Clock> = if config.sandbox.enabled {
+        Arc::new(ScaledClock::new(
+            SystemClock,
+            Timestamp::now(),
+            config.sandbox.clock_speed,
+        ))
+    } else {
+        Arc::new(SystemClock)
+    };
+    let mut carrier_tables = config.carriers.clone();
+    let sim = if config.sandbox.enabled {
+        let sim = Simulator::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            clock.clone(),
+            SimConfig::default(),
+        )
+        .await
+        .context("cannot start the sandbox simulator")?;
+        carrier_tables
+            .entry("sandbox".into())
+            .or_default()
+            .insert("base_url".into(), sim.base_url());
+        Some(sim)
+    } else {
+        None
+    };
+    let carriers = load_carriers(&config, &carrier_tables, &metrics)?;
+
+    let timeout = Duration::try_from(config.engine.push_timeout).unwrap_or(Duration::from_secs(20));
+    let notifier = CountingNotifier::wrap(Arc::new(HttpNotifier::new(timeout)?), metrics.clone());
+    let engine = Engine::with_notifier(
+        store.clone() as Arc<dyn Store>,
+        carriers.clone(),
+        clock,
+        notifier,
+        config.engine.clone(),
+    )
+    .with_guesser(Arc::new(EmbeddedGuesser));
+    let api = Api::new(engine.clone(), carriers, config.api.clone(), metrics);
+    let listener = tokio::net::TcpListener::bind(config.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "waybill: listening on http://{addr}; carriers: {}; database {}{}",
+        if engine.companies().is_empty() {
+            "none".to_string()
+        } else {
+            engine.companies().join(", ")
+        },
+        config.database_path().display(),
+        sim.as_ref()
+            .map(|s| format!(
+                "; sandbox simulator at {} (clock x{})",
+                s.base_url(),
+                config.sandbox.clock_speed
+            ))
+            .unwrap_or_default()
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let engine_task = tokio::spawn({
+        let engine = engine.clone();
+        let rx = stop_rx.clone();
+        async move { engine.run(stopped(rx)).await }
+    });
+    let server = axum::serve(listener, api::router(api)).with_graceful_shutdown(stopped(stop_rx));
+    let server_task = tokio::spawn(async move { server.await });
+    stop.await;
+    eprintln!("waybill: stopping; finishing in-flight work");
+    let _ = stop_tx.send(true);
+    let grace = Duration::try_from(config.server.shutdown_grace).unwrap_or(Duration::from_secs(30));
+    let drained = tokio::time::timeout(grace, async {
+        let served = server_task.await;
+        let _ = engine_task.await;
+        served
+    })
+    .await;
+    match drained {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!(
+            "in-flight work did not finish within {grace:?}; leases expire by themselves"
+        ),
+    }
+    if let Some(sim) = sim {
+        let _ = sim.shutdown().await;
+    }
+    store.close().await;
+    eprintln!("waybill: stopped");
+    Ok(())
+}
+
+/// Instantiates every loaded plugin with its `[carriers.<code>]` table (and environment);
+/// a plugin whose configuration is refused is left out with a warning. In sandbox mode
+/// the sandbox carrier runs in-process when no sandbox plugin file is installed.
+fn load_carriers(
+    config: &Config,
+    tables: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<Arc<dyn Carrier>>> {
+    let configured = (!config.server.plugin_dir.as_os_str().is_empty())
+        .then_some(config.server.plugin_dir.as_path());
+    let registry = Registry::load(&plugin_dir(configured))?;
+    for r in &registry.refused {
+        tracing::warn!("plugin refused: {r}");
+    }
+    let normalizer: Arc<dyn Normalizer> = Arc::new(TextNormalizer::builtin().clone());
+    let empty = Default::default();
+    let mut carriers: Vec<Arc<dyn Carrier>> = Vec::new();
+    for plugin in &registry.loaded {
+        let manifest = plugin.manifest();
+        let Some(code) = manifest.canonical_code() else {
+            continue;
+        };
+        let table = tables.get(code).unwrap_or(&empty);
+        match registry.carrier(
+            code,
+            &config_from_table(manifest, table),
+            normalizer.clone(),
+            settings_from_env(manifest),
+        ) {
+            Ok(c) => carriers.push(CountingCarrier::wrap(Arc::new(c), metrics.clone())),
+            Err(e) => tracing::warn!("carrier {code} not started: {e:#}"),
+        }
+    }
+    let has_sandbox = carriers.iter().any(|c| c.codes().contains(&"sandbox"));
+    if config.sandbox.enabled && !has_sandbox {
+        let manifest = Sandbox::manifest();
+        let cfg = config_from_table(&manifest, tables.get("sandbox").unwrap_or(&empty));
+        let machine = InProcess::<Sandbox>::new(&cfg)
+            .map_err(|e| anyhow::anyhow!("sandbox carrier refused its configuration: {e}"))?;
+        let carrier = PluginCarrier::new(
+            manifest,
+            Arc::new(machine),
+            normalizer,
+            AdapterSettings::default(),
+        )?;
+        carriers.push(CountingCarrier::wrap(Arc::new(carrier), metrics.clone()));
+    }
+    Ok(carriers)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

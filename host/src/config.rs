@@ -1,0 +1,251 @@
+//! The daemon's configuration: a TOML file (every key optional; `waybill config --default`
+//! prints [`DEFAULT_TOML`], which documents each one), then `WAYBILL_*` environment
+//! variables, then command-line flags, each overriding the one before.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::ApiConfig;
+use crate::engine::EngineConfig;
+
+/// The commented default configuration: every key with its default value.
+pub const DEFAULT_TOML: &str = include_str!("config.default.toml");
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad key or value.
+    #[error("bad config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint, with the line.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong kind.
+    #[error("environment variable {name}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listening address, data location, plugins.
+    pub server: ServerConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// The in-process sandbox simulator.
+    pub sandbox: SandboxConfig,
+    /// The scheduler and push worker.
+    pub engine: EngineConfig,
+    /// Plugin configuration by carrier code: `[carriers.<code>]` with the keys the
+    /// plugin's manifest declares (`waybill plugins` lists them).
+    pub carriers: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on.
+    pub bind: SocketAddr,
+    /// Directory holding the database (and nothing else yet).
+    pub data_dir: PathBuf,
+    /// SQLite database file; empty means `<data_dir>/waybill.db`.
+    pub database: PathBuf,
+    /// Directory of carrier plugins; empty means `$WAYBILL_PLUGIN_DIR` or the binary's
+    /// directory.
+    pub plugin_dir: PathBuf,
+    /// Longest wait for in-flight work at shutdown before giving up.
+    #[serde(with = "crate::api::friendly")]
+    pub shutdown_grace: jiff::SignedDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(crate::store::DEFAULT_DATA_DIR),
+            database: PathBuf::new(),
+            plugin_dir: PathBuf::new(),
+            shutdown_grace: jiff::SignedDuration::from_secs(30),
+        }
+    }
+}
+
+/// `[sandbox]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Run the sandbox simulator in-process and point the sandbox carrier at it.
+    pub enabled: bool,
+    /// How many times faster than real time the engine's and simulator's clock runs.
+    pub clock_speed: f64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            clock_speed: 1.0,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (defaults for every key it leaves out).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies `WAYBILL_*` overrides read through `var` (the process environment in the
+    /// daemon; a map in tests).
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("WAYBILL_BIND") {
+            self.server.bind = v.trim().parse().map_err(|e| ConfigError::Env {
+                name: "WAYBILL_BIND",
+                value: v.clone(),
+                reason: format!("not an address like 127.0.0.1:8080 ({e})"),
+            })?;
+        }
+        if let Some(v) = get("WAYBILL_DATA_DIR") {
+            self.server.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("WAYBILL_DATABASE") {
+            self.server.database = PathBuf::from(v);
+        }
+        if let Some(v) = get("WAYBILL_PLUGIN_DIR") {
+            self.server.plugin_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("WAYBILL_ALLOW_PRIVATE_CALLBACKS") {
+            self.api.allow_private_callbacks = parse_bool(&v).ok_or_else(|| ConfigError::Env {
+                name: "WAYBILL_ALLOW_PRIVATE_CALLBACKS",
+                value: v.clone(),
+                reason: "expected true/false/1/0".into(),
+            })?;
+        }
+        if let Some(v) = get("WAYBILL_CLOCK_SPEED") {
+            self.sandbox.clock_speed = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or_else(|| ConfigError::Env {
+                    name: "WAYBILL_CLOCK_SPEED",
+                    value: v.clone(),
+                    reason: "expected a positive number".into(),
+                })?;
+        }
+        if let Some(v) = get("WAYBILL_OWNER") {
+            self.engine.owner = v;
+        }
+        Ok(())
+    }
+
+    /// The database file to open.
+    pub fn database_path(&self) -> PathBuf {
+        if self.server.database.as_os_str().is_empty() {
+            self.server.data_dir.join("waybill.db")
+        } else {
+            self.server.database.clone()
+        }
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_default_file_parses_to_the_built_in_defaults() {
+        let mut parsed = Config::from_toml(DEFAULT_TOML).expect("default toml parses");
+        let mut want = Config::default();
+        // The owner defaults to host name and pid, which the file cannot know.
+        parsed.engine.owner = String::new();
+        want.engine.owner = String::new();
+        assert_eq!(parsed, want);
+    }
+
+    #[test]
+    fn every_key_of_the_defaults_is_documented_in_the_default_file() {
+        let defaults = toml::to_string(&Config::default()).expect("serialise");
+        for line in defaults.lines() {
+            if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    DEFAULT_TOML
+                        .lines()
+                        .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
+                    "key {key:?} missing from config.default.toml"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_reported_with_their_line() {
+        let err = Config::from_toml("[server]\nbnd = \"x\"\n").expect_err("unknown key");
+        assert!(err.contains("bnd"), "{err}");
+        let err = Config::from_toml("[api]\nquery_timeout = \"soon\"\n").expect_err("bad");
+        assert!(err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_bad_values_are_refused() {
+        let mut c = Config::from_toml("[server]\nbind = \"127.0.0.1:1\"\n").expect("parse");
+        let env: BTreeMap<&str, &str> = [
+            ("WAYBILL_BIND", "0.0.0.0:9000"),
+            ("WAYBILL_ALLOW_PRIVATE_CALLBACKS", "true"),
+            ("WAYBILL_DATA_DIR", "/tmp/w"),
+        ]
+        .into();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string()))
+            .expect("apply");
+        assert_eq!(c.server.bind.to_string(), "0.0.0.0:9000");
+        assert!(c.api.allow_private_callbacks);
+        assert_eq!(c.database_path(), PathBuf::from("/tmp/w/waybill.db"));
+        let err = c
+            .apply_env(|k| (k == "WAYBILL_BIND").then(|| "nowhere".to_string()))
+            .expect_err("bad bind");
+        assert!(err.to_string().contains("WAYBILL_BIND"));
+    }
+}

@@ -1,0 +1,677 @@
+//! The kuaidi100-dialect HTTP API through its router: every subscribe return code,
+//! malformed and oversized input, signed real-time queries, auto-detection, usage and
+//! metrics. Every answer must be HTTP 200 with a kuaidi100 code, never a 4xx/5xx.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::{to_bytes, Body};
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use jiff::Timestamp;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use waybill_core::carrier::{
+    Capabilities, Carrier, Notifier, Push, TrackError, TrackOutcome, Verdict,
+};
+use waybill_core::clock::ManualClock;
+use waybill_core::model::{EventTime, Trace, TrackEvent, Waybill, CHINA_OFFSET};
+use waybill_core::state::State;
+use waybill_host::api::{router, Api, ApiConfig, Metrics};
+use waybill_host::engine::{Engine, EngineConfig};
+use waybill_host::store::{
+    billing_month, MonitorStatus, NewTenant, SqliteStore, Store, SubscriptionFilter,
+};
+
+const KEY: &str = "TESTKEY0001";
+const CUSTOMER: &str = "CUSTOMER0001";
+const PUBLIC_CB: &str = "http://93.184.216.34/cb?order=1";
+
+/// A carrier double: answers from a map of number → outcome, optionally slowly, and
+/// counts the waybills it was asked about.
+struct Scripted {
+    codes: Vec<&'static str>,
+    answers: Mutex<HashMap<String, TrackOutcome>>,
+    delay: Duration,
+    asked: AtomicUsize,
+}
+
+impl Scripted {
+    fn new(code: &'static str) -> Arc<Self> {
+        Self::slow(code, Duration::ZERO)
+    }
+
+    fn slow(code: &'static str, delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            codes: vec![code],
+            answers: Mutex::default(),
+            delay,
+            asked: AtomicUsize::new(0),
+        })
+    }
+
+    fn answer(&self, number: &str, outcome: TrackOutcome) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(number.to_owned(), outcome);
+    }
+}
+
+#[async_trait]
+impl Carrier for Scripted {
+    fn codes(&self) -> &[&str] {
+        &self.codes
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+    async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+        tokio::time::sleep(self.delay).await;
+        self.asked.fetch_add(waybills.len(), Ordering::SeqCst);
+        let answers = self.answers.lock().unwrap();
+        waybills
+            .iter()
+            .map(|w| {
+                answers
+                    .get(&w.number)
+                    .cloned()
+                    .unwrap_or(Err(TrackError::NotFound {
+                        message: "nothing yet".into(),
+                    }))
+            })
+            .collect()
+    }
+}
+
+struct Discard;
+#[async_trait]
+impl Notifier for Discard {
+    async fn deliver(&self, _push: &Push) -> Verdict {
+        Verdict::Accepted
+    }
+}
+
+fn t0() -> Timestamp {
+    "2024-05-10T04:00:00Z".parse().unwrap()
+}
+
+fn trace(number: &str) -> Trace {
+    let ev = |t: &str, text: &str, state| TrackEvent {
+        time: EventTime::parse(t, CHINA_OFFSET).unwrap(),
+        context: text.into(),
+        location: None,
+        area_code: None,
+        area_name: None,
+        state,
+        raw_code: None,
+        rule: None,
+    };
+    Trace::from_events(
+        "sandbox",
+        number,
+        vec![
+            ev("2024-05-09 09:00:00", "快件已揽收", State::Collected),
+            ev("2024-05-10 08:00:00", "快件已签收", State::Delivered),
+        ],
+    )
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    app: Router,
+    metrics: Arc<Metrics>,
+    tenant: i64,
+}
+
+async fn rig_with(carriers: Vec<Arc<dyn Carrier>>, config: ApiConfig) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_dir(dir.path()).await.unwrap());
+    let tenant = store
+        .create_tenant(
+            &NewTenant {
+                name: "shop".into(),
+                key: KEY.into(),
+                customer: Some(CUSTOMER.into()),
+            },
+            t0(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let engine = Engine::with_notifier(
+        store.clone(),
+        carriers.clone(),
+        clock,
+        Arc::new(Discard),
+        EngineConfig::default(),
+    );
+    let metrics = Arc::new(Metrics::default());
+    let api = Api::new(engine, carriers, config, metrics.clone());
+    Rig {
+        _dir: dir,
+        store,
+        app: router(api),
+        metrics,
+        tenant,
+    }
+}
+
+async fn rig() -> (Rig, Arc<Scripted>) {
+    let sandbox = Scripted::new("sandbox");
+    let shunfeng = Scripted::new("shunfeng");
+    let r = rig_with(vec![sandbox.clone(), shunfeng], ApiConfig::default()).await;
+    (r, sandbox)
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+fn sub_param(company: &str, number: &str, callback: &str) -> String {
+    json!({
+        "company": company, "number": number, "key": KEY,
+        "parameters": {"callbackurl": callback, "salt": "S", "resultv2": "4"}
+    })
+    .to_string()
+}
+
+impl Rig {
+    async fn send(&self, req: Request<Body>) -> Value {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "kuaidi100 answers are HTTP 200"
+        );
+        let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    async fn post(&self, path: &str, body: String) -> Value {
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn subscribe(&self, param: &str) -> Value {
+        self.post("/poll", form(&[("schema", "json"), ("param", param)]))
+            .await
+    }
+
+    async fn query(&self, param: &str) -> Value {
+        let sign = waybill_core::sign::kuaidi100_query_sign(param, KEY, CUSTOMER);
+        self.post(
+            "/poll/query.do",
+            form(&[("customer", CUSTOMER), ("sign", &sign), ("param", param)]),
+        )
+        .await
+    }
+
+    async fn subscriptions(&self) -> Vec<waybill_host::store::Subscription> {
+        self.store
+            .list_subscriptions(&SubscriptionFilter::default())
+            .await
+            .unwrap()
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["returnCode"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn a_subscription_is_accepted_with_200_and_stored_with_its_options() {
+    let (r, _) = rig().await;
+    let v = r
+        .subscribe(&sub_param("sandbox", "SB0000001", PUBLIC_CB))
+        .await;
+    assert_eq!(
+        v,
+        json!({"result": true, "returnCode": "200", "message": "提交成功"})
+    );
+    let subs = r.subscriptions().await;
+    assert_eq!(subs.len(), 1);
+    let s = &subs[0];
+    assert_eq!(
+        (s.company.as_str(), s.number.as_str()),
+        ("sandbox", "SB0000001")
+    );
+    assert_eq!(s.callback_url, PUBLIC_CB);
+    assert_eq!(s.salt.as_deref(), Some("S"));
+    assert_eq!(s.options.resultv2, 4);
+    assert_eq!(s.status, MonitorStatus::Polling);
+    assert!(s.next_check_at > t0(), "first check is scheduled later");
+}
+
+#[tokio::test]
+async fn company_aliases_resolve_to_the_canonical_code() {
+    let (r, _) = rig().await;
+    let v = r
+        .subscribe(&sub_param("SF", "SF1234567890123", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "200", "{v}");
+    assert_eq!(r.subscriptions().await[0].company, "shunfeng");
+}
+
+#[tokio::test]
+async fn a_second_subscription_while_polling_is_501() {
+    let (r, _) = rig().await;
+    let p = sub_param("sandbox", "SB0000001", PUBLIC_CB);
+    assert_eq!(code(&r.subscribe(&p).await), "200");
+    let v = r.subscribe(&p).await;
+    assert_eq!(code(&v), "501");
+    assert_eq!(v["result"], false);
+    assert!(v["message"].as_str().unwrap().contains("SB0000001"));
+}
+
+#[tokio::test]
+async fn fifty_concurrent_subscriptions_of_one_waybill_make_one_subscription() {
+    let (r, _) = rig().await;
+    let p = sub_param("sandbox", "SB0000050", PUBLIC_CB);
+    let mut tasks = tokio::task::JoinSet::new();
+    let r = Arc::new(r);
+    for _ in 0..50 {
+        let (r, p) = (r.clone(), p.clone());
+        tasks.spawn(async move { code(&r.subscribe(&p).await).to_owned() });
+    }
+    let mut codes = HashMap::<String, usize>::new();
+    while let Some(c) = tasks.join_next().await {
+        *codes.entry(c.unwrap()).or_default() += 1;
+    }
+    assert_eq!(codes.get("200"), Some(&1), "{codes:?}");
+    assert_eq!(codes.get("501"), Some(&49), "{codes:?}");
+    assert_eq!(r.subscriptions().await.len(), 1);
+    assert_eq!(
+        r.store.usage(r.tenant, &billing_month(t0())).await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_missing_or_unknown_key_is_600() {
+    let (r, _) = rig().await;
+    let no_key =
+        json!({"company": "sandbox", "number": "SB1", "parameters": {"callbackurl": PUBLIC_CB}});
+    let v = r.subscribe(&no_key.to_string()).await;
+    assert_eq!(code(&v), "600");
+    assert!(v["message"].as_str().unwrap().contains("missing"));
+    let wrong = json!({"company": "sandbox", "number": "SB1", "key": "NOPE",
+        "parameters": {"callbackurl": PUBLIC_CB}});
+    assert_eq!(code(&r.subscribe(&wrong.to_string()).await), "600");
+}
+
+#[tokio::test]
+async fn a_company_no_plugin_serves_is_700() {
+    let (r, _) = rig().await;
+    let v = r
+        .subscribe(&sub_param("zhongtong", "73100000000001", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "700");
+    assert!(v["message"].as_str().unwrap().contains("sandbox"), "{v}");
+    let v = r
+        .subscribe(&sub_param("no-such-co", "SB0000001", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "700");
+    let v = r.subscribe(&sub_param("", "SB0000001", PUBLIC_CB)).await;
+    assert_eq!(code(&v), "700", "empty company without autoCom");
+    assert!(v["message"].as_str().unwrap().contains("autoCom"));
+}
+
+#[tokio::test]
+async fn bad_subscription_data_is_701_with_the_reason() {
+    let (r, _) = rig().await;
+    let long = "1".repeat(33);
+    let cases: Vec<(String, &str)> = vec![
+        (sub_param("sandbox", "", PUBLIC_CB), "empty"),
+        (sub_param("sandbox", "   ", PUBLIC_CB), "empty"),
+        (sub_param("sandbox", &long, PUBLIC_CB), "33 characters"),
+        (
+            sub_param("sandbox", "SB\u{0}1234", PUBLIC_CB),
+            "control character",
+        ),
+        (
+            json!({"company": "sandbox", "number": "SB1", "key": KEY}).to_string(),
+            "callbackurl",
+        ),
+        (
+            sub_param("sandbox", "SB0000001", "not a url"),
+            "not a valid URL",
+        ),
+        (
+            sub_param("sandbox", "SB0000001", "ftp://93.184.216.34/x"),
+            "scheme",
+        ),
+        (
+            sub_param("sandbox", "SB0000001", "http://127.0.0.1:8080/cb"),
+            "allow-private-callbacks",
+        ),
+        (
+            sub_param("sandbox", "SB0000001", "http://169.254.169.254/latest"),
+            "non-public",
+        ),
+        (
+            json!({"company": "sandbox", "number": {"n": 1}, "key": KEY,
+                "parameters": {"callbackurl": PUBLIC_CB}})
+            .to_string(),
+            "must be a string",
+        ),
+        (
+            json!({"company": "sandbox", "number": "SB1", "key": KEY,
+                "parameters": {"callbackurl": PUBLIC_CB, "resultv2": "x"}})
+            .to_string(),
+            "resultv2",
+        ),
+        (
+            json!({"company": "sandbox", "number": "SB1", "key": KEY,
+                "parameters": {"callbackurl": PUBLIC_CB, "autoCom": "maybe"}})
+            .to_string(),
+            "autoCom",
+        ),
+        (
+            json!({"company": "sandbox", "number": "SB1", "key": KEY, "parameters": "cb"})
+                .to_string(),
+            "parameters",
+        ),
+        ("{not json".into(), "not valid JSON"),
+        ("[1,2]".into(), "JSON object"),
+    ];
+    for (param, why) in cases {
+        let v = r.subscribe(&param).await;
+        assert_eq!(code(&v), "701", "{param}: {v}");
+        assert_eq!(v["result"], false);
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains(why), "{param}: message {msg:?} lacks {why:?}");
+    }
+    assert!(r.subscriptions().await.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_requests_get_701_not_an_http_error() {
+    let (r, _) = rig().await;
+    // No param at all.
+    let v = r.post("/poll", "schema=json".into()).await;
+    assert_eq!(code(&v), "701");
+    assert!(v["message"].as_str().unwrap().contains("param"));
+    // Another schema.
+    let v = r
+        .post(
+            "/poll",
+            form(&[
+                ("schema", "xml"),
+                ("param", &sub_param("sandbox", "SB1", PUBLIC_CB)),
+            ]),
+        )
+        .await;
+    assert_eq!(code(&v), "701");
+    // JSON body instead of a form.
+    let v = r
+        .send(
+            Request::post("/poll")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(sub_param("sandbox", "SB1", PUBLIC_CB)))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(code(&v), "701");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("x-www-form-urlencoded"));
+    // Bytes that are not UTF-8 nor a form.
+    let v = r
+        .send(
+            Request::post("/poll")
+                .body(Body::from(vec![0xff, 0xfe, 0x00, b'=', b'&', 0x80]))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(code(&v), "701");
+    // A body over the limit.
+    let huge = form(&[("schema", "json"), ("param", &"x".repeat(1 << 20))]);
+    let v = r.post("/poll", huge).await;
+    assert_eq!(code(&v), "701");
+    assert!(v["message"].as_str().unwrap().contains("larger than"));
+    assert!(r.subscriptions().await.is_empty());
+}
+
+#[tokio::test]
+async fn private_callbacks_are_accepted_when_allowed() {
+    let c = ApiConfig {
+        allow_private_callbacks: true,
+        ..ApiConfig::default()
+    };
+    let r = rig_with(vec![Scripted::new("sandbox")], c).await;
+    let v = r
+        .subscribe(&sub_param("sandbox", "SB0000001", "http://127.0.0.1:9/cb"))
+        .await;
+    assert_eq!(code(&v), "200", "{v}");
+}
+
+#[tokio::test]
+async fn auto_com_takes_the_best_served_candidate_or_answers_702() {
+    let (r, _) = rig().await;
+    let auto = |number: &str| {
+        json!({"company": "", "number": number, "key": KEY,
+            "parameters": {"callbackurl": PUBLIC_CB, "autoCom": "1"}})
+        .to_string()
+    };
+    let v = r.subscribe(&auto("SF1234567890123")).await;
+    assert_eq!(code(&v), "200", "{v}");
+    let subs = r.subscriptions().await;
+    assert_eq!(subs[0].company, "shunfeng");
+    assert!(subs[0].options.auto_com);
+    // A China Post S10 number is recognised, but no plugin here serves it.
+    let v = r.subscribe(&auto("EE123456785CN")).await;
+    assert_eq!(code(&v), "702", "{v}");
+    // Nothing recognises this.
+    let v = r.subscribe(&auto("???")).await;
+    assert_eq!(code(&v), "702", "{v}");
+}
+
+#[tokio::test]
+async fn a_store_failure_is_500_in_a_200_answer() {
+    let (r, _) = rig().await;
+    // Warm the tenant cache, then take the database away.
+    assert_eq!(
+        code(
+            &r.subscribe(&sub_param("sandbox", "SB0000001", PUBLIC_CB))
+                .await
+        ),
+        "200"
+    );
+    r.store.close().await;
+    let v = r
+        .subscribe(&sub_param("sandbox", "SB0000002", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "500", "{v}");
+}
+
+fn query_param(num: &str) -> String {
+    json!({"com": "sandbox", "num": num, "resultv2": "4"}).to_string()
+}
+
+#[tokio::test]
+async fn a_signed_query_asks_the_carrier_then_answers_from_the_cache() {
+    let (r, sandbox) = rig().await;
+    sandbox.answer("SB0000009", Ok(trace("SB0000009")));
+    let v = r.query(&query_param("SB0000009")).await;
+    assert_eq!(v["status"], "200", "{v}");
+    assert_eq!(v["message"], "ok");
+    assert_eq!(
+        (v["com"].as_str(), v["nu"].as_str()),
+        (Some("sandbox"), Some("SB0000009"))
+    );
+    assert_eq!(v["ischeck"], "1");
+    assert_eq!(v["state"], "301", "advanced code with resultv2=4");
+    assert_eq!(v["data"][0]["context"], "快件已签收", "newest first");
+    assert_eq!(v["data"][1]["statusCode"], "103");
+    let again = r.query(&query_param("SB0000009")).await;
+    assert_eq!(again, v);
+    assert_eq!(
+        sandbox.asked.load(Ordering::SeqCst),
+        1,
+        "second answer from the cache"
+    );
+}
+
+#[tokio::test]
+async fn usage_counts_a_waybill_once_a_month_across_subscribe_and_query() {
+    let (r, sandbox) = rig().await;
+    sandbox.answer("SB0000009", Ok(trace("SB0000009")));
+    r.subscribe(&sub_param("sandbox", "SB0000009", PUBLIC_CB))
+        .await;
+    r.query(&query_param("SB0000009")).await;
+    r.query(&query_param("SB0000009")).await;
+    r.query(&query_param("SB0000010")).await;
+    let month = billing_month(t0());
+    assert_eq!(r.store.usage(r.tenant, &month).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_wrong_sign_or_customer_is_503() {
+    let (r, _) = rig().await;
+    let p = query_param("SB0000009");
+    let v = r
+        .post(
+            "/poll/query.do",
+            form(&[
+                ("customer", CUSTOMER),
+                ("sign", "0123456789ABCDEF"),
+                ("param", &p),
+            ]),
+        )
+        .await;
+    assert_eq!(
+        v,
+        json!({"result": false, "returnCode": "503",
+        "message": v["message"].clone()})
+    );
+    assert!(v["message"].as_str().unwrap().contains("sign"));
+    let sign = waybill_core::sign::kuaidi100_query_sign(&p, KEY, "OTHER");
+    let v = r
+        .post(
+            "/poll/query.do",
+            form(&[("customer", "OTHER"), ("sign", &sign), ("param", &p)]),
+        )
+        .await;
+    assert_eq!(code(&v), "503");
+}
+
+#[tokio::test]
+async fn query_failures_have_kuaidi100_codes() {
+    let slow = Scripted::slow("sandbox", Duration::from_secs(5));
+    let c = ApiConfig {
+        query_timeout: jiff::SignedDuration::from_millis(100),
+        ..ApiConfig::default()
+    };
+    let r = rig_with(vec![slow.clone(), Scripted::new("shunfeng")], c).await;
+    // Missing fields and bad param: 400.
+    let v = r.post("/poll/query.do", "customer=x".into()).await;
+    assert_eq!(code(&v), "400");
+    assert_eq!(code(&r.query("{oops").await), "400");
+    assert_eq!(
+        code(&r.query(&json!({"com": "sandbox"}).to_string()).await),
+        "400"
+    );
+    let v = r
+        .query(&json!({"com": "nobody", "num": "SB1"}).to_string())
+        .await;
+    assert_eq!(code(&v), "400");
+    // Carrier too slow: 502.
+    let v = r.query(&query_param("SB0000001")).await;
+    assert_eq!(code(&v), "502", "{v}");
+    // Not found: 500; phone wanted: 408.
+    let sf = json!({"com": "shunfeng", "num": "SF1234567890123"}).to_string();
+    assert_eq!(code(&r.query(&sf).await), "500");
+}
+
+#[tokio::test]
+async fn a_carrier_asking_for_a_phone_gives_408() {
+    let (r, sandbox) = rig().await;
+    sandbox.answer(
+        "SB0000003",
+        Err(TrackError::InvalidInput {
+            message: "phone number required".into(),
+        }),
+    );
+    assert_eq!(code(&r.query(&query_param("SB0000003")).await), "408");
+}
+
+#[tokio::test]
+async fn autonumber_lists_candidates_in_kuaidi100_shape() {
+    let (r, _) = rig().await;
+    let v = r
+        .send(
+            Request::get(format!("/autonumber/auto?num=SF1234567890123&key={KEY}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let first = &v[0];
+    assert_eq!(first["comCode"], "shunfeng");
+    assert_eq!(first["lengthPre"], 15);
+    assert_eq!(first["noPre"], "SF12");
+    assert!(first["name"].as_str().is_some_and(|n| !n.is_empty()));
+    let v = r
+        .post(
+            "/autonumber/auto",
+            form(&[("num", "SF1234567890123"), ("key", "bad")]),
+        )
+        .await;
+    assert_eq!(code(&v), "600");
+    let v = r.post("/autonumber/auto", form(&[("key", KEY)])).await;
+    assert_eq!(code(&v), "400");
+}
+
+#[tokio::test]
+async fn metrics_count_answers_by_code_and_report_subscriptions() {
+    let (r, _) = rig().await;
+    r.subscribe(&sub_param("sandbox", "SB0000001", PUBLIC_CB))
+        .await;
+    r.subscribe(&sub_param("sandbox", "SB0000001", PUBLIC_CB))
+        .await;
+    assert_eq!(r.metrics.requests_of("poll", "501"), 1);
+    let resp = r
+        .app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        "waybill_api_requests_total{endpoint=\"poll\",code=\"200\"} 1",
+        "waybill_api_requests_total{endpoint=\"poll\",code=\"501\"} 1",
+        "waybill_subscriptions{status=\"polling\"} 1",
+        "# TYPE waybill_due_lag_seconds gauge",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let resp = r
+        .app
+        .clone()
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
