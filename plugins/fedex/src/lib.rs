@@ -343,18 +343,7 @@ impl CarrierPlugin for Fedex {
     }
 
     fn new(config: &Config) -> Result<Self, PluginError> {
-        let base_url = config
-            .get("base_url")
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim_end_matches('/')
-            .to_owned();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(PluginError::Config {
-                message: "`base_url` must start with http:// or https://".into(),
-            });
-        }
+        let base_url = config.base_url("base_url", DEFAULT_BASE_URL)?;
         Ok(Fedex {
             base_url,
             client_id: config.require("client_id")?.trim().to_owned(),

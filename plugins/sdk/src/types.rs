@@ -321,6 +321,36 @@ impl Config {
         }
     }
 
+    /// A base URL from key `key`, or `default` when the key is missing or blank: trimmed,
+    /// without trailing `/`, so the plugin can append paths. A value that does not start
+    /// with `http://` or `https://` is a [`PluginError::Config`] naming the key (never the
+    /// value).
+    ///
+    /// ```
+    /// use waybill_sdk::Config;
+    /// let c = Config::from_pairs([("base_url", " http://127.0.0.1:8765/ ")]);
+    /// assert_eq!(c.base_url("base_url", "https://api.invalid").unwrap(), "http://127.0.0.1:8765");
+    /// assert_eq!(Config::new().base_url("base_url", "https://api.invalid/").unwrap(), "https://api.invalid");
+    /// let bad = Config::from_pairs([("base_url", "api.example.com")]);
+    /// assert_eq!(bad.base_url("base_url", "https://api.invalid").unwrap_err().kind(), "config");
+    /// ```
+    pub fn base_url(&self, key: &str, default: &str) -> Result<String, PluginError> {
+        let url = self
+            .get(key)
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .unwrap_or(default)
+            .trim()
+            .trim_end_matches('/');
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(url.to_owned())
+        } else {
+            Err(PluginError::Config {
+                message: format!("`{key}` must start with http:// or https://"),
+            })
+        }
+    }
+
     /// Every key/value pair, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))

@@ -460,19 +460,11 @@ impl CarrierPlugin for Shunfeng {
     }
 
     fn new(config: &Config) -> Result<Self, PluginError> {
+        // The portal shows the full service URL; accept it as well as the bare host.
         let base_url = config
-            .get("base_url")
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim_end_matches('/')
+            .base_url("base_url", DEFAULT_BASE_URL)?
             .trim_end_matches("/std/service")
             .to_owned();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(PluginError::Config {
-                message: "`base_url` must start with http:// or https://".into(),
-            });
-        }
         Ok(Shunfeng {
             base_url,
             partner_id: config.require("partner_id")?.trim().to_owned(),
