@@ -24,8 +24,8 @@
 
 use serde::Deserialize;
 use waybill_sdk::{
-    percent_encode, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse,
-    Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
+    percent_encode, redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest,
+    HttpResponse, Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
 };
 
 /// DHL's production API host.
@@ -181,14 +181,6 @@ pub fn state_of(status_code: &str, text: &str) -> Option<State> {
     })
 }
 
-fn scrub(message: &str, secret: &str) -> String {
-    if secret.len() >= 4 {
-        message.replace(secret, "***")
-    } else {
-        message.to_owned()
-    }
-}
-
 fn event(e: &Event) -> RawEvent {
     let text_parts: Vec<&str> = [&e.description, &e.status, &e.status_detailed]
         .into_iter()
@@ -223,13 +215,13 @@ impl Dhl {
     fn after_track(&self, number: &str, response: &HttpResponse) -> Step {
         if !(200..300).contains(&response.status) {
             let problem: Problem = serde_json::from_slice(&response.body).unwrap_or_default();
-            let detail = scrub(
+            let detail = redact(
                 &[problem.title, problem.detail]
                     .into_iter()
                     .flatten()
                     .collect::<Vec<_>>()
                     .join(": "),
-                &self.api_key,
+                &[&self.api_key],
             );
             let message = format!("DHL HTTP {}: {detail}", response.status);
             return match response.status {

@@ -21,7 +21,7 @@
 use serde::Deserialize;
 use serde_json::json;
 use waybill_sdk::{
-    Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
+    redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
     NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
 };
 
@@ -149,13 +149,6 @@ pub fn state_of(code: &str) -> Option<State> {
     })
 }
 
-fn scrub(message: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(message.to_owned(), |m, s| m.replace(s, "***"))
-}
-
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
@@ -228,26 +221,28 @@ fn outcome(number: &str, results: &[&TrackResult]) -> WaybillOutcome {
 impl Fedex {
     /// A classified error for a non-2xx answer of either step.
     fn http_error(&self, step: &str, response: &HttpResponse) -> Option<PluginError> {
-        let generic = response.status_error()?;
-        let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
-        let detail = body
-            .errors
-            .iter()
-            .map(|e| format!("{} {}", e.code, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let detail = scrub(&detail, &[&self.client_secret, &self.client_id]);
-        let message = format!("FedEx {step} HTTP {}: {detail}", response.status);
-        Some(match (step, response.status, generic) {
-            (_, _, e @ PluginError::RateLimited { .. }) => e,
-            (TOKEN_STEP, 400 | 401 | 403, _) => PluginError::Unauthorized {
-                message: format!("{message} (check `client_id` and `client_secret`)"),
+        let error = response.status_error_with(|| {
+            let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
+            let detail = body
+                .errors
+                .iter()
+                .map(|e| format!("{} {}", e.code, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let detail = redact(&detail, &[&self.client_secret, &self.client_id]);
+            format!("FedEx {step} HTTP {}: {detail}", response.status)
+        })?;
+        Some(match (step, response.status) {
+            (TOKEN_STEP, 400 | 401 | 403) => PluginError::Unauthorized {
+                message: format!(
+                    "{} (check `client_id` and `client_secret`)",
+                    error.message()
+                ),
             },
-            (_, 401 | 403, _) => PluginError::Unauthorized { message },
-            (TRACK_STEP, 400, _) => PluginError::InvalidInput { message },
-            (_, _, PluginError::Transient { .. }) => PluginError::Transient { message },
-            (_, _, PluginError::NotFound { .. }) => PluginError::NotFound { message },
-            _ => PluginError::bad_response(message),
+            (TRACK_STEP, 400) => PluginError::InvalidInput {
+                message: error.message().to_owned(),
+            },
+            _ => error,
         })
     }
 

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use waybill_core::sign::kuaidi100_query_sign;
 use waybill_sdk::{
-    Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
+    redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
     PluginError, Query, QueryWaybill, RawEvent, State, Step, WaybillOutcome,
 };
 
@@ -82,7 +82,7 @@ pub enum ReturnClass {
     Waybill(PluginError),
 }
 
-/// Classifies a failure `returnCode` with kuaidi100's `message` (already scrubbed of
+/// Classifies a failure `returnCode` with kuaidi100's `message` (already redacted of
 /// secrets).
 ///
 /// ```
@@ -140,15 +140,6 @@ fn code_text(code: &Value) -> Option<String> {
     }
 }
 
-/// Replaces every occurrence of a secret in a message kuaidi100 sent back, so an echo of
-/// the key can never reach an error or a log.
-fn scrub(message: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(message.to_owned(), |m, s| m.replace(s, "***"))
-}
-
 impl Kuaidi100 {
     /// The exact `param` string for a waybill (and the sign is computed over it).
     pub fn param(waybill: &QueryWaybill) -> Result<String, PluginError> {
@@ -187,7 +178,7 @@ impl Kuaidi100 {
                     .get("message")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let message = scrub(message, &[&self.key, &self.customer]);
+                let message = redact(message, &[&self.key, &self.customer]);
                 return match classify_return_code(&code, &message) {
                     ReturnClass::Query(e) => Step::Failed(e),
                     ReturnClass::Waybill(e) => Step::Done(vec![WaybillOutcome::error(number, e)]),
@@ -209,7 +200,7 @@ impl Kuaidi100 {
                 reply
                     .message
                     .as_deref()
-                    .map(|m| scrub(m, &[&self.key, &self.customer]))
+                    .map(|m| redact(m, &[&self.key, &self.customer]))
             )));
         }
         Step::Done(vec![outcome(number, &reply)])

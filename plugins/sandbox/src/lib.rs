@@ -158,9 +158,7 @@ fn after_track(numbers: &str, response: &HttpResponse) -> Step {
         Reply::Unauthorized(message) => return Step::Failed(PluginError::Unauthorized { message }),
         Reply::RateLimited => {
             return Step::Failed(PluginError::RateLimited {
-                retry_after_secs: response
-                    .header("retry-after")
-                    .and_then(|v| v.trim().parse().ok()),
+                retry_after_secs: response.retry_after_secs(),
             })
         }
         Reply::ServerError { status, message } => {
