@@ -278,10 +278,13 @@ impl CarrierPlugin for Dhl {
             codes: vec!["dhl".into()],
             name_zh: "DHL".into(),
             name_en: "DHL".into(),
+            // Regions as core's own DHL rules give them: Express waybills are
+            // international, the JJD and 00340 shapes are DHL Parcel Germany's. Left
+            // empty they would count as Chinese shapes for the guesser's region prior.
             number_rules: vec![
-                NumberRule::new("dhl_express_10", r"^\d{10}$"),
-                NumberRule::new("dhl_jjd", r"^JJD\d{18,20}$"),
-                NumberRule::new("dhl_parcel_de_sscc", r"^00340\d{15}$"),
+                NumberRule::new("dhl_express_10", r"^\d{10}$").in_region("INT"),
+                NumberRule::new("dhl_jjd", r"^JJD\d{18,20}$").in_region("EU"),
+                NumberRule::new("dhl_parcel_de_sscc", r"^00340\d{15}$").in_region("EU"),
             ],
             capabilities: Capabilities {
                 max_batch: 1,
@@ -390,6 +393,27 @@ mod tests {
             .contains(&("DHL-API-Key".to_owned(), KEY.to_owned())));
         assert!(!req.url.contains(KEY));
         assert_eq!(req.state, STATE);
+    }
+
+    #[test]
+    fn number_rules_are_international_or_german_not_chinese() {
+        let regions: Vec<(String, String)> = Dhl::manifest()
+            .number_rules
+            .iter()
+            .map(|r| {
+                let rule = r.to_format_rule("dhl", "DHL").unwrap();
+                (rule.id, rule.region)
+            })
+            .collect();
+        assert_eq!(
+            regions,
+            [
+                ("dhl_express_10", "INT"),
+                ("dhl_jjd", "EU"),
+                ("dhl_parcel_de_sscc", "EU")
+            ]
+            .map(|(id, region)| (id.to_owned(), region.to_owned()))
+        );
     }
 
     #[test]

@@ -308,10 +308,12 @@ impl CarrierPlugin for Fedex {
             codes: vec!["fedex".into()],
             name_zh: "联邦快递".into(),
             name_en: "FedEx".into(),
+            // US shapes, as core's own FedEx rules: left empty they would count as
+            // Chinese shapes for the guesser's region prior.
             number_rules: vec![
-                NumberRule::new("fedex_express_12", r"^\d{12}$"),
-                NumberRule::new("fedex_ground_15", r"^\d{15}$"),
-                NumberRule::new("fedex_door_tag", r"^DT\d{12}$"),
+                NumberRule::new("fedex_express_12", r"^\d{12}$").in_region("US"),
+                NumberRule::new("fedex_ground_15", r"^\d{15}$").in_region("US"),
+                NumberRule::new("fedex_door_tag", r"^DT\d{12}$").in_region("US"),
             ],
             capabilities: Capabilities {
                 max_batch: MAX_BATCH,
@@ -421,6 +423,15 @@ mod tests {
             &format!("track:{NUMBERS}"),
             &HttpResponse::new(status, body.to_vec()),
         )
+    }
+
+    #[test]
+    fn number_rules_are_us_shapes_not_chinese() {
+        let manifest = Fedex::manifest();
+        assert_eq!(manifest.number_rules.len(), 3);
+        for r in &manifest.number_rules {
+            assert_eq!(r.to_format_rule("fedex", "FedEx").unwrap().region, "US");
+        }
     }
 
     #[test]

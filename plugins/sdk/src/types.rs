@@ -169,6 +169,19 @@ impl NumberRule {
         }
     }
 
+    /// The same rule used in `region` (`CN`, `US`, `EU`, `INT`, ...), for the guesser's
+    /// region prior.
+    ///
+    /// ```
+    /// use waybill_sdk::NumberRule;
+    /// assert_eq!(NumberRule::new("fedex_express_12", r"^\d{12}$").in_region("US").region, "US");
+    /// ```
+    #[must_use]
+    pub fn in_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
     /// The rank, inferred from the regex when the plugin gave none.
     pub fn effective_rank(&self) -> RuleRank {
         if let Some(rank) = self.rank {
