@@ -100,11 +100,7 @@ impl CarrierPlugin for Hexi {
 
     fn new(config: &Config) -> Result<Self, PluginError> {
         Ok(Hexi {
-            base_url: config
-                .get("base_url")
-                .unwrap_or(DEFAULT_BASE_URL)
-                .trim_end_matches('/')
-                .to_owned(),
+            base_url: config.base_url("base_url", DEFAULT_BASE_URL)?,
             client_id: config.require("client_id")?.to_owned(),
             client_secret: config.require("client_secret")?.to_owned(),
         })

@@ -1,6 +1,6 @@
 //! Runs the SDK's conformance suite against the built `libwaybill_carrier_hexi.so`.
 
-use waybill_sdk::conformance::{self, Expect, Fixture, Suite};
+use waybill_sdk::conformance::{self, Suite};
 use waybill_sdk::{Config, HttpResponse, Query, QueryWaybill, Step, StepMachine};
 
 const NUMBERS: &str = "HX240501000017,HX240501000025";
@@ -9,46 +9,14 @@ fn ok(body: &[u8]) -> HttpResponse {
     HttpResponse::new(200, body.to_vec())
 }
 
+/// The suite, with the fixtures of `fixtures/conformance.json`.
 fn suite() -> Suite {
-    Suite {
-        config: Config::from_pairs([("client_id", "demo"), ("client_secret", "not-a-secret")]),
-        sample: Query::new(vec![
-            QueryWaybill::new("hexi", "HX240501000017"),
-            QueryWaybill::new("hexi", "HX240501000025"),
-        ]),
-        fixtures: vec![
-            Fixture::new(
-                "token granted",
-                format!("token:{NUMBERS}"),
-                ok(include_bytes!("../fixtures/token_ok.json")),
-                Expect::Send,
-            ),
-            Fixture::new(
-                "token refused",
-                format!("token:{NUMBERS}"),
-                HttpResponse::new(401, "{}"),
-                Expect::Failed("unauthorized"),
-            ),
-            Fixture::new(
-                "trace of two numbers",
-                format!("track:{NUMBERS}"),
-                ok(include_bytes!("../fixtures/track_ok.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "carrier busy",
-                format!("track:{NUMBERS}"),
-                ok(include_bytes!("../fixtures/track_error.json")),
-                Expect::Failed("bad_response"),
-            ),
-            Fixture::new(
-                "rate limited",
-                format!("track:{NUMBERS}"),
-                HttpResponse::new(429, "").with_header("Retry-After", "3"),
-                Expect::Failed("rate_limited"),
-            ),
-        ],
-    }
+    let config = Config::from_pairs([("client_id", "demo"), ("client_secret", "not-a-secret")]);
+    let sample = Query::new(vec![
+        QueryWaybill::new("hexi", "HX240501000017"),
+        QueryWaybill::new("hexi", "HX240501000025"),
+    ]);
+    Suite::from_fixture_dir(config, sample, &waybill_sdk::fixture_dir!())
 }
 
 #[test]

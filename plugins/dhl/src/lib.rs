@@ -24,8 +24,8 @@
 
 use serde::Deserialize;
 use waybill_sdk::{
-    percent_encode, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse,
-    Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
+    percent_encode, redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest,
+    HttpResponse, Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
 };
 
 /// DHL's production API host.
@@ -181,14 +181,6 @@ pub fn state_of(status_code: &str, text: &str) -> Option<State> {
     })
 }
 
-fn scrub(message: &str, secret: &str) -> String {
-    if secret.len() >= 4 {
-        message.replace(secret, "***")
-    } else {
-        message.to_owned()
-    }
-}
-
 fn event(e: &Event) -> RawEvent {
     let text_parts: Vec<&str> = [&e.description, &e.status, &e.status_detailed]
         .into_iter()
@@ -223,13 +215,13 @@ impl Dhl {
     fn after_track(&self, number: &str, response: &HttpResponse) -> Step {
         if !(200..300).contains(&response.status) {
             let problem: Problem = serde_json::from_slice(&response.body).unwrap_or_default();
-            let detail = scrub(
+            let detail = redact(
                 &[problem.title, problem.detail]
                     .into_iter()
                     .flatten()
                     .collect::<Vec<_>>()
                     .join(": "),
-                &self.api_key,
+                &[&self.api_key],
             );
             let message = format!("DHL HTTP {}: {detail}", response.status);
             return match response.status {
@@ -286,10 +278,13 @@ impl CarrierPlugin for Dhl {
             codes: vec!["dhl".into()],
             name_zh: "DHL".into(),
             name_en: "DHL".into(),
+            // Regions as core's own DHL rules give them: Express waybills are
+            // international, the JJD and 00340 shapes are DHL Parcel Germany's. Left
+            // empty they would count as Chinese shapes for the guesser's region prior.
             number_rules: vec![
-                NumberRule::new("dhl_express_10", r"^\d{10}$"),
-                NumberRule::new("dhl_jjd", r"^JJD\d{18,20}$"),
-                NumberRule::new("dhl_parcel_de_sscc", r"^00340\d{15}$"),
+                NumberRule::new("dhl_express_10", r"^\d{10}$").in_region("INT"),
+                NumberRule::new("dhl_jjd", r"^JJD\d{18,20}$").in_region("EU"),
+                NumberRule::new("dhl_parcel_de_sscc", r"^00340\d{15}$").in_region("EU"),
             ],
             capabilities: Capabilities {
                 max_batch: 1,
@@ -311,18 +306,7 @@ impl CarrierPlugin for Dhl {
     }
 
     fn new(config: &Config) -> Result<Self, PluginError> {
-        let base_url = config
-            .get("base_url")
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim_end_matches('/')
-            .to_owned();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(PluginError::Config {
-                message: "`base_url` must start with http:// or https://".into(),
-            });
-        }
+        let base_url = config.base_url("base_url", DEFAULT_BASE_URL)?;
         Ok(Dhl {
             base_url,
             api_key: config.require("api_key")?.trim().to_owned(),
@@ -409,6 +393,27 @@ mod tests {
             .contains(&("DHL-API-Key".to_owned(), KEY.to_owned())));
         assert!(!req.url.contains(KEY));
         assert_eq!(req.state, STATE);
+    }
+
+    #[test]
+    fn number_rules_are_international_or_german_not_chinese() {
+        let regions: Vec<(String, String)> = Dhl::manifest()
+            .number_rules
+            .iter()
+            .map(|r| {
+                let rule = r.to_format_rule("dhl", "DHL").unwrap();
+                (rule.id, rule.region)
+            })
+            .collect();
+        assert_eq!(
+            regions,
+            [
+                ("dhl_express_10", "INT"),
+                ("dhl_jjd", "EU"),
+                ("dhl_parcel_de_sscc", "EU")
+            ]
+            .map(|(id, region)| (id.to_owned(), region.to_owned()))
+        );
     }
 
     #[test]

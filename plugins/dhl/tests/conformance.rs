@@ -1,6 +1,6 @@
 //! Runs the SDK's conformance suite against the built `libwaybill_carrier_dhl.so`.
 
-use waybill_sdk::conformance::{self, Expect, Fixture, Suite};
+use waybill_sdk::conformance::{self, Suite};
 use waybill_sdk::loader::LoadedPlugin;
 use waybill_sdk::{Config, HttpResponse, Query, State, Step, StepMachine};
 
@@ -15,56 +15,10 @@ fn config() -> Config {
     Config::from_pairs([("api_key", KEY)])
 }
 
+/// The suite, with the fixtures of `fixtures/conformance.json`.
 fn suite() -> Suite {
-    Suite {
-        config: config(),
-        sample: Query::single("dhl", "00340434161094042557"),
-        fixtures: vec![
-            Fixture::new(
-                "in transit",
-                STATE,
-                HttpResponse::new(200, include_bytes!("../fixtures/in_transit.json").to_vec()),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "delivered",
-                STATE,
-                HttpResponse::new(200, include_bytes!("../fixtures/delivered.json").to_vec()),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "not found (per number)",
-                STATE,
-                HttpResponse::new(404, include_bytes!("../fixtures/not_found.json").to_vec()),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "bad key",
-                STATE,
-                HttpResponse::new(
-                    401,
-                    include_bytes!("../fixtures/unauthorized.json").to_vec(),
-                ),
-                Expect::Failed("unauthorized"),
-            ),
-            Fixture::new(
-                "quota",
-                STATE,
-                HttpResponse::new(
-                    429,
-                    include_bytes!("../fixtures/rate_limited.json").to_vec(),
-                )
-                .with_header("Retry-After", "3600"),
-                Expect::Failed("rate_limited"),
-            ),
-            Fixture::new(
-                "malformed body",
-                STATE,
-                HttpResponse::new(200, include_bytes!("../fixtures/malformed.json").to_vec()),
-                Expect::Failed("bad_response"),
-            ),
-        ],
-    }
+    let sample = Query::single("dhl", "00340434161094042557");
+    Suite::from_fixture_dir(config(), sample, &waybill_sdk::fixture_dir!())
 }
 
 #[test]

@@ -21,7 +21,7 @@
 use serde::Deserialize;
 use serde_json::json;
 use waybill_sdk::{
-    Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
+    redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
     NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
 };
 
@@ -149,13 +149,6 @@ pub fn state_of(code: &str) -> Option<State> {
     })
 }
 
-fn scrub(message: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(message.to_owned(), |m, s| m.replace(s, "***"))
-}
-
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
@@ -228,26 +221,28 @@ fn outcome(number: &str, results: &[&TrackResult]) -> WaybillOutcome {
 impl Fedex {
     /// A classified error for a non-2xx answer of either step.
     fn http_error(&self, step: &str, response: &HttpResponse) -> Option<PluginError> {
-        let generic = response.status_error()?;
-        let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
-        let detail = body
-            .errors
-            .iter()
-            .map(|e| format!("{} {}", e.code, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let detail = scrub(&detail, &[&self.client_secret, &self.client_id]);
-        let message = format!("FedEx {step} HTTP {}: {detail}", response.status);
-        Some(match (step, response.status, generic) {
-            (_, _, e @ PluginError::RateLimited { .. }) => e,
-            (TOKEN_STEP, 400 | 401 | 403, _) => PluginError::Unauthorized {
-                message: format!("{message} (check `client_id` and `client_secret`)"),
+        let error = response.status_error_with(|| {
+            let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
+            let detail = body
+                .errors
+                .iter()
+                .map(|e| format!("{} {}", e.code, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let detail = redact(&detail, &[&self.client_secret, &self.client_id]);
+            format!("FedEx {step} HTTP {}: {detail}", response.status)
+        })?;
+        Some(match (step, response.status) {
+            (TOKEN_STEP, 400 | 401 | 403) => PluginError::Unauthorized {
+                message: format!(
+                    "{} (check `client_id` and `client_secret`)",
+                    error.message()
+                ),
             },
-            (_, 401 | 403, _) => PluginError::Unauthorized { message },
-            (TRACK_STEP, 400, _) => PluginError::InvalidInput { message },
-            (_, _, PluginError::Transient { .. }) => PluginError::Transient { message },
-            (_, _, PluginError::NotFound { .. }) => PluginError::NotFound { message },
-            _ => PluginError::bad_response(message),
+            (TRACK_STEP, 400) => PluginError::InvalidInput {
+                message: error.message().to_owned(),
+            },
+            _ => error,
         })
     }
 
@@ -313,10 +308,12 @@ impl CarrierPlugin for Fedex {
             codes: vec!["fedex".into()],
             name_zh: "联邦快递".into(),
             name_en: "FedEx".into(),
+            // US shapes, as core's own FedEx rules: left empty they would count as
+            // Chinese shapes for the guesser's region prior.
             number_rules: vec![
-                NumberRule::new("fedex_express_12", r"^\d{12}$"),
-                NumberRule::new("fedex_ground_15", r"^\d{15}$"),
-                NumberRule::new("fedex_door_tag", r"^DT\d{12}$"),
+                NumberRule::new("fedex_express_12", r"^\d{12}$").in_region("US"),
+                NumberRule::new("fedex_ground_15", r"^\d{15}$").in_region("US"),
+                NumberRule::new("fedex_door_tag", r"^DT\d{12}$").in_region("US"),
             ],
             capabilities: Capabilities {
                 max_batch: MAX_BATCH,
@@ -343,18 +340,7 @@ impl CarrierPlugin for Fedex {
     }
 
     fn new(config: &Config) -> Result<Self, PluginError> {
-        let base_url = config
-            .get("base_url")
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim_end_matches('/')
-            .to_owned();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(PluginError::Config {
-                message: "`base_url` must start with http:// or https://".into(),
-            });
-        }
+        let base_url = config.base_url("base_url", DEFAULT_BASE_URL)?;
         Ok(Fedex {
             base_url,
             client_id: config.require("client_id")?.trim().to_owned(),
@@ -437,6 +423,15 @@ mod tests {
             &format!("track:{NUMBERS}"),
             &HttpResponse::new(status, body.to_vec()),
         )
+    }
+
+    #[test]
+    fn number_rules_are_us_shapes_not_chinese() {
+        let manifest = Fedex::manifest();
+        assert_eq!(manifest.number_rules.len(), 3);
+        for r in &manifest.number_rules {
+            assert_eq!(r.to_format_rule("fedex", "FedEx").unwrap().region, "US");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Runs the SDK's conformance suite against the built `libwaybill_carrier_fedex.so`,
 //! through both steps (token, then track).
 
-use waybill_sdk::conformance::{self, Expect, Fixture, Suite};
+use waybill_sdk::conformance::{self, Suite};
 use waybill_sdk::loader::LoadedPlugin;
 use waybill_sdk::{drive, Config, HttpResponse, Query, QueryWaybill, State, Step, StepMachine};
 
@@ -27,64 +27,13 @@ fn token() -> String {
     format!("token:{NUMBERS}")
 }
 
-fn track() -> String {
-    format!("track:{NUMBERS}")
-}
-
 fn body(status: u16, bytes: &[u8]) -> HttpResponse {
     HttpResponse::new(status, bytes.to_vec())
 }
 
+/// The suite, with the fixtures of `fixtures/conformance.json`.
 fn suite() -> Suite {
-    Suite {
-        config: config(),
-        sample: sample(),
-        fixtures: vec![
-            Fixture::new(
-                "token granted",
-                token(),
-                body(200, include_bytes!("../fixtures/token_ok.json")),
-                Expect::Send,
-            ),
-            Fixture::new(
-                "token refused",
-                token(),
-                body(401, include_bytes!("../fixtures/token_refused.json")),
-                Expect::Failed("unauthorized"),
-            ),
-            Fixture::new(
-                "in transit + not found",
-                track(),
-                body(200, include_bytes!("../fixtures/track_in_transit.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "delivered",
-                track(),
-                body(200, include_bytes!("../fixtures/track_delivered.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "token expired on track",
-                track(),
-                body(401, include_bytes!("../fixtures/track_unauthorized.json")),
-                Expect::Failed("unauthorized"),
-            ),
-            Fixture::new(
-                "quota",
-                track(),
-                body(429, include_bytes!("../fixtures/rate_limited.json"))
-                    .with_header("Retry-After", "10"),
-                Expect::Failed("rate_limited"),
-            ),
-            Fixture::new(
-                "malformed body",
-                track(),
-                body(200, include_bytes!("../fixtures/malformed.json")),
-                Expect::Failed("bad_response"),
-            ),
-        ],
-    }
+    Suite::from_fixture_dir(config(), sample(), &waybill_sdk::fixture_dir!())
 }
 
 #[test]

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use waybill_core::sign::kuaidi100_query_sign;
 use waybill_sdk::{
-    Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
+    redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
     PluginError, Query, QueryWaybill, RawEvent, State, Step, WaybillOutcome,
 };
 
@@ -82,7 +82,7 @@ pub enum ReturnClass {
     Waybill(PluginError),
 }
 
-/// Classifies a failure `returnCode` with kuaidi100's `message` (already scrubbed of
+/// Classifies a failure `returnCode` with kuaidi100's `message` (already redacted of
 /// secrets).
 ///
 /// ```
@@ -140,15 +140,6 @@ fn code_text(code: &Value) -> Option<String> {
     }
 }
 
-/// Replaces every occurrence of a secret in a message kuaidi100 sent back, so an echo of
-/// the key can never reach an error or a log.
-fn scrub(message: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(message.to_owned(), |m, s| m.replace(s, "***"))
-}
-
 impl Kuaidi100 {
     /// The exact `param` string for a waybill (and the sign is computed over it).
     pub fn param(waybill: &QueryWaybill) -> Result<String, PluginError> {
@@ -187,7 +178,7 @@ impl Kuaidi100 {
                     .get("message")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let message = scrub(message, &[&self.key, &self.customer]);
+                let message = redact(message, &[&self.key, &self.customer]);
                 return match classify_return_code(&code, &message) {
                     ReturnClass::Query(e) => Step::Failed(e),
                     ReturnClass::Waybill(e) => Step::Done(vec![WaybillOutcome::error(number, e)]),
@@ -209,7 +200,7 @@ impl Kuaidi100 {
                 reply
                     .message
                     .as_deref()
-                    .map(|m| scrub(m, &[&self.key, &self.customer]))
+                    .map(|m| redact(m, &[&self.key, &self.customer]))
             )));
         }
         Step::Done(vec![outcome(number, &reply)])
@@ -291,18 +282,7 @@ impl CarrierPlugin for Kuaidi100 {
     }
 
     fn new(config: &Config) -> Result<Self, PluginError> {
-        let base_url = config
-            .get("base_url")
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim_end_matches('/')
-            .to_owned();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(PluginError::Config {
-                message: "`base_url` must start with http:// or https://".into(),
-            });
-        }
+        let base_url = config.base_url("base_url", DEFAULT_BASE_URL)?;
         Ok(Kuaidi100 {
             base_url,
             customer: config.require("customer")?.trim().to_owned(),

@@ -1,6 +1,6 @@
 //! Runs the SDK's conformance suite against the built `libwaybill_carrier_kuaidi100.so`.
 
-use waybill_sdk::conformance::{self, Expect, Fixture, Suite};
+use waybill_sdk::conformance::{self, Suite};
 use waybill_sdk::loader::LoadedPlugin;
 use waybill_sdk::{Config, HttpResponse, Query, QueryWaybill, State, Step, StepMachine};
 
@@ -19,67 +19,12 @@ fn config() -> Config {
     Config::from_pairs([("customer", "CUST0001"), ("key", KEY)])
 }
 
+/// The suite, with the fixtures of `fixtures/conformance.json`.
 fn suite() -> Suite {
-    Suite {
-        config: config(),
-        sample: Query::new(vec![
-            QueryWaybill::new("yuantong", "YT7300000000101").with_phone("13800001234")
-        ]),
-        fixtures: vec![
-            Fixture::new(
-                "in transit",
-                STATE,
-                ok(include_bytes!("../fixtures/in_transit.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "delivered",
-                STATE,
-                ok(include_bytes!("../fixtures/delivered.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "no result (per waybill)",
-                STATE,
-                ok(include_bytes!("../fixtures/not_found.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "bad sign",
-                STATE,
-                ok(include_bytes!("../fixtures/bad_sign.json")),
-                Expect::Failed("unauthorized"),
-            ),
-            Fixture::new(
-                "key expired",
-                STATE,
-                ok(include_bytes!("../fixtures/quota_expired.json")),
-                Expect::Failed("unauthorized"),
-            ),
-            Fixture::new(
-                "server busy",
-                STATE,
-                ok(include_bytes!("../fixtures/busy.json")),
-                Expect::Failed("transient"),
-            ),
-            Fixture::new(
-                "rate limited",
-                STATE,
-                HttpResponse::new(
-                    429,
-                    include_bytes!("../fixtures/rate_limited.html").to_vec(),
-                )
-                .with_header("Retry-After", "30"),
-                Expect::Failed("rate_limited"),
-            ),
-            Fixture::new(
-                "malformed body",
-                STATE,
-                ok(include_bytes!("../fixtures/malformed.json")),
-                Expect::Failed("bad_response"),
-            ),
-        ],
-    }
+    let sample = Query::new(vec![
+        QueryWaybill::new("yuantong", "YT7300000000101").with_phone("13800001234")
+    ]);
+    Suite::from_fixture_dir(config(), sample, &waybill_sdk::fixture_dir!())
 }
 
 #[test]

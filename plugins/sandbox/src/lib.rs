@@ -105,18 +105,7 @@ impl CarrierPlugin for Sandbox {
     }
 
     fn new(config: &Config) -> Result<Self, PluginError> {
-        let base_url = config
-            .get("base_url")
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(PluginError::Config {
-                message: "`base_url` must start with http:// or https://".into(),
-            });
-        }
+        let base_url = config.base_url("base_url", DEFAULT_BASE_URL)?;
         let api_key = config
             .get("api_key")
             .filter(|k| !k.is_empty())
@@ -169,9 +158,7 @@ fn after_track(numbers: &str, response: &HttpResponse) -> Step {
         Reply::Unauthorized(message) => return Step::Failed(PluginError::Unauthorized { message }),
         Reply::RateLimited => {
             return Step::Failed(PluginError::RateLimited {
-                retry_after_secs: response
-                    .header("retry-after")
-                    .and_then(|v| v.trim().parse().ok()),
+                retry_after_secs: response.retry_after_secs(),
             })
         }
         Reply::ServerError { status, message } => {

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use waybill_core::clock::ManualClock;
 use waybill_sandbox_sim::journey::SimConfig;
 use waybill_sandbox_sim::server::{Faults, Simulator};
-use waybill_sdk::conformance::{self, Expect, Fixture, Suite};
+use waybill_sdk::conformance::{self, Expect, Suite};
 use waybill_sdk::{
     drive, Config, HttpRequest, HttpResponse, Query, QueryWaybill, State, Step, StepMachine,
 };
@@ -30,53 +30,15 @@ fn sample() -> Query {
     )
 }
 
+/// The suite, with the fixtures of `fixtures/conformance.json` and a truncated body.
 fn suite() -> Suite {
-    Suite {
-        config: Config::from_pairs([("base_url", "http://127.0.0.1:9"), ("api_key", "k")]),
-        sample: sample(),
-        fixtures: vec![
-            Fixture::new(
-                "four numbers",
-                STATE,
-                HttpResponse::new(200, OK),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "bad key",
-                STATE,
-                HttpResponse::new(
-                    401,
-                    include_bytes!("../fixtures/unauthorized.json").to_vec(),
-                ),
-                Expect::Failed("unauthorized"),
-            ),
-            Fixture::new(
-                "rate limited",
-                STATE,
-                HttpResponse::new(429, r#"{"code":429,"message":"too many requests"}"#)
-                    .with_header("Retry-After", "5"),
-                Expect::Failed("rate_limited"),
-            ),
-            Fixture::new(
-                "gateway page",
-                STATE,
-                HttpResponse::new(502, include_bytes!("../fixtures/bad_gateway.html").to_vec()),
-                Expect::Failed("transient"),
-            ),
-            Fixture::new(
-                "truncated body",
-                STATE,
-                HttpResponse::new(200, &OK[..OK.len() / 2]),
-                Expect::Failed("transient"),
-            ),
-            Fixture::new(
-                "too many numbers",
-                STATE,
-                HttpResponse::new(400, r#"{"code":400,"message":"too many numbers"}"#),
-                Expect::Failed("invalid_input"),
-            ),
-        ],
-    }
+    let config = Config::from_pairs([("base_url", "http://127.0.0.1:9"), ("api_key", "k")]);
+    Suite::from_fixture_dir(config, sample(), &waybill_sdk::fixture_dir!()).fixture(
+        "truncated body",
+        STATE,
+        HttpResponse::new(200, &OK[..OK.len() / 2]),
+        Expect::Failed("transient"),
+    )
 }
 
 #[test]

@@ -4,20 +4,20 @@
 //! `cdylib` and the suite checks the real `.so` through the real loader:
 //!
 //! ```ignore
-//! use waybill_sdk::conformance::{self, Expect, Fixture};
-//! use waybill_sdk::{Config, HttpResponse, Query};
+//! use waybill_sdk::conformance::{self, Expect, Suite};
+//! use waybill_sdk::{Config, Query};
 //!
 //! #[test]
 //! fn hexi_passes_the_conformance_suite() {
 //!     let plugin = conformance::load_built("waybill_carrier_hexi");
-//!     conformance::Suite {
-//!         config: Config::from_pairs([("client_id", "id"), ("client_secret", "s")]),
-//!         sample: Query::single("hexi", "HX000000000001"),
-//!         fixtures: vec![Fixture::new("track ok", "track:HX000000000001",
-//!             HttpResponse::new(200, include_bytes!("../fixtures/track_ok.json").to_vec()),
-//!             Expect::Done)],
-//!     }
-//!     .run_loaded(&plugin);
+//!     let files = waybill_sdk::fixture_dir!(); // this crate's fixtures/
+//!     let config = Config::from_pairs([("client_id", "id"), ("client_secret", "s")]);
+//!     Suite::new(config, Query::single("hexi", "HX000000000001"))
+//!         .fixture("track ok", "track:HX000000000001", files.ok("track_ok.json"), Expect::Done)
+//!         .fixture("quota", "track:HX000000000001",
+//!             files.response(429, "quota.json").with_header("Retry-After", "3"),
+//!             Expect::Failed("rate_limited"))
+//!         .run_loaded(&plugin);
 //! }
 //! ```
 //!
@@ -83,7 +83,188 @@ impl Fixture {
     }
 }
 
+/// A plugin crate's directory of canned response bodies, usually `fixtures/` next to its
+/// `Cargo.toml` ([`fixture_dir!`](crate::fixture_dir)).
+///
+/// ```
+/// use waybill_sdk::conformance::FixtureDir;
+/// let files = FixtureDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+/// let r = files.response(429, "lib.rs").with_header("Retry-After", "5");
+/// assert_eq!((r.status, r.retry_after_secs()), (429, Some(5)));
+/// assert!(files.ok("lib.rs").text().contains("waybill-sdk"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixtureDir {
+    dir: PathBuf,
+}
+
+impl FixtureDir {
+    /// The directory at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// A response with this status whose body is the file `name` of the directory.
+    /// Panics naming the path when the file cannot be read (a broken test setup).
+    pub fn response(&self, status: u16, name: &str) -> HttpResponse {
+        let path = self.dir.join(name);
+        let body = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "conformance: fixture {} cannot be read: {e}",
+                path.display()
+            )
+        });
+        HttpResponse::new(status, body)
+    }
+
+    /// A `200 OK` response whose body is the file `name`.
+    pub fn ok(&self, name: &str) -> HttpResponse {
+        self.response(200, name)
+    }
+
+    /// The fixtures listed in the directory's [`FIXTURE_TABLE`], in order. Panics naming
+    /// the table and the row when it cannot be read or a row is wrong (a broken test
+    /// setup).
+    pub fn fixtures(&self) -> Vec<Fixture> {
+        let path = self.dir.join(FIXTURE_TABLE);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("conformance: {} cannot be read: {e}", path.display()));
+        let table: FixtureTable = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("conformance: {}: {e}", path.display()));
+        table
+            .fixtures
+            .into_iter()
+            .map(|row| {
+                let what = format!("{} row {:?}", path.display(), row.name);
+                let state = row.state.or_else(|| table.state.clone()).unwrap_or_else(|| {
+                    panic!("conformance: {what}: no `state`, and the table gives none")
+                });
+                let mut response = match (row.file, row.body) {
+                    (Some(file), None) => self.response(row.status, &file),
+                    (None, Some(body)) => HttpResponse::new(row.status, body),
+                    _ => panic!("conformance: {what}: give exactly one of `file` and `body`"),
+                };
+                for (name, value) in row.headers {
+                    response = response.with_header(name, value);
+                }
+                let expect = Expect::parse(&row.expect).unwrap_or_else(|| {
+                    panic!(
+                        "conformance: {what}: `expect` {:?} is not send, done or a PluginError kind",
+                        row.expect
+                    )
+                });
+                Fixture::new(row.name, state, response, expect)
+            })
+            .collect()
+    }
+}
+
+/// The file of a [`FixtureDir`] that lists its fixtures, each with the step it answers
+/// and what the plugin must make of it:
+///
+/// ```json
+/// { "state": "track:HX000000000001",
+///   "fixtures": [
+///     {"name": "delivered", "file": "delivered.json", "expect": "done"},
+///     {"name": "quota", "status": 429, "file": "quota.json",
+///      "headers": [["Retry-After", "3"]], "expect": "rate_limited"},
+///     {"name": "token refused", "state": "token:HX000000000001", "status": 401,
+///      "body": "{}", "expect": "unauthorized"} ] }
+/// ```
+///
+/// `state` of a row defaults to the table's; `status` to 200; the body is a `file` of
+/// the directory or an inline `body`; `expect` is `send`, `done` or a
+/// [`PluginError::kind`] (the step must fail with that kind).
+pub const FIXTURE_TABLE: &str = "conformance.json";
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureTable {
+    #[serde(default)]
+    state: Option<String>,
+    fixtures: Vec<FixtureRow>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureRow {
+    name: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default = "ok_status")]
+    status: u16,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    expect: String,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+/// Every [`PluginError::kind`], for reading an `expect` of a fixture table.
+const ERROR_KINDS: [&str; 9] = [
+    "not_found",
+    "unauthorized",
+    "rate_limited",
+    "transient",
+    "bad_response",
+    "unsupported",
+    "invalid_input",
+    "config",
+    "internal",
+];
+
+impl Expect {
+    /// Reads `send`, `done` or a [`PluginError::kind`] (a failure of that kind).
+    ///
+    /// ```
+    /// use waybill_sdk::conformance::Expect;
+    /// assert_eq!(Expect::parse("done"), Some(Expect::Done));
+    /// assert_eq!(Expect::parse("rate_limited"), Some(Expect::Failed("rate_limited")));
+    /// assert_eq!(Expect::parse("ratelimited"), None);
+    /// ```
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "send" => Some(Expect::Send),
+            "done" => Some(Expect::Done),
+            kind => ERROR_KINDS
+                .iter()
+                .find(|k| **k == kind)
+                .map(|k| Expect::Failed(k)),
+        }
+    }
+}
+
+/// The calling crate's `fixtures/` directory as a
+/// [`FixtureDir`](crate::conformance::FixtureDir) (feature `conformance`).
+///
+/// ```ignore
+/// let files = waybill_sdk::fixture_dir!();
+/// let delivered = files.ok("delivered.json");
+/// ```
+#[macro_export]
+macro_rules! fixture_dir {
+    () => {
+        $crate::conformance::FixtureDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))
+    };
+}
+
 /// The inputs of the suite for one plugin.
+///
+/// Build it with [`Suite::new`] and one [`Suite::fixture`] call per canned response:
+///
+/// ```
+/// use waybill_sdk::conformance::{Expect, Suite};
+/// use waybill_sdk::{Config, HttpResponse, Query};
+/// let suite = Suite::new(Config::new(), Query::single("hexi", "HX000000000001"))
+///     .fixture("busy", "track:HX000000000001", HttpResponse::new(503, ""), Expect::Failed("transient"));
+/// assert_eq!(suite.fixtures.len(), 1);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Suite {
     /// A configuration that instantiates the plugin (fake credentials).
@@ -226,6 +407,38 @@ pub fn check_manifest(manifest: &Manifest) {
 }
 
 impl Suite {
+    /// A suite for this configuration and sample query, without fixtures yet.
+    pub fn new(config: Config, sample: Query) -> Self {
+        Self {
+            config,
+            sample,
+            fixtures: Vec::new(),
+        }
+    }
+
+    /// A suite whose fixtures are those of the directory's [`FIXTURE_TABLE`]
+    /// ([`FixtureDir::fixtures`]).
+    pub fn from_fixture_dir(config: Config, sample: Query, dir: &FixtureDir) -> Self {
+        Self {
+            fixtures: dir.fixtures(),
+            ..Self::new(config, sample)
+        }
+    }
+
+    /// The suite with one more fixture: answering the request of step `state` with
+    /// `response` must give `expect`.
+    pub fn fixture(
+        mut self,
+        name: impl Into<String>,
+        state: impl Into<String>,
+        response: HttpResponse,
+        expect: Expect,
+    ) -> Self {
+        self.fixtures
+            .push(Fixture::new(name, state, response, expect));
+        self
+    }
+
     /// Runs every check against a plugin loaded from its `.so`.
     pub fn run_loaded(&self, plugin: &LoadedPlugin) {
         let empty = plugin.instantiate(&Config::new());
@@ -370,6 +583,54 @@ mod tests {
     use super::*;
     use crate::plugin::{CarrierPlugin, InProcess};
     use crate::types::{HttpRequest, RawEvent, WaybillOutcome};
+
+    #[test]
+    fn every_plugin_error_kind_reads_as_an_expected_failure() {
+        let message = String::new;
+        let all = [
+            PluginError::NotFound { message: message() },
+            PluginError::Unauthorized { message: message() },
+            PluginError::RateLimited {
+                retry_after_secs: None,
+            },
+            PluginError::Transient { message: message() },
+            PluginError::BadResponse { message: message() },
+            PluginError::Unsupported { message: message() },
+            PluginError::InvalidInput { message: message() },
+            PluginError::Config { message: message() },
+            PluginError::Internal { message: message() },
+        ];
+        for e in all {
+            assert_eq!(Expect::parse(e.kind()), Some(Expect::Failed(e.kind())));
+        }
+    }
+
+    #[test]
+    fn a_fixture_table_fills_in_state_status_headers_and_expectations() {
+        let dir = std::env::temp_dir().join(format!("waybill-sdk-table-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ok.json"), "{}").unwrap();
+        std::fs::write(
+            dir.join(FIXTURE_TABLE),
+            r#"{"state": "track:A", "fixtures": [
+                {"name": "ok", "file": "ok.json", "expect": "done"},
+                {"name": "slow", "state": "token:A", "status": 429, "body": "",
+                 "headers": [["Retry-After", "4"]], "expect": "rate_limited"}]}"#,
+        )
+        .unwrap();
+        let fixtures = FixtureDir::new(&dir).fixtures();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(fixtures.len(), 2);
+        assert_eq!(
+            (fixtures[0].state.as_str(), fixtures[0].response.status),
+            ("track:A", 200)
+        );
+        assert_eq!(fixtures[0].response.body, b"{}");
+        assert_eq!(fixtures[0].expect, Expect::Done);
+        assert_eq!(fixtures[1].state, "token:A");
+        assert_eq!(fixtures[1].response.retry_after_secs(), Some(4));
+        assert_eq!(fixtures[1].expect, Expect::Failed("rate_limited"));
+    }
 
     /// Parses the body as a number of events; `FRAGILE` makes it index without checking.
     struct Counter<const FRAGILE: bool>;

@@ -169,6 +169,19 @@ impl NumberRule {
         }
     }
 
+    /// The same rule used in `region` (`CN`, `US`, `EU`, `INT`, ...), for the guesser's
+    /// region prior.
+    ///
+    /// ```
+    /// use waybill_sdk::NumberRule;
+    /// assert_eq!(NumberRule::new("fedex_express_12", r"^\d{12}$").in_region("US").region, "US");
+    /// ```
+    #[must_use]
+    pub fn in_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
     /// The rank, inferred from the regex when the plugin gave none.
     pub fn effective_rank(&self) -> RuleRank {
         if let Some(rank) = self.rank {
@@ -318,6 +331,36 @@ impl Config {
             _ => Err(PluginError::Config {
                 message: format!("missing configuration key `{key}`"),
             }),
+        }
+    }
+
+    /// A base URL from key `key`, or `default` when the key is missing or blank: trimmed,
+    /// without trailing `/`, so the plugin can append paths. A value that does not start
+    /// with `http://` or `https://` is a [`PluginError::Config`] naming the key (never the
+    /// value).
+    ///
+    /// ```
+    /// use waybill_sdk::Config;
+    /// let c = Config::from_pairs([("base_url", " http://127.0.0.1:8765/ ")]);
+    /// assert_eq!(c.base_url("base_url", "https://api.invalid").unwrap(), "http://127.0.0.1:8765");
+    /// assert_eq!(Config::new().base_url("base_url", "https://api.invalid/").unwrap(), "https://api.invalid");
+    /// let bad = Config::from_pairs([("base_url", "api.example.com")]);
+    /// assert_eq!(bad.base_url("base_url", "https://api.invalid").unwrap_err().kind(), "config");
+    /// ```
+    pub fn base_url(&self, key: &str, default: &str) -> Result<String, PluginError> {
+        let url = self
+            .get(key)
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .unwrap_or(default)
+            .trim()
+            .trim_end_matches('/');
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(url.to_owned())
+        } else {
+            Err(PluginError::Config {
+                message: format!("`{key}` must start with http:// or https://"),
+            })
         }
     }
 
@@ -525,6 +568,22 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// Replaces every occurrence of each secret in `text` by `***`, so a carrier's message
+/// that echoes a credential can go into a [`PluginError`] or a log. Secrets shorter than
+/// four characters are left alone: masking them would garble the text and hide nothing.
+///
+/// ```
+/// use waybill_sdk::redact;
+/// assert_eq!(redact("key s3cr3t-42 refused", &["s3cr3t-42"]), "key *** refused");
+/// assert_eq!(redact("a b c", &["b", ""]), "a b c");
+/// ```
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .fold(text.to_owned(), |t, s| t.replace(s, "***"))
+}
+
 /// The response the host got for an [`HttpRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -573,23 +632,47 @@ impl HttpResponse {
         })
     }
 
+    /// The delay in seconds of a `Retry-After` header, when it is given in seconds (an
+    /// HTTP date or garbage gives `None`).
+    ///
+    /// ```
+    /// use waybill_sdk::HttpResponse;
+    /// assert_eq!(HttpResponse::new(429, "").with_header("retry-after", " 30 ").retry_after_secs(), Some(30));
+    /// assert_eq!(HttpResponse::new(429, "").retry_after_secs(), None);
+    /// ```
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// A classified error for a non-2xx status: 401/403 unauthorized, 404 not found,
     /// 429 rate limited (with `Retry-After` seconds when given), 5xx and 408 transient,
     /// other 4xx bad response. `None` for 2xx/3xx.
     pub fn status_error(&self) -> Option<PluginError> {
-        let status = self.status;
-        let message = format!("HTTP {status}");
-        Some(match status {
+        self.status_error_with(|| format!("HTTP {}", self.status))
+    }
+
+    /// [`status_error`](Self::status_error) with the plugin's own message (built only
+    /// when the status is an error), e.g. one with the carrier's error text, passed
+    /// through [`redact`] first.
+    ///
+    /// ```
+    /// use waybill_sdk::{HttpResponse, PluginError};
+    /// let r = HttpResponse::new(503, "busy");
+    /// let e = r.status_error_with(|| format!("Hexi HTTP {}: {}", r.status, r.text()));
+    /// assert_eq!(e, Some(PluginError::Transient { message: "Hexi HTTP 503: busy".into() }));
+    /// assert_eq!(HttpResponse::new(200, "").status_error_with(|| unreachable!()), None);
+    /// ```
+    pub fn status_error_with(&self, message: impl FnOnce() -> String) -> Option<PluginError> {
+        Some(match self.status {
             200..=399 => return None,
-            401 | 403 => PluginError::Unauthorized { message },
-            404 => PluginError::NotFound { message },
             429 => PluginError::RateLimited {
-                retry_after_secs: self
-                    .header("retry-after")
-                    .and_then(|v| v.trim().parse().ok()),
+                retry_after_secs: self.retry_after_secs(),
             },
-            408 | 500..=599 => PluginError::Transient { message },
-            _ => PluginError::BadResponse { message },
+            401 | 403 => PluginError::Unauthorized { message: message() },
+            404 => PluginError::NotFound { message: message() },
+            408 | 500..=599 => PluginError::Transient { message: message() },
+            _ => PluginError::BadResponse { message: message() },
         })
     }
 }

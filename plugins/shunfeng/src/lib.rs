@@ -26,7 +26,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use waybill_sdk::{
-    Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
+    redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
     NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
 };
 
@@ -214,14 +214,6 @@ fn code_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Removes any echo of a secret from a message SF sent back.
-fn scrub(message: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(message.to_owned(), |m, s| m.replace(s, "***"))
-}
-
 /// A request id in UUID shape, derived from what makes the request unique (no global
 /// random source in a plugin).
 fn request_id(numbers: &[&str], timestamp: &str) -> String {
@@ -307,7 +299,7 @@ impl Shunfeng {
             Ok(v) => v,
             Err(e) => return Step::Failed(e),
         };
-        let api_message = scrub(
+        let api_message = redact(
             envelope.api_error_msg.as_deref().unwrap_or_default(),
             &[&self.checkword],
         );
@@ -334,9 +326,7 @@ impl Shunfeng {
                 ),
             }),
             "A1005" => Some(PluginError::RateLimited {
-                retry_after_secs: response
-                    .header("retry-after")
-                    .and_then(|v| v.trim().parse().ok()),
+                retry_after_secs: response.retry_after_secs(),
             }),
             "A1006" => Some(PluginError::Unauthorized {
                 message: detail("msgDigest refused: check `partner_id` and `checkword`"),
@@ -376,7 +366,7 @@ impl Shunfeng {
             let code = data.error_code.unwrap_or_default();
             let message = format!(
                 "SF errorCode {code}: {}",
-                scrub(
+                redact(
                     data.error_msg.as_deref().unwrap_or_default(),
                     &[&self.checkword]
                 )
@@ -460,19 +450,11 @@ impl CarrierPlugin for Shunfeng {
     }
 
     fn new(config: &Config) -> Result<Self, PluginError> {
+        // The portal shows the full service URL; accept it as well as the bare host.
         let base_url = config
-            .get("base_url")
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim_end_matches('/')
+            .base_url("base_url", DEFAULT_BASE_URL)?
             .trim_end_matches("/std/service")
             .to_owned();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(PluginError::Config {
-                message: "`base_url` must start with http:// or https://".into(),
-            });
-        }
         Ok(Shunfeng {
             base_url,
             partner_id: config.require("partner_id")?.trim().to_owned(),

@@ -1,6 +1,6 @@
 //! Runs the SDK's conformance suite against the built `libwaybill_carrier_shunfeng.so`.
 
-use waybill_sdk::conformance::{self, Expect, Fixture, Suite};
+use waybill_sdk::conformance::{self, Suite};
 use waybill_sdk::loader::LoadedPlugin;
 use waybill_sdk::{Config, HttpResponse, Query, QueryWaybill, State, Step, StepMachine};
 
@@ -19,65 +19,14 @@ fn config() -> Config {
     Config::from_pairs([("partner_id", "PARTNER01"), ("checkword", CHECKWORD)])
 }
 
+/// The suite, with the fixtures of `fixtures/conformance.json`.
 fn suite() -> Suite {
-    Suite {
-        config: config(),
-        sample: Query::new(vec![
-            QueryWaybill::new("shunfeng", "SF1400000000017").with_phone("13800005678"),
-            QueryWaybill::new("shunfeng", "SF1400000000025"),
-        ])
-        .at(1_741_060_000_000),
-        fixtures: vec![
-            Fixture::new(
-                "in transit",
-                STATE,
-                ok(include_bytes!("../fixtures/in_transit.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "delivered",
-                STATE,
-                ok(include_bytes!("../fixtures/delivered.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "no routes (per number)",
-                STATE,
-                ok(include_bytes!("../fixtures/not_found.json")),
-                Expect::Done,
-            ),
-            Fixture::new(
-                "bad digest",
-                STATE,
-                ok(include_bytes!("../fixtures/bad_digest.json")),
-                Expect::Failed("unauthorized"),
-            ),
-            Fixture::new(
-                "flow control A1005",
-                STATE,
-                ok(include_bytes!("../fixtures/rate_limited.json")),
-                Expect::Failed("rate_limited"),
-            ),
-            Fixture::new(
-                "HTTP 429",
-                STATE,
-                HttpResponse::new(429, "Too Many Requests").with_header("Retry-After", "2"),
-                Expect::Failed("rate_limited"),
-            ),
-            Fixture::new(
-                "too many numbers",
-                STATE,
-                ok(include_bytes!("../fixtures/too_many.json")),
-                Expect::Failed("invalid_input"),
-            ),
-            Fixture::new(
-                "malformed body",
-                STATE,
-                ok(include_bytes!("../fixtures/malformed.json")),
-                Expect::Failed("bad_response"),
-            ),
-        ],
-    }
+    let sample = Query::new(vec![
+        QueryWaybill::new("shunfeng", "SF1400000000017").with_phone("13800005678"),
+        QueryWaybill::new("shunfeng", "SF1400000000025"),
+    ])
+    .at(1_741_060_000_000);
+    Suite::from_fixture_dir(config(), sample, &waybill_sdk::fixture_dir!())
 }
 
 #[test]
