@@ -2,6 +2,7 @@
 
 pub mod carriers;
 pub mod dead_letters;
+pub mod demo;
 pub mod guess;
 pub mod normalize;
 pub mod plugins;
