@@ -348,10 +348,22 @@ async fn daemon(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let stack = SandboxStack::start(options, clock).await?;
     let tenant = stack.tenant("crash", "crash-key").await?;
     let numbers = sandbox_numbers("SBC", args.waybills);
-    let created = stack
-        .subscribe(&tenant, &numbers, &callback, &args.salt)
+    // One transaction subscribes them all, so any row means a previous run did; an
+    // ended subscription must not be renewed by a restart.
+    let earlier = stack
+        .store
+        .list_subscriptions(&SubscriptionFilter {
+            tenant_id: Some(tenant.id),
+            limit: 1,
+            ..SubscriptionFilter::default()
+        })
         .await?;
-    println!("subscribed {created} new of {}", numbers.len());
+    if earlier.is_empty() {
+        let created = stack
+            .subscribe(&tenant, &numbers, &callback, &args.salt)
+            .await?;
+        println!("subscribed {created} waybills");
+    }
     let engine = stack.engine.clone();
     let store = stack.store.clone();
     engine
