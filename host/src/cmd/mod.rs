@@ -1,5 +1,6 @@
 //! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
 
+pub mod bench_dispatch;
 pub mod carriers;
 pub mod dead_letters;
 pub mod demo;
