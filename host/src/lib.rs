@@ -8,11 +8,18 @@
 //! - [`push`]: kuaidi100 push rendering, HTTP delivery, the outbox worker (retries, dead
 //!   letters) and the callback URL check.
 //! - [`engine`]: [`engine::Engine`] ties them together on an injected clock.
+//! - [`guess`]: the autoCheck's guesser over core's carrier guesser.
+//! - [`sandbox`]: simulator + sandbox plugin + store + engine in one process (demo, tests).
+//! - [`latency`]: change→push latency in real time on a virtual clock.
 
 pub mod api;
 pub mod config;
 pub mod engine;
+pub mod guess;
+pub mod latency;
 pub mod plugin;
 pub mod push;
+pub mod receiver;
+pub mod sandbox;
 pub mod scheduler;
 pub mod store;

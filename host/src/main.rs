@@ -15,6 +15,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Simulator, daemon and a local receiver in one process: watch a few hundred
+    /// sandbox parcels to the end on a fast clock and print a summary.
+    Demo(cmd::demo::DemoArgs),
+    /// Scale measurement: due checks per second with many active subscriptions.
+    #[command(hide = true)]
+    BenchDispatch(cmd::bench_dispatch::BenchDispatchArgs),
     /// Print the version of every part.
     Version,
     /// Run the sandbox carrier's simulator (a fake courier for demos and tests).
@@ -64,6 +70,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::BenchDispatch(args) => cmd::bench_dispatch::run(args),
         Command::Version => cmd::version::run(),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Normalize(args) => cmd::normalize::run(args),

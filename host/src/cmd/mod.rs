@@ -1,8 +1,10 @@
 //! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
 
+pub mod bench_dispatch;
 pub mod carriers;
 pub mod config;
 pub mod dead_letters;
+pub mod demo;
 pub mod guess;
 pub mod import;
 pub mod normalize;

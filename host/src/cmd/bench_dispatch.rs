@@ -1,0 +1,174 @@
+//! `waybill bench-dispatch` (hidden): the scale measurement of BENCHMARKS.md. Loads many
+//! active sandbox subscriptions, makes them all due, and runs the engine's rounds against
+//! the in-process simulator for a while: due checks dispatched per second, pushes, the
+//! process's memory, and change→push latency.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use jiff::{SignedDuration, Timestamp};
+use waybill_core::carrier::Notifier;
+use waybill_core::clock::{Clock, ManualClock};
+use waybill_host::engine::EngineConfig;
+use waybill_host::latency::{quantile, LatencyProbe, TimingNotifier};
+use waybill_host::push::HttpNotifier;
+use waybill_host::receiver::{Flakiness, Receiver};
+use waybill_host::sandbox::{sandbox_numbers, SandboxOptions, SandboxStack};
+
+/// Options of `waybill bench-dispatch`.
+#[derive(Debug, clap::Args)]
+pub struct BenchDispatchArgs {
+    /// Active subscriptions to load.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub subscriptions: usize,
+    /// Real seconds to run rounds for.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Subscriptions claimed per round.
+    #[arg(long, default_value_t = 2_000)]
+    pub batch: u32,
+    /// Requests in flight to the simulator.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// `VmRSS` and `VmHWM` of this process, in MiB.
+fn memory() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+pub fn run(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(bench(args))
+}
+
+async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir()?;
+    let receiver = Receiver::start("bench", Flakiness::default()).await?;
+    let t0: Timestamp = "2024-11-11T09:00:00+08:00".parse()?;
+    let clock = Arc::new(ManualClock::new(t0));
+    let probe = LatencyProbe::new();
+    let http: Arc<dyn Notifier> = Arc::new(HttpNotifier::new(Duration::from_secs(5))?);
+    let mut options = SandboxOptions::new(dir.path());
+    let mut engine = EngineConfig {
+        batch_size: args.batch,
+        allow_private_callbacks: true,
+        ..EngineConfig::default()
+    };
+    engine.carriers.default.concurrency = args.concurrency;
+    engine.push.batch = 1_000;
+    engine.push.concurrency = 64;
+    options.engine = engine;
+    options.adapter.max_concurrency = args.concurrency;
+    options.notifier = Some(Arc::new(TimingNotifier::new(http, probe.clone())));
+    let stack = SandboxStack::start(options, clock.clone()).await?;
+    println!("sandbox plugin {}", stack.plugin_source);
+    let (rss, _) = memory();
+    println!("RSS before loading: {rss:.0} MiB");
+
+    let tenant = stack.tenant("bench", "bench-key").await?;
+    let loading = Instant::now();
+    let numbers = sandbox_numbers("SBB", args.subscriptions);
+    let mut loaded = 0;
+    for chunk in numbers.chunks(50_000) {
+        loaded += stack
+            .subscribe(&tenant, chunk, &receiver.url(), "bench")
+            .await?;
+    }
+    drop(numbers);
+    let load_s = loading.elapsed().as_secs_f64();
+    let (rss, hwm) = memory();
+    println!(
+        "loaded {loaded} subscriptions in {load_s:.1} s ({:.0}/s); RSS {rss:.0} MiB, peak {hwm:.0} MiB",
+        loaded as f64 / load_s
+    );
+
+    // Half a day later every journey has events, and every first check is due.
+    clock.set(t0 + SignedDuration::from_hours(12));
+    let started = Instant::now();
+    let mut checked = 0u64;
+    let mut pushes = 0u64;
+    let mut errors = 0u64;
+    let mut next_report = Duration::from_secs(10);
+    // Pushes go out from their own loop, beside the checks, as a daemon's push worker
+    // should: a push then waits for the push worker, never for a whole round of checks.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let pusher = {
+        let engine = stack.engine.clone();
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let mut delivered = 0u64;
+            while !*stopped.borrow() {
+                match engine.deliver_due(clock.now()).await {
+                    Ok(d) if d.claimed > 0 => delivered += u64::from(d.delivered),
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Err(e) => {
+                        eprintln!("delivery round failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            delivered
+        })
+    };
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        let now = clock.now();
+        let c = stack.engine.check_due(now).await?;
+        probe.detected(now);
+        clock.advance(SignedDuration::from_millis(1));
+        checked += u64::from(c.checked);
+        pushes += u64::from(c.pushes);
+        errors += u64::from(c.errors);
+        if c.claimed == 0 {
+            break;
+        }
+        if started.elapsed() >= next_report {
+            let (rss, _) = memory();
+            println!(
+                "  {:>4.0} s: {checked} checks ({:.0}/s), {} pushes acknowledged, RSS {rss:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                checked as f64 / started.elapsed().as_secs_f64(),
+                probe.acked_count()
+            );
+            next_report += Duration::from_secs(10);
+        }
+    }
+    let _ = stop.send(true);
+    let delivered = pusher.await.unwrap_or(0);
+    let secs = started.elapsed().as_secs_f64();
+    let (rss, hwm) = memory();
+    let lat = probe.latencies(stack.store.as_ref(), 20_000).await?;
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    println!("\nactive subscriptions      {loaded}");
+    println!(
+        "due checks dispatched     {checked} in {secs:.1} s = {:.0}/s",
+        checked as f64 / secs
+    );
+    println!("check errors              {errors}");
+    println!("pushes queued / delivered {pushes} / {delivered}");
+    println!(
+        "RSS now / peak            {rss:.0} MiB / {hwm:.0} MiB (simulator and receiver included)"
+    );
+    println!(
+        "change→push latency       p50 {:.1} ms, p99 {:.1} ms (sample of {})",
+        ms(quantile(&lat, 0.5)),
+        ms(quantile(&lat, 0.99)),
+        lat.len()
+    );
+    stack.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}

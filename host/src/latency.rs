@@ -1,0 +1,182 @@
+//! Change→push latency, in real time, for runs on a virtual clock.
+//!
+//! A change is detected when the scheduler's round writes the new trace and its push to
+//! the outbox (one transaction); it has been pushed when the receiver acknowledges it.
+//! [`VirtualDriver`] runs the engine in rounds on a [`ManualClock`] and notes the real
+//! instant each round's checks were written (keyed by the round's virtual instant, which
+//! the store stamps on the pushes it queued); [`TimingNotifier`] notes the real instant
+//! each push was acknowledged. [`LatencyProbe::latencies`] joins the two.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use waybill_core::carrier::{Notifier, Push, Verdict};
+use waybill_core::clock::{Clock, ManualClock};
+
+use crate::engine::{Engine, RoundReport};
+use crate::store::{Store, StoreResult};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Real instants of detections and acknowledgements.
+#[derive(Default)]
+pub struct LatencyProbe {
+    /// Virtual instant of a round (ms) → real instant its checks were written.
+    rounds: Mutex<HashMap<i64, Instant>>,
+    /// Push id → real instant of its first acknowledgement.
+    acks: Mutex<HashMap<String, Instant>>,
+}
+
+impl LatencyProbe {
+    /// A new probe.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The round at virtual `at` has written its checks now.
+    pub fn detected(&self, at: Timestamp) {
+        lock(&self.rounds).insert(at.as_millisecond(), Instant::now());
+    }
+
+    /// Push `id` was acknowledged now (only the first acknowledgement counts).
+    pub fn acked(&self, id: &str) {
+        lock(&self.acks)
+            .entry(id.to_string())
+            .or_insert_with(Instant::now);
+    }
+
+    /// Pushes acknowledged so far.
+    pub fn acked_count(&self) -> usize {
+        lock(&self.acks).len()
+    }
+
+    /// The latency of every acknowledged push (at most `limit`, an arbitrary sample when
+    /// there are more) whose round was driven by a [`VirtualDriver`], sorted.
+    pub async fn latencies(&self, store: &dyn Store, limit: usize) -> StoreResult<Vec<Duration>> {
+        let acks: Vec<(String, Instant)> = lock(&self.acks)
+            .iter()
+            .take(limit)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let mut out = Vec::with_capacity(acks.len());
+        for (id, acked) in acks {
+            let Some(push) = store.push(&id).await? else {
+                continue;
+            };
+            let detected = lock(&self.rounds)
+                .get(&push.created_at.as_millisecond())
+                .copied();
+            if let Some(detected) = detected {
+                out.push(acked.saturating_duration_since(detected));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The `q`-quantile (0..=1) of sorted durations.
+pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted.get(rank).copied()
+}
+
+/// A notifier that tells a [`LatencyProbe`] when a push was acknowledged.
+pub struct TimingNotifier {
+    inner: Arc<dyn Notifier>,
+    probe: Arc<LatencyProbe>,
+}
+
+impl TimingNotifier {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Notifier>, probe: Arc<LatencyProbe>) -> Self {
+        Self { inner, probe }
+    }
+}
+
+#[async_trait]
+impl Notifier for TimingNotifier {
+    async fn deliver(&self, push: &Push) -> Verdict {
+        let verdict = self.inner.deliver(push).await;
+        if verdict == Verdict::Accepted {
+            self.probe.acked(&push.id);
+        }
+        verdict
+    }
+}
+
+/// Runs an engine on a [`ManualClock`] in rounds a `quantum` apart, skipping quiet
+/// stretches, so weeks of monitoring pass in seconds while due work is still batched.
+/// Each round runs at its own virtual millisecond so its pushes can be told apart.
+pub struct VirtualDriver {
+    /// The engine.
+    pub engine: Engine,
+    /// Its clock.
+    pub clock: Arc<ManualClock>,
+    /// Where detections are noted.
+    pub probe: Arc<LatencyProbe>,
+    /// Virtual time between rounds.
+    pub quantum: SignedDuration,
+}
+
+impl VirtualDriver {
+    /// Runs until the clock reaches `until` or nothing is due any more.
+    pub async fn run_until(&self, until: Timestamp) -> StoreResult<RoundReport> {
+        let mut total = RoundReport::default();
+        let store = self.engine.store().clone();
+        loop {
+            // Work through everything due now, one round at a time.
+            loop {
+                let now = self.clock.now();
+                let checks = self.engine.check_due(now).await?;
+                self.probe.detected(now);
+                let deliveries = self.engine.deliver_due(now).await?;
+                let idle = checks.claimed == 0 && deliveries.claimed == 0;
+                total.checks.merge(&checks);
+                total.deliveries.merge(&deliveries);
+                self.clock.advance(SignedDuration::from_millis(1));
+                if idle {
+                    break;
+                }
+            }
+            let next = [store.next_due().await?, store.next_push_due().await?]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else {
+                return Ok(total);
+            };
+            let now = self.clock.now();
+            let step = (now + self.quantum).max(next);
+            if step > until {
+                if until > now {
+                    self.clock.set(until);
+                }
+                return Ok(total);
+            }
+            self.clock.set(step);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_pick_by_rank() {
+        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&d, 0.5), Some(Duration::from_millis(51)));
+        assert_eq!(quantile(&d, 0.99), Some(Duration::from_millis(99)));
+        assert_eq!(quantile(&d, 1.0), Some(Duration::from_millis(100)));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+}

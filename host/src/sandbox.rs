@@ -1,0 +1,334 @@
+//! The sandbox stack: the simulator, the sandbox carrier plugin pointed at it, a store
+//! and the engine, composed in one process. `waybill demo`, the end-to-end tests and the
+//! dispatch benchmark all start it the same way.
+//!
+//! The plugin is loaded from `libwaybill_carrier_sandbox.so` in the plugin directory like
+//! any other carrier; when the file is not there (a fresh `cargo run` builds only the
+//! binary) the same plugin, linked into the host, is used instead, and
+//! [`SandboxStack::plugin_source`] says which.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use waybill_core::clock::ManualClock;
+//! use waybill_host::sandbox::{SandboxOptions, SandboxStack};
+//!
+//! let clock = Arc::new(ManualClock::new("2024-05-01T00:00:00Z".parse()?));
+//! let stack = SandboxStack::start(SandboxOptions::new("./demo-data"), clock).await?;
+//! println!("simulator at {}", stack.sim.base_url());
+//! stack.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use waybill_core::carrier::{Carrier, Notifier};
+use waybill_core::clock::Clock;
+use waybill_core::normalize::TextNormalizer;
+use waybill_sandbox_sim::journey::SimConfig;
+use waybill_sandbox_sim::server::{Simulator, SimulatorHandle};
+use waybill_sdk::{CarrierPlugin, Config, InProcess};
+
+use crate::engine::{Engine, EngineConfig};
+use crate::guess::CoreGuesser;
+use crate::plugin::adapter::{AdapterSettings, PluginCarrier};
+use crate::plugin::registry::{plugin_dir, Registry};
+use crate::push::HttpNotifier;
+use crate::store::{
+    MonitorStatus, NewSubscription, NewTenant, SqliteStore, Store, SubscribeOptions,
+    SubscribeOutcome, SubscriptionFilter, Tenant,
+};
+
+/// The sandbox carrier's code.
+pub const SANDBOX: &str = "sandbox";
+
+/// How to start a [`SandboxStack`].
+pub struct SandboxOptions {
+    /// The store's directory (created if missing).
+    pub data_dir: PathBuf,
+    /// Where to look for `libwaybill_carrier_sandbox.so`; `None`: the usual plugin
+    /// directory ([`plugin_dir`]).
+    pub plugin_dir: Option<PathBuf>,
+    /// The simulated carrier's world.
+    pub sim: SimConfig,
+    /// The engine.
+    pub engine: EngineConfig,
+    /// Delivers pushes; `None`: HTTP with the engine's push timeout.
+    pub notifier: Option<Arc<dyn Notifier>>,
+    /// Adapter settings of the sandbox carrier.
+    pub adapter: AdapterSettings,
+}
+
+impl SandboxOptions {
+    /// Defaults, with the store in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            plugin_dir: None,
+            sim: SimConfig::default(),
+            engine: EngineConfig {
+                allow_private_callbacks: true,
+                ..EngineConfig::default()
+            },
+            notifier: None,
+            adapter: AdapterSettings {
+                timeout: Duration::from_secs(5),
+                ..AdapterSettings::default()
+            },
+        }
+    }
+}
+
+/// Where the sandbox plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// Loaded from this file.
+    Loaded(PathBuf),
+    /// Linked into the host: no plugin file in this directory.
+    Linked {
+        /// The directory searched.
+        searched: PathBuf,
+    },
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Loaded(file) => write!(f, "loaded from {}", file.display()),
+            PluginSource::Linked { searched } => write!(
+                f,
+                "linked in (no libwaybill_carrier_sandbox.so in {})",
+                searched.display()
+            ),
+        }
+    }
+}
+
+/// A running simulator, store and engine.
+pub struct SandboxStack {
+    /// The engine (not running: drive it with [`Engine::run`] or rounds of your own).
+    pub engine: Engine,
+    /// The store.
+    pub store: Arc<SqliteStore>,
+    /// The simulator.
+    pub sim: SimulatorHandle,
+    /// Where the sandbox plugin came from.
+    pub plugin_source: PluginSource,
+}
+
+impl SandboxStack {
+    /// Starts the simulator on 127.0.0.1 (a free port) on `clock`, opens the store, and
+    /// builds the engine on the same clock with core's guesser for the autoCheck. Every
+    /// sandbox subscription already in the store gets its journey back (see
+    /// [`SandboxStack::restore_journeys`]), so a restarted daemon sees the same parcels.
+    pub async fn start(options: SandboxOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let sim = Simulator::start(
+            "127.0.0.1:0".parse().context("loopback address")?,
+            clock.clone(),
+            options.sim,
+        )
+        .await
+        .context("cannot start the sandbox simulator")?;
+        let dir = options.plugin_dir.unwrap_or_else(|| plugin_dir(None));
+        let (carrier, plugin_source) = sandbox_carrier(&dir, &sim.base_url(), options.adapter)?;
+        std::fs::create_dir_all(&options.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                options.data_dir.display()
+            )
+        })?;
+        let store = Arc::new(
+            SqliteStore::open_dir(&options.data_dir)
+                .await
+                .with_context(|| {
+                    format!("cannot open the store in {}", options.data_dir.display())
+                })?,
+        );
+        let carriers: Vec<Arc<dyn Carrier>> = vec![Arc::new(carrier)];
+        let notifier: Arc<dyn Notifier> = match options.notifier {
+            Some(n) => n,
+            None => Arc::new(HttpNotifier::new(
+                Duration::try_from(options.engine.push_timeout).unwrap_or(Duration::from_secs(20)),
+            )?),
+        };
+        let engine =
+            Engine::with_notifier(store.clone(), carriers, clock, notifier, options.engine)
+                .with_guesser(Arc::new(CoreGuesser::embedded()));
+        let stack = Self {
+            engine,
+            store,
+            sim,
+            plugin_source,
+        };
+        stack.restore_journeys().await?;
+        Ok(stack)
+    }
+
+    /// Starts each stored sandbox subscription's journey at its subscription time, as
+    /// [`SandboxStack::subscribe`] did, so the simulator (which keeps journeys in
+    /// memory) answers a restarted daemon as it answered the one before. Returns how
+    /// many journeys were restored.
+    pub async fn restore_journeys(&self) -> anyhow::Result<usize> {
+        let mut after = None;
+        let mut restored = 0;
+        loop {
+            let page = self
+                .store
+                .list_subscriptions(&SubscriptionFilter {
+                    company: Some(SANDBOX.into()),
+                    after_id: after,
+                    limit: 10_000,
+                    ..SubscriptionFilter::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for sub in &page {
+                // A number the sandbox cannot issue has no journey to restore.
+                if self.sim.register(&sub.number, sub.created_at).is_ok() {
+                    restored += 1;
+                }
+            }
+        }
+        Ok(restored)
+    }
+
+    /// The tenant named `name` with key `key`, created if missing.
+    pub async fn tenant(&self, name: &str, key: &str) -> anyhow::Result<Tenant> {
+        if let Some(t) = self.store.tenant_by_key(key).await? {
+            return Ok(t);
+        }
+        Ok(self
+            .store
+            .create_tenant(
+                &NewTenant {
+                    name: name.into(),
+                    key: key.into(),
+                    customer: None,
+                },
+                self.engine.now(),
+            )
+            .await?)
+    }
+
+    /// Subscribes sandbox `numbers` for `tenant` with pushes to `callback_url` signed
+    /// with `salt`, in one transaction, and starts their journeys now. A number the
+    /// tenant already watches is left as it is (kuaidi100's duplicate rule), so this is
+    /// safe to repeat after a restart. Returns how many were new.
+    pub async fn subscribe(
+        &self,
+        tenant: &Tenant,
+        numbers: &[String],
+        callback_url: &str,
+        salt: &str,
+    ) -> anyhow::Result<usize> {
+        let now = self.engine.now();
+        let subs: Vec<NewSubscription> = numbers
+            .iter()
+            .map(|n| NewSubscription {
+                tenant_id: tenant.id,
+                company: SANDBOX.into(),
+                number: n.clone(),
+                phone: None,
+                from: None,
+                to: None,
+                callback_url: callback_url.into(),
+                salt: Some(salt.into()),
+                options: SubscribeOptions::default(),
+                next_check_at: self
+                    .engine
+                    .first_check_at(&waybill_core::model::Waybill::new(SANDBOX, n), now),
+                created_at: now,
+            })
+            .collect();
+        let mut created = 0;
+        for chunk in subs.chunks(5_000) {
+            for (sub, outcome) in chunk.iter().zip(self.store.subscribe_many(chunk).await?) {
+                if let SubscribeOutcome::Created { .. } = outcome {
+                    created += 1;
+                    self.sim
+                        .register(&sub.number, now)
+                        .with_context(|| format!("the sandbox cannot issue {}", sub.number))?;
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// Whether every subscription has ended and every push has been delivered or given up.
+    pub async fn settled(&self) -> anyhow::Result<bool> {
+        let s = self.store.stats().await?;
+        Ok(s.polling == 0 && s.pending_pushes == 0)
+    }
+
+    /// Subscriptions still polling.
+    pub async fn polling(&self) -> anyhow::Result<u64> {
+        Ok(self.store.stats().await?.polling)
+    }
+
+    /// Stops the simulator.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.sim.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// The sandbox carrier pointed at `base_url`: loaded from `dir` if the plugin file is
+/// there, else the linked-in plugin.
+pub fn sandbox_carrier(
+    dir: &Path,
+    base_url: &str,
+    settings: AdapterSettings,
+) -> anyhow::Result<(PluginCarrier, PluginSource)> {
+    let mut config = Config::new();
+    config.set("base_url", base_url);
+    let normalizer = Arc::new(TextNormalizer::builtin().clone());
+    let file = dir.join("libwaybill_carrier_sandbox.so");
+    if file.is_file() {
+        let registry = Registry::load(dir)?;
+        if registry.find(SANDBOX).is_some() {
+            let carrier = registry.carrier(SANDBOX, &config, normalizer, settings)?;
+            return Ok((carrier, PluginSource::Loaded(file)));
+        }
+        let why: Vec<String> = registry.refused.iter().map(|r| r.to_string()).collect();
+        anyhow::bail!(
+            "{} is there but did not load: {}",
+            file.display(),
+            why.join("; ")
+        );
+    }
+    type Sandbox = waybill_carrier_sandbox::Sandbox;
+    let machine = InProcess::<Sandbox>::new(&config)
+        .map_err(|e| anyhow::anyhow!("the sandbox plugin refused its configuration: {e}"))?;
+    let carrier = PluginCarrier::new(Sandbox::manifest(), Arc::new(machine), normalizer, settings)?;
+    Ok((
+        carrier,
+        PluginSource::Linked {
+            searched: dir.to_path_buf(),
+        },
+    ))
+}
+
+/// The monitor status a sandbox parcel's journey should end its subscription in:
+/// delivered and returned parcels end `shutdown`, the rest `abort` (no trace in 3 days;
+/// lost or stuck: 60 days without change).
+pub fn expected_end(outcome: waybill_sandbox_sim::journey::Outcome) -> MonitorStatus {
+    use waybill_sandbox_sim::journey::Outcome as O;
+    match outcome {
+        O::Delivered
+        | O::DeliveredByProxy
+        | O::DeliveredFromLocker
+        | O::DeliveredAfterFailure
+        | O::RefusedAndReturned
+        | O::Returned => MonitorStatus::Shutdown,
+        O::Lost | O::Stuck | O::NeverTrace => MonitorStatus::Abort,
+    }
+}
+
+/// `n` distinct sandbox numbers: `prefix` and nine digits.
+pub fn sandbox_numbers(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:09}")).collect()
+}

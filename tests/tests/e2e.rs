@@ -1,0 +1,11 @@
+//! End-to-end: the daemon's engine with the sandbox simulator and plugin, pushing to a
+//! real HTTP receiver.
+//!
+//! - `lifecycle`: 1,000 waybills on a virtual clock, each to its end; a healthy receiver
+//!   gets each change exactly once and in order, a flaky one at least once and in order.
+//! - `crash`: the `waybill` binary killed with SIGKILL at random moments and restarted on
+//!   the same data directory loses no subscription and no push, and never goes backwards.
+
+mod crash;
+mod lifecycle;
+mod support;
