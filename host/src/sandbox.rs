@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use waybill_core::carrier::{Carrier, Notifier};
+use waybill_core::carrier::{Carrier, Normalizer, Notifier};
 use waybill_core::clock::Clock;
 use waybill_core::normalize::TextNormalizer;
 use waybill_sandbox_sim::journey::SimConfig;
@@ -300,16 +300,25 @@ pub fn sandbox_carrier(
             why.join("; ")
         );
     }
-    type Sandbox = waybill_carrier_sandbox::Sandbox;
-    let machine = InProcess::<Sandbox>::new(&config)
-        .map_err(|e| anyhow::anyhow!("the sandbox plugin refused its configuration: {e}"))?;
-    let carrier = PluginCarrier::new(Sandbox::manifest(), Arc::new(machine), normalizer, settings)?;
     Ok((
-        carrier,
+        linked_sandbox(&config, normalizer, settings)?,
         PluginSource::Linked {
             searched: dir.to_path_buf(),
         },
     ))
+}
+
+/// The sandbox carrier linked into the host, for when no plugin file is installed (a fresh
+/// clone that built only the binary).
+pub fn linked_sandbox(
+    config: &Config,
+    normalizer: Arc<dyn Normalizer>,
+    settings: AdapterSettings,
+) -> anyhow::Result<PluginCarrier> {
+    type Sandbox = waybill_carrier_sandbox::Sandbox;
+    let machine = InProcess::<Sandbox>::new(config)
+        .map_err(|e| anyhow::anyhow!("the sandbox plugin refused its configuration: {e}"))?;
+    PluginCarrier::new(Sandbox::manifest(), Arc::new(machine), normalizer, settings)
 }
 
 /// The monitor status a sandbox parcel's journey should end its subscription in:

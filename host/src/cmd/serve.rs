@@ -12,19 +12,19 @@ use tokio::sync::watch;
 use waybill_carrier_sandbox::Sandbox;
 use waybill_core::carrier::{Carrier, Normalizer};
 use waybill_core::clock::{Clock, ScaledClock};
-use waybill_core::guess::Guesser;
 use waybill_core::normalize::TextNormalizer;
 use waybill_host::api::{self, Api, CountingCarrier, CountingNotifier, Metrics};
 use waybill_host::config::Config;
 use waybill_host::engine::Engine;
-use waybill_host::plugin::adapter::{AdapterSettings, PluginCarrier};
+use waybill_host::guess::CoreGuesser;
+use waybill_host::plugin::adapter::AdapterSettings;
 use waybill_host::plugin::registry::{config_from_table, plugin_dir, settings_from_env, Registry};
 use waybill_host::push::HttpNotifier;
-use waybill_host::scheduler::CompanyGuesser;
+use waybill_host::sandbox::linked_sandbox;
 use waybill_host::store::{SqliteStore, Store};
 use waybill_sandbox_sim::journey::SimConfig;
 use waybill_sandbox_sim::server::{Simulator, SystemClock};
-use waybill_sdk::{CarrierPlugin, InProcess};
+use waybill_sdk::CarrierPlugin;
 
 /// Where the configuration and the database are (shared by commands that open the store).
 #[derive(Debug, Clone, clap::Args)]
@@ -122,18 +122,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The embedded guesser behind the engine's 3-day autoCheck.
-struct EmbeddedGuesser;
-
-impl CompanyGuesser for EmbeddedGuesser {
-    fn candidates(&self, number: &str) -> Vec<String> {
-        Guesser::embedded()
-            .guess(number)
-            .map(|c| c.iter().map(|c| c.carrier.to_owned()).collect())
-            .unwrap_or_default()
-    }
-}
-
 /// Runs the daemon until `stop` completes, then drains: the listener stops accepting,
 /// in-flight requests and the engine's current round finish (releasing their leases),
 /// and the database is closed.
@@ -169,7 +157,7 @@ pub async fn serve(
     } else {
         None
     };
-    let carriers = load_carriers(&config, &carrier_tables, &metrics)?;
+    let (carriers, guesser) = load_carriers(&config, &carrier_tables, &metrics)?;
 
     let timeout = Duration::try_from(config.engine.push_timeout).unwrap_or(Duration::from_secs(20));
     let notifier = CountingNotifier::wrap(Arc::new(HttpNotifier::new(timeout)?), metrics.clone());
@@ -180,7 +168,7 @@ pub async fn serve(
         notifier,
         config.engine.clone(),
     )
-    .with_guesser(Arc::new(EmbeddedGuesser));
+    .with_guesser(Arc::new(guesser));
     let api = Api::new(engine.clone(), carriers, config.api.clone(), metrics);
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -247,7 +235,7 @@ fn load_carriers(
     config: &Config,
     tables: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<Vec<Arc<dyn Carrier>>> {
+) -> anyhow::Result<(Vec<Arc<dyn Carrier>>, CoreGuesser)> {
     let configured = (!config.server.plugin_dir.as_os_str().is_empty())
         .then_some(config.server.plugin_dir.as_path());
     let registry = Registry::load(&plugin_dir(configured))?;
@@ -275,19 +263,16 @@ fn load_carriers(
     }
     let has_sandbox = carriers.iter().any(|c| c.codes().contains(&"sandbox"));
     if config.sandbox.enabled && !has_sandbox {
-        let manifest = Sandbox::manifest();
-        let cfg = config_from_table(&manifest, tables.get("sandbox").unwrap_or(&empty));
-        let machine = InProcess::<Sandbox>::new(&cfg)
-            .map_err(|e| anyhow::anyhow!("sandbox carrier refused its configuration: {e}"))?;
-        let carrier = PluginCarrier::new(
-            manifest,
-            Arc::new(machine),
-            normalizer,
-            AdapterSettings::default(),
-        )?;
+        let cfg = config_from_table(
+            &Sandbox::manifest(),
+            tables.get("sandbox").unwrap_or(&empty),
+        );
+        let carrier = linked_sandbox(&cfg, normalizer, AdapterSettings::default())?;
         carriers.push(CountingCarrier::wrap(Arc::new(carrier), metrics.clone()));
     }
-    Ok(carriers)
+    // The 3-day autoCheck guesses with the embedded rules plus every loaded plugin's.
+    let guesser = CoreGuesser::new(Arc::new(registry.guesser()?));
+    Ok((carriers, guesser))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
