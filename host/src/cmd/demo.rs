@@ -205,6 +205,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if sub.correction.is_some() {
             s.corrected += 1;
         }
+        // A problem parcel: its trace went through a failed attempt, refusal or problem.
+        let troubled = stack.store.trace(sub.id).await?.is_some_and(|t| {
+            t.data.iter().any(|e| {
+                matches!(
+                    e.state.phase(),
+                    Phase::Problem | Phase::AttemptFailed | Phase::Refused
+                )
+            })
+        });
+        if troubled {
+            s.problems += 1;
+        }
         if let Ok(j) = Journey::for_number(&sub.number, &sim) {
             if sub.status == expected_end(j.outcome) {
                 s.as_journey_says += 1;
@@ -223,6 +235,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ("returned to sender (shutdown)", s.returned.to_string()),
         ("no trace in 3 days (abort)", s.no_trace.to_string()),
         ("no change in 60 days (abort)", s.no_change.to_string()),
+        (
+            "problem parcels (failed attempt, refused, problem)",
+            s.problems.to_string(),
+        ),
         ("still polling", s.polling.to_string()),
         (
             "moved to another carrier (autoCheck)",
@@ -282,6 +298,7 @@ struct Summary {
     no_change: usize,
     polling: usize,
     corrected: usize,
+    problems: usize,
     as_journey_says: usize,
 }
 
