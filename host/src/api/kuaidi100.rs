@@ -269,7 +269,7 @@ async fn subscribe_inner(
             return Err(bad(format!("`schema` must be json, not {schema:?}")));
         }
     }
-    let param = param_object(&fields).map_err(bad)?;
+    let mut param = param_object(&fields).map_err(bad)?;
 
     let key = non_empty(&param, "key")
         .map_err(bad)?
@@ -280,13 +280,13 @@ async fn subscribe_inner(
         Err(e) => return Err(Reply::new("500", format!("服务器错误: {e}"))),
     };
 
-    let parameters = match param.get("parameters") {
+    let parameters = match param.remove("parameters") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(p)) => p.clone(),
+        Some(Value::Object(p)) => p,
         Some(other) => {
             return Err(bad(format!(
                 "`parameters` must be a JSON object, not {}",
-                kind_of(other)
+                kind_of(&other)
             )))
         }
     };
@@ -330,19 +330,21 @@ async fn subscribe_inner(
 
     let now = api.now();
     let waybill = Waybill {
-        company: company.clone(),
-        number: number.clone(),
-        phone: phone.clone(),
-        from: from.clone(),
-        to: to.clone(),
-    };
-    let sub = NewSubscription {
-        tenant_id: tenant.id,
         company,
         number,
         phone,
         from,
         to,
+    };
+    let next_check_at = api.inner.engine.first_check_at(&waybill, now);
+    let (company, number) = (waybill.company.clone(), waybill.number.clone());
+    let sub = NewSubscription {
+        tenant_id: tenant.id,
+        company: waybill.company,
+        number: waybill.number,
+        phone: waybill.phone,
+        from: waybill.from,
+        to: waybill.to,
         callback_url: callback,
         salt,
         options: SubscribeOptions {
@@ -350,7 +352,7 @@ async fn subscribe_inner(
             auto_com,
             inter_com,
         },
-        next_check_at: api.inner.engine.first_check_at(&waybill, now),
+        next_check_at,
         created_at: now,
     };
     match api.inner.batcher.subscribe(sub).await {
@@ -360,7 +362,7 @@ async fn subscribe_inner(
             format!(
                 "重复订阅: {} {} is still being polled (subscription {existing}); \
                  subscribe again after its shutdown or abort push",
-                waybill.company, waybill.number
+                company, number
             ),
         )),
         Err(e) => Err(Reply::new("500", format!("服务器错误: {e}"))),
