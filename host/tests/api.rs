@@ -675,3 +675,84 @@ async fn metrics_count_answers_by_code_and_report_subscriptions() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_disabled_or_expired_key_is_601_and_works_again_once_enabled() {
+    let sandbox = Scripted::new("sandbox");
+    let config = ApiConfig {
+        tenant_cache_ttl: jiff::SignedDuration::ZERO,
+        ..ApiConfig::default()
+    };
+    let r = rig_with(vec![sandbox], config).await;
+    // The rig's clock stands at t0: a key that expires then is already expired.
+    r.store
+        .set_tenant_access(r.tenant, false, Some(t0()))
+        .await
+        .unwrap();
+    let v = r
+        .subscribe(&sub_param("sandbox", "SB0000001", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "601", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("expired"), "{v}");
+
+    r.store
+        .set_tenant_access(r.tenant, true, None)
+        .await
+        .unwrap();
+    let v = r
+        .subscribe(&sub_param("sandbox", "SB0000001", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "601", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("disabled"), "{v}");
+    assert!(r.subscriptions().await.is_empty(), "nothing subscribed");
+
+    let later = t0() + jiff::SignedDuration::from_hours(24);
+    r.store
+        .set_tenant_access(r.tenant, false, Some(later))
+        .await
+        .unwrap();
+    let v = r
+        .subscribe(&sub_param("sandbox", "SB0000001", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "200", "not expired until {later}: {v}");
+}
+
+#[tokio::test]
+async fn a_query_answer_survives_a_restart_and_is_not_fetched_again() {
+    let (r, sandbox) = rig().await;
+    sandbox.answer("SB0000009", Ok(trace("SB0000009")));
+    let first = r.query(&query_param("SB0000009")).await;
+    assert_eq!(first["status"], "200", "{first}");
+    assert_eq!(sandbox.asked.load(Ordering::SeqCst), 1);
+
+    // A new daemon on the same data directory: empty memory cache, same database.
+    r.store.close().await;
+    let store = Arc::new(SqliteStore::open_dir(r._dir.path()).await.unwrap());
+    let carriers: Vec<Arc<dyn Carrier>> = vec![sandbox.clone()];
+    let engine = Engine::with_notifier(
+        store.clone(),
+        carriers.clone(),
+        Arc::new(ManualClock::new(t0() + jiff::SignedDuration::from_mins(5))),
+        Arc::new(Discard),
+        EngineConfig::default(),
+    );
+    let restarted = Rig {
+        _dir: r._dir,
+        store,
+        app: router(Api::new(
+            engine,
+            carriers,
+            ApiConfig::default(),
+            Arc::new(Metrics::default()),
+        )),
+        metrics: r.metrics,
+        tenant: r.tenant,
+    };
+    let again = restarted.query(&query_param("SB0000009")).await;
+    assert_eq!(again, first);
+    assert_eq!(
+        sandbox.asked.load(Ordering::SeqCst),
+        1,
+        "answered from the stored result"
+    );
+}

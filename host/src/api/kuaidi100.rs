@@ -269,7 +269,7 @@ async fn subscribe_inner(
             return Err(bad(format!("`schema` must be json, not {schema:?}")));
         }
     }
-    let param = param_object(&fields).map_err(bad)?;
+    let mut param = param_object(&fields).map_err(bad)?;
 
     let key = non_empty(&param, "key")
         .map_err(bad)?
@@ -279,14 +279,25 @@ async fn subscribe_inner(
         Ok(None) => return Err(Reply::new("600", "授权key错误: no tenant has this key")),
         Err(e) => return Err(Reply::new("500", format!("服务器错误: {e}"))),
     };
+    let now = api.now();
+    if !tenant.active_at(now) {
+        return Err(Reply::new(
+            "601",
+            match tenant.expires_at {
+                _ if tenant.disabled => "key已过期: this key has been disabled".to_owned(),
+                Some(end) => format!("key已过期: this key expired at {end}"),
+                None => "key已过期".to_owned(),
+            },
+        ));
+    }
 
-    let parameters = match param.get("parameters") {
+    let parameters = match param.remove("parameters") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(p)) => p.clone(),
+        Some(Value::Object(p)) => p,
         Some(other) => {
             return Err(bad(format!(
                 "`parameters` must be a JSON object, not {}",
-                kind_of(other)
+                kind_of(&other)
             )))
         }
     };
@@ -328,21 +339,22 @@ async fn subscribe_inner(
     let from = non_empty(&param, "from").map_err(bad)?;
     let to = non_empty(&param, "to").map_err(bad)?;
 
-    let now = api.now();
     let waybill = Waybill {
-        company: company.clone(),
-        number: number.clone(),
-        phone: phone.clone(),
-        from: from.clone(),
-        to: to.clone(),
-    };
-    let sub = NewSubscription {
-        tenant_id: tenant.id,
         company,
         number,
         phone,
         from,
         to,
+    };
+    let next_check_at = api.inner.engine.first_check_at(&waybill, now);
+    let (company, number) = (waybill.company.clone(), waybill.number.clone());
+    let sub = NewSubscription {
+        tenant_id: tenant.id,
+        company: waybill.company,
+        number: waybill.number,
+        phone: waybill.phone,
+        from: waybill.from,
+        to: waybill.to,
         callback_url: callback,
         salt,
         options: SubscribeOptions {
@@ -350,7 +362,7 @@ async fn subscribe_inner(
             auto_com,
             inter_com,
         },
-        next_check_at: api.inner.engine.first_check_at(&waybill, now),
+        next_check_at,
         created_at: now,
     };
     match api.inner.batcher.subscribe(sub).await {
@@ -360,7 +372,7 @@ async fn subscribe_inner(
             format!(
                 "重复订阅: {} {} is still being polled (subscription {existing}); \
                  subscribe again after its shutdown or abort push",
-                waybill.company, waybill.number
+                company, number
             ),
         )),
         Err(e) => Err(Reply::new("500", format!("服务器错误: {e}"))),
@@ -506,6 +518,17 @@ async fn find_trace(
             }
         }
     }
+    // The memory cache is empty after a restart; the stored answer is not.
+    match api.store().cached_query(&cache_key.0, &cache_key.1).await {
+        Ok(Some((trace, at))) if now.duration_since(at) < fresh_for => {
+            api.metrics().query("cache");
+            remember(api, cache_key, &trace, at, now);
+            return Ok(trace);
+        }
+        Ok(_) => {}
+        // A broken cache must not stop the query: ask the carrier instead.
+        Err(e) => tracing::warn!(error = %e, "cannot read the stored query answer"),
+    }
     let carrier = api.inner.carriers.get(&waybill.company).ok_or_else(|| {
         Reply::new(
             "400",
@@ -534,20 +557,34 @@ async fn find_trace(
     match outcome {
         Ok(trace) => {
             api.metrics().query("carrier");
-            if let Ok(mut cache) = api.inner.query_cache.lock() {
-                if cache.len() >= api.inner.config.query_cache_entries {
-                    cache.retain(|_, (_, at)| now.duration_since(*at) < fresh_for);
-                    if cache.len() >= api.inner.config.query_cache_entries {
-                        cache.clear();
-                    }
-                }
-                if api.inner.config.query_cache_entries > 0 {
-                    cache.insert(cache_key, (trace.clone(), now));
-                }
+            if let Err(e) = api
+                .store()
+                .save_query(&cache_key.0, &cache_key.1, &trace, now)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot store the query answer");
             }
+            remember(api, cache_key, &trace, now, now);
             Ok(trace)
         }
         Err(e) => Err(track_error_reply(&e)),
+    }
+}
+
+/// Keeps a query answer fetched at `at` in the memory cache, making room if it is full.
+fn remember(api: &Api, key: (String, String), trace: &Trace, at: Timestamp, now: Timestamp) {
+    let fresh_for = api.inner.config.query_fresh_for;
+    let entries = api.inner.config.query_cache_entries;
+    if let Ok(mut cache) = api.inner.query_cache.lock() {
+        if cache.len() >= entries {
+            cache.retain(|_, (_, at)| now.duration_since(*at) < fresh_for);
+            if cache.len() >= entries {
+                cache.clear();
+            }
+        }
+        if entries > 0 {
+            cache.insert(key, (trace.clone(), at));
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::store::{Store, StoreResult, Tenant};
 pub(crate) struct TenantCache {
     store: Arc<dyn Store>,
     ttl: Duration,
-    by_key: RwLock<HashMap<String, (Tenant, Instant)>>,
+    by_key: RwLock<HashMap<String, (Arc<Tenant>, Instant)>>,
 }
 
 impl TenantCache {
@@ -23,8 +23,8 @@ impl TenantCache {
         }
     }
 
-    /// The tenant with this key.
-    pub async fn by_key(&self, key: &str) -> StoreResult<Option<Tenant>> {
+    /// The tenant with this key (shared: the hot path clones a pointer, not the strings).
+    pub async fn by_key(&self, key: &str) -> StoreResult<Option<Arc<Tenant>>> {
         if let Ok(map) = self.by_key.read() {
             if let Some((t, at)) = map.get(key) {
                 if at.elapsed() < self.ttl {
@@ -32,7 +32,7 @@ impl TenantCache {
                 }
             }
         }
-        let found = self.store.tenant_by_key(key).await?;
+        let found = self.store.tenant_by_key(key).await?.map(Arc::new);
         if let (Some(t), Ok(mut map)) = (&found, self.by_key.write()) {
             // Keys are chosen by tenants, not by callers: the map stays as small as the
             // tenant table, since only found tenants are inserted.

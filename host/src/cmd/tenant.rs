@@ -1,8 +1,10 @@
-//! `waybill tenant add NAME` / `waybill tenant list`: the accounts that may subscribe.
+//! `waybill tenant add NAME` / `list` / `disable` / `enable` / `expire`: the accounts that
+//! may subscribe, and switching their keys off (kuaidi100 returnCode 601).
 
 use std::process::ExitCode;
 
-use waybill_host::store::{NewTenant, Store, StoreError};
+use jiff::Timestamp;
+use waybill_host::store::{NewTenant, Store, StoreError, Tenant};
 
 use super::serve::{open_store, StoreArgs};
 use super::OutputFormat;
@@ -20,9 +22,35 @@ pub enum TenantCommand {
         /// Use this customer id instead of a random one.
         #[arg(long)]
         customer: Option<String>,
+        /// The key stops working at this instant (RFC 3339, e.g. 2025-01-01T00:00:00+08:00).
+        #[arg(long)]
+        expires: Option<Timestamp>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Switch a tenant's key off: `/poll` answers it with 601 until `enable`.
+    Disable {
+        /// The tenant's name, key or id.
+        tenant: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Switch a disabled tenant's key back on (its expiry, if any, still applies).
+    Enable {
+        /// The tenant's name, key or id.
+        tenant: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set when a tenant's key stops working (`/poll` then answers 601).
+    Expire {
+        /// The tenant's name, key or id.
+        tenant: String,
+        /// RFC 3339 instant (e.g. 2025-01-01T00:00:00+08:00), or `never`.
+        at: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -44,6 +72,60 @@ fn random_hex(n: usize) -> anyhow::Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02X}")).collect())
 }
 
+/// The one tenant whose id, key or name is `wanted`.
+fn find_tenant(tenants: &[Tenant], wanted: &str) -> anyhow::Result<Tenant> {
+    let wanted = wanted.trim();
+    if let Some(t) = tenants
+        .iter()
+        .find(|t| t.key == wanted || t.id.to_string() == wanted)
+    {
+        return Ok(t.clone());
+    }
+    let named: Vec<&Tenant> = tenants.iter().filter(|t| t.name == wanted).collect();
+    match named.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => anyhow::bail!("no tenant has the name, key or id {wanted:?}"),
+        many => anyhow::bail!(
+            "{} tenants are named {wanted:?} (ids {}); give the id or key instead",
+            many.len(),
+            many.iter()
+                .map(|t| t.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `waybill tenant disable|enable|expire`: reads the tenant, changes its access, says what
+/// it did.
+async fn set_access(
+    store_args: StoreArgs,
+    wanted: &str,
+    change: impl FnOnce(&Tenant) -> (bool, Option<Timestamp>),
+) -> anyhow::Result<ExitCode> {
+    let config = store_args.load()?;
+    let store = open_store(&config).await?;
+    let tenant = find_tenant(&store.list_tenants().await?, wanted)?;
+    let (disabled, expires_at) = change(&tenant);
+    let found = store
+        .set_tenant_access(tenant.id, disabled, expires_at)
+        .await?;
+    store.close().await;
+    if !found {
+        anyhow::bail!("tenant {} disappeared while being changed", tenant.id);
+    }
+    println!(
+        "tenant {} ({}): {}{}",
+        tenant.id,
+        tenant.name,
+        if disabled { "disabled" } else { "enabled" },
+        expires_at
+            .map(|t| format!(", key expires at {t}"))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -54,6 +136,7 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 name,
                 key,
                 customer,
+                expires,
                 format,
                 store,
             } => {
@@ -81,6 +164,9 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                     }
                     Err(e) => return Err(e.into()),
                 };
+                if expires.is_some() {
+                    store.set_tenant_access(tenant.id, false, expires).await?;
+                }
                 store.close().await;
                 let customer = tenant.customer.unwrap_or_default();
                 if format == OutputFormat::Json {
@@ -95,6 +181,23 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            TenantCommand::Disable { tenant, store } => {
+                set_access(store, &tenant, |t| (true, t.expires_at)).await
+            }
+            TenantCommand::Enable { tenant, store } => {
+                set_access(store, &tenant, |t| (false, t.expires_at)).await
+            }
+            TenantCommand::Expire { tenant, at, store } => {
+                let at = match at.trim() {
+                    "never" => None,
+                    text => Some(text.parse::<Timestamp>().map_err(|e| {
+                        anyhow::anyhow!(
+                            "bad time {text:?}: {e} (give RFC 3339 with an offset, or `never`)"
+                        )
+                    })?),
+                };
+                set_access(store, &tenant, |t| (t.disabled, at)).await
+            }
             TenantCommand::List { format, store } => {
                 let config = store.load()?;
                 let store = open_store(&config).await?;
@@ -105,7 +208,9 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                         println!(
                             "{}",
                             serde_json::json!({"id": t.id, "name": t.name, "key": t.key,
-                                "customer": t.customer, "created_at": t.created_at.to_string()})
+                                "customer": t.customer, "created_at": t.created_at.to_string(),
+                                "disabled": t.disabled,
+                                "expires_at": t.expires_at.map(|e| e.to_string())})
                         );
                     } else {
                         println!(

@@ -85,6 +85,19 @@ pub struct Tenant {
     pub customer: Option<String>,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Switched off by the operator: its key is refused (kuaidi100 returnCode 601).
+    #[serde(default)]
+    pub disabled: bool,
+    /// From this instant on its key is refused (kuaidi100 returnCode 601).
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Tenant {
+    /// Whether the tenant's key may be used at `now`: not disabled and not expired.
+    pub fn active_at(&self, now: Timestamp) -> bool {
+        !self.disabled && self.expires_at.is_none_or(|end| now < end)
+    }
 }
 
 /// A tenant to create.
@@ -445,6 +458,14 @@ pub trait Store: Send + Sync {
     async fn tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>>;
     /// All tenants, by id.
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Sets whether a tenant is disabled and when its key expires (`None`: never).
+    /// Returns false if there is no such tenant.
+    async fn set_tenant_access(
+        &self,
+        id: TenantId,
+        disabled: bool,
+        expires_at: Option<Timestamp>,
+    ) -> StoreResult<bool>;
 
     // --- subscriptions ---
 
@@ -553,6 +574,23 @@ pub trait Store: Send + Sync {
     async fn usage(&self, tenant: TenantId, month: &str) -> StoreResult<u64>;
     /// Counts by state.
     async fn stats(&self) -> StoreResult<StoreStats>;
+
+    // --- real-time query answers ---
+
+    /// The last carrier answer stored for `(company, waybill_key)` and when it was fetched.
+    async fn cached_query(
+        &self,
+        company: &str,
+        waybill_key: &str,
+    ) -> StoreResult<Option<(Trace, Timestamp)>>;
+    /// Stores a carrier answer for `(company, waybill_key)`, replacing an older one.
+    async fn save_query(
+        &self,
+        company: &str,
+        waybill_key: &str,
+        trace: &Trace,
+        fetched_at: Timestamp,
+    ) -> StoreResult<()>;
     /// Counts a waybill in the tenant's billing month of `at` without subscribing it (a
     /// real-time query): once per (tenant, company, number) and month, like a subscription.
     async fn record_usage(
