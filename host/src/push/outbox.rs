@@ -489,4 +489,38 @@ mod tests {
         let due = t0 + SignedDuration::from_mins(30);
         assert_eq!(worker.deliver_due(due).await.expect("deliver").delivered, 1);
     }
+
+    #[tokio::test]
+    async fn a_batch_of_verdicts_skips_a_push_whose_lease_moved_on_and_writes_the_rest() {
+        let (_dir, store, id, t0) = store_with_pushes(1).await;
+        let minute = SignedDuration::from_mins(1);
+        let first = store
+            .claim_pushes(t0, 10, "w", t0 + minute)
+            .await
+            .expect("claim");
+        assert_eq!(first.len(), 1);
+        // "w" stalls past its lease; "x" takes the push over.
+        let later = t0 + minute * 2;
+        let again = store
+            .claim_pushes(later, 10, "x", later + minute)
+            .await
+            .expect("claim");
+        assert_eq!(again.len(), 1);
+        let verdict = |owner: &str| PushResult {
+            push_id: format!("{id}-1"),
+            owner: owner.into(),
+            verdict: PushVerdict::Delivered { at: later },
+        };
+        let written = store
+            .push_results(&[verdict("w"), verdict("x")])
+            .await
+            .expect("write");
+        assert_eq!(written, vec![false, true]);
+        let p = store
+            .push(&format!("{id}-1"))
+            .await
+            .expect("push")
+            .expect("exists");
+        assert_eq!((p.state, p.attempt), (PushState::Delivered, 1));
+    }
 }
