@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 use waybill_core::carrier::{Carrier, Notifier};
 use waybill_core::clock::{Clock, ManualClock};
 use waybill_core::model::Waybill;
@@ -112,6 +114,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     checker: Arc<Checker>,
     pushes: Arc<PushWorker>,
+    /// Signalled when checks have queued pushes, so the delivery loop need not poll.
+    outbox_written: Arc<Notify>,
     config: Arc<EngineConfig>,
 }
 
@@ -156,6 +160,7 @@ impl Engine {
             clock,
             checker,
             pushes,
+            outbox_written: Arc::new(Notify::new()),
             config: Arc::new(config),
         }
     }
@@ -216,10 +221,16 @@ impl Engine {
     }
 
     /// One scheduling round at `now`: checks the due subscriptions.
+    /// Wakes the delivery loop of [`Engine::run`] when the round queued pushes.
     pub async fn check_due(&self, now: Timestamp) -> StoreResult<CheckReport> {
-        self.checker
+        let report = self
+            .checker
             .round(now, self.config.batch_size, self.config.lease)
-            .await
+            .await?;
+        if report.pushes > 0 {
+            self.outbox_written.notify_one();
+        }
+        Ok(report)
     }
 
     /// One delivery round at `now`: delivers the due pushes.
@@ -234,39 +245,106 @@ impl Engine {
         Ok(RoundReport { checks, deliveries })
     }
 
-    /// Runs rounds on the engine clock until `shutdown` completes. Idle rounds wait
-    /// `idle_wait` of real time; a store error is logged and retried after the same wait.
+    /// Runs the engine on its clock until `shutdown` completes: the check loop and the
+    /// delivery loop as two tasks side by side, so a queued push never waits for a round
+    /// of checks. Returns once both loops have stopped.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let (stop, stopped) = watch::channel(false);
+        let mut loops = JoinSet::new();
+        let (engine, until) = (self.clone(), stopped.clone());
+        loops.spawn(async move { engine.run_checks(stop_requested(until)).await });
+        let engine = self.clone();
+        loops.spawn(async move { engine.run_deliveries(stop_requested(stopped)).await });
+        shutdown.await;
+        let _ = stop.send(true);
+        while let Some(joined) = loops.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "engine loop failed");
+            }
+        }
+    }
+
+    /// Runs check rounds until `shutdown` completes. Idle rounds wait `idle_wait` of real
+    /// time; a store error is logged and retried after the same wait.
+    pub async fn run_checks(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let idle = Duration::try_from(self.config.idle_wait).unwrap_or(Duration::from_secs(1));
         loop {
-            let busy = match self.run_once(self.now()).await {
+            let busy = match self.check_due(self.now()).await {
                 Ok(report) => {
-                    if !report.is_idle() {
-                        tracing::debug!(?report, "round");
+                    if report.claimed > 0 {
+                        tracing::debug!(?report, "check round");
                     }
-                    !report.is_idle()
+                    report.claimed > 0
                 }
                 Err(e) => {
                     log_store_error(&e);
                     false
                 }
             };
-            if busy {
-                // Yield between busy rounds so shutdown is noticed under load.
-                tokio::select! {
-                    biased;
-                    _ = &mut shutdown => return,
-                    _ = tokio::task::yield_now() => {}
-                }
-            } else {
-                tokio::select! {
-                    _ = &mut shutdown => return,
-                    _ = tokio::time::sleep(idle) => {}
-                }
+            if !self.pause(busy, &mut shutdown, None).await {
+                return;
             }
         }
     }
+
+    /// Delivers due pushes until `shutdown` completes, waking as soon as a check round
+    /// queues pushes, otherwise every `idle_wait` (for retries coming due).
+    pub async fn run_deliveries(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let busy = match self.deliver_due(self.now()).await {
+                Ok(report) => {
+                    if report.claimed > 0 {
+                        tracing::debug!(?report, "delivery round");
+                    }
+                    report.claimed > 0
+                }
+                Err(e) => {
+                    log_store_error(&e);
+                    false
+                }
+            };
+            let woken = self.outbox_written.clone();
+            if !self.pause(busy, &mut shutdown, Some(&woken)).await {
+                return;
+            }
+        }
+    }
+
+    /// Between two rounds: yields after a busy one (so shutdown is noticed under load),
+    /// otherwise waits `idle_wait` or until `wake` is signalled. False on shutdown.
+    async fn pause(
+        &self,
+        busy: bool,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        wake: Option<&Notify>,
+    ) -> bool {
+        let idle = Duration::try_from(self.config.idle_wait).unwrap_or(Duration::from_secs(1));
+        if busy {
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => false,
+                _ = tokio::task::yield_now() => true,
+            }
+        } else {
+            let woken = async {
+                match wake {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.as_mut() => false,
+                _ = tokio::time::sleep(idle) => true,
+                _ = woken => true,
+            }
+        }
+    }
+}
+
+/// Completes once `stop` says true (or its sender is gone).
+async fn stop_requested(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 impl Engine {

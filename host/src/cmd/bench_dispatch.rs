@@ -16,6 +16,7 @@ use waybill_host::latency::{quantile, LatencyProbe, TimingNotifier};
 use waybill_host::push::HttpNotifier;
 use waybill_host::receiver::{Flakiness, Receiver};
 use waybill_host::sandbox::{sandbox_numbers, SandboxOptions, SandboxStack};
+use waybill_host::store::Store;
 
 /// Options of `waybill bench-dispatch`.
 #[derive(Debug, clap::Args)]
@@ -104,25 +105,17 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
     let mut pushes = 0u64;
     let mut errors = 0u64;
     let mut next_report = Duration::from_secs(10);
-    // Pushes go out from their own loop, beside the checks, as a daemon's push worker
-    // should: a push then waits for the push worker, never for a whole round of checks.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Pushes go out from the engine's own delivery loop (as in `Engine::run`), beside the
+    // checks and woken by them: a push waits for the push worker, never for a round.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let pusher = {
         let engine = stack.engine.clone();
-        let clock = clock.clone();
         tokio::spawn(async move {
-            let mut delivered = 0u64;
-            while !*stopped.borrow() {
-                match engine.deliver_due(clock.now()).await {
-                    Ok(d) if d.claimed > 0 => delivered += u64::from(d.delivered),
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-                    Err(e) => {
-                        eprintln!("delivery round failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            delivered
+            engine
+                .run_deliveries(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
         })
     };
     while started.elapsed() < Duration::from_secs(args.seconds) {
@@ -148,7 +141,8 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let _ = stop.send(true);
-    let delivered = pusher.await.unwrap_or(0);
+    pusher.await.context("the delivery loop failed")?;
+    let delivered = stack.store.stats().await?.delivered_pushes;
     let secs = started.elapsed().as_secs_f64();
     let (rss, hwm) = memory();
     let lat = probe.latencies(stack.store.as_ref(), 20_000).await?;

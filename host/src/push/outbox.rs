@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use waybill_core::carrier::{Notifier, Verdict};
 
-use crate::store::{OutboxPush, Store, StoreError, StoreResult};
+use crate::store::{OutboxPush, PushResult, PushVerdict, Store, StoreResult};
 
 /// When to try a failed push again, and when to give up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,6 +213,10 @@ impl PushWorker {
             claimed: u32::try_from(pushes.len()).unwrap_or(u32::MAX),
             ..DeliveryReport::default()
         };
+        if pushes.is_empty() {
+            return Ok(report);
+        }
+        let mut results = Vec::with_capacity(pushes.len());
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         for push in pushes {
@@ -230,59 +234,60 @@ impl PushWorker {
                 // lease runs out.
                 continue;
             };
-            match self.record(&push, verdict, now).await {
-                Ok(Outcome::Delivered) => report.delivered += 1,
-                Ok(Outcome::Retried) => report.retried += 1,
-                Ok(Outcome::Dead) => report.dead += 1,
-                Err(StoreError::LeaseLost { .. }) => report.lease_lost += 1,
-                Err(e) => return Err(e),
+            results.push(self.judge(&push, verdict, now));
+        }
+        // One commit for the whole batch: a commit per push (synchronous=FULL) caps
+        // delivery at a few hundred per second and starves the checks' commits.
+        let written = self.store.push_results(&results).await?;
+        for (r, ok) in results.iter().zip(written) {
+            match (&r.verdict, ok) {
+                (_, false) => report.lease_lost += 1,
+                (PushVerdict::Delivered { .. }, true) => report.delivered += 1,
+                (PushVerdict::Retry { .. }, true) => report.retried += 1,
+                (PushVerdict::Dead { .. }, true) => report.dead += 1,
             }
         }
         Ok(report)
     }
 
-    async fn record(
-        &self,
-        push: &OutboxPush,
-        verdict: Verdict,
-        now: Timestamp,
-    ) -> StoreResult<Outcome> {
+    /// The verdict to record for `push` after an attempt at `now` ended with `verdict`.
+    fn judge(&self, push: &OutboxPush, verdict: Verdict, now: Timestamp) -> PushResult {
         let id = &push.push_id;
-        match verdict {
-            Verdict::Accepted => {
-                self.store.push_delivered(id, &self.owner, now).await?;
-                Ok(Outcome::Delivered)
-            }
+        let verdict = match verdict {
+            Verdict::Accepted => PushVerdict::Delivered { at: now },
             Verdict::Reject { reason } => {
                 tracing::warn!(push = %id, %reason, "push refused for good; dead-lettered");
-                self.store.push_dead(id, &self.owner, &reason, now).await?;
-                Ok(Outcome::Dead)
+                PushVerdict::Dead {
+                    error: reason,
+                    at: now,
+                }
             }
             Verdict::Retry { reason } => {
                 let failed = push.attempt + 1;
                 match self.config.retry.next_delay(failed, id) {
                     Some(delay) => {
-                        let at = now.checked_add(delay).unwrap_or(Timestamp::MAX);
                         tracing::debug!(push = %id, attempt = failed, %reason, "push failed; retrying");
-                        self.store.push_retry(id, &self.owner, &reason, at).await?;
-                        Ok(Outcome::Retried)
+                        PushVerdict::Retry {
+                            error: reason,
+                            next_attempt_at: now.checked_add(delay).unwrap_or(Timestamp::MAX),
+                        }
                     }
                     None => {
                         tracing::warn!(push = %id, attempts = failed, %reason, "push out of attempts; dead-lettered");
-                        let reason = format!("{reason} (after {failed} attempts)");
-                        self.store.push_dead(id, &self.owner, &reason, now).await?;
-                        Ok(Outcome::Dead)
+                        PushVerdict::Dead {
+                            error: format!("{reason} (after {failed} attempts)"),
+                            at: now,
+                        }
                     }
                 }
             }
+        };
+        PushResult {
+            push_id: id.clone(),
+            owner: self.owner.clone(),
+            verdict,
         }
     }
-}
-
-enum Outcome {
-    Delivered,
-    Retried,
-    Dead,
 }
 
 #[cfg(test)]
@@ -483,5 +488,39 @@ mod tests {
         assert_eq!(worker.deliver_due(early).await.expect("deliver").claimed, 0);
         let due = t0 + SignedDuration::from_mins(30);
         assert_eq!(worker.deliver_due(due).await.expect("deliver").delivered, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_verdicts_skips_a_push_whose_lease_moved_on_and_writes_the_rest() {
+        let (_dir, store, id, t0) = store_with_pushes(1).await;
+        let minute = SignedDuration::from_mins(1);
+        let first = store
+            .claim_pushes(t0, 10, "w", t0 + minute)
+            .await
+            .expect("claim");
+        assert_eq!(first.len(), 1);
+        // "w" stalls past its lease; "x" takes the push over.
+        let later = t0 + minute * 2;
+        let again = store
+            .claim_pushes(later, 10, "x", later + minute)
+            .await
+            .expect("claim");
+        assert_eq!(again.len(), 1);
+        let verdict = |owner: &str| PushResult {
+            push_id: format!("{id}-1"),
+            owner: owner.into(),
+            verdict: PushVerdict::Delivered { at: later },
+        };
+        let written = store
+            .push_results(&[verdict("w"), verdict("x")])
+            .await
+            .expect("write");
+        assert_eq!(written, vec![false, true]);
+        let p = store
+            .push(&format!("{id}-1"))
+            .await
+            .expect("push")
+            .expect("exists");
+        assert_eq!((p.state, p.attempt), (PushState::Delivered, 1));
     }
 }

@@ -402,6 +402,41 @@ impl OutboxPush {
     }
 }
 
+/// What became of one delivery attempt of a claimed push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushVerdict {
+    /// Acknowledged by the receiver at `at`.
+    Delivered {
+        /// When it was acknowledged.
+        at: Timestamp,
+    },
+    /// Failed; try again at `next_attempt_at`.
+    Retry {
+        /// Why it failed.
+        error: String,
+        /// When to try again.
+        next_attempt_at: Timestamp,
+    },
+    /// Failed for good at `at`: dead-lettered.
+    Dead {
+        /// Why it was given up.
+        error: String,
+        /// When it was given up.
+        at: Timestamp,
+    },
+}
+
+/// The verdict on one claimed push, as the delivery worker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushResult {
+    /// The push.
+    pub push_id: String,
+    /// The lease owner that claimed it; the write is refused if the lease moved on.
+    pub owner: String,
+    /// What happened.
+    pub verdict: PushVerdict,
+}
+
 /// The result of one check of one claimed subscription, written in one transaction:
 /// the new trace (if it changed), monitor state, next check, and the pushes to queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -537,8 +572,15 @@ pub trait Store: Send + Sync {
         owner: &str,
         lease_until: Timestamp,
     ) -> StoreResult<Vec<OutboxPush>>;
+    /// Records the verdicts on claimed pushes in one transaction (one durable commit for
+    /// a whole delivery batch). Returns, per result, whether it was written (`false`: the
+    /// push is no longer pending under that owner's lease).
+    async fn push_results(&self, results: &[PushResult]) -> StoreResult<Vec<bool>>;
     /// Marks a claimed push delivered.
-    async fn push_delivered(&self, push_id: &str, owner: &str, now: Timestamp) -> StoreResult<()>;
+    async fn push_delivered(&self, push_id: &str, owner: &str, now: Timestamp) -> StoreResult<()> {
+        self.push_result(push_id, owner, PushVerdict::Delivered { at: now })
+            .await
+    }
     /// Records a failed attempt and when to try again.
     async fn push_retry(
         &self,
@@ -546,7 +588,13 @@ pub trait Store: Send + Sync {
         owner: &str,
         error: &str,
         next_attempt_at: Timestamp,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        let verdict = PushVerdict::Retry {
+            error: error.into(),
+            next_attempt_at,
+        };
+        self.push_result(push_id, owner, verdict).await
+    }
     /// Records a failed last attempt: the push is dead-lettered.
     async fn push_dead(
         &self,
@@ -554,7 +602,34 @@ pub trait Store: Send + Sync {
         owner: &str,
         error: &str,
         now: Timestamp,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        let verdict = PushVerdict::Dead {
+            error: error.into(),
+            at: now,
+        };
+        self.push_result(push_id, owner, verdict).await
+    }
+    /// One verdict through [`Store::push_results`]; `LeaseLost` if it was not written.
+    async fn push_result(
+        &self,
+        push_id: &str,
+        owner: &str,
+        verdict: PushVerdict,
+    ) -> StoreResult<()> {
+        let result = PushResult {
+            push_id: push_id.into(),
+            owner: owner.into(),
+            verdict,
+        };
+        match self.push_results(std::slice::from_ref(&result)).await?[..] {
+            [true] => Ok(()),
+            _ => Err(StoreError::LeaseLost {
+                what: "push",
+                id: push_id.into(),
+                owner: owner.into(),
+            }),
+        }
+    }
     /// One push by id.
     async fn push(&self, push_id: &str) -> StoreResult<Option<OutboxPush>>;
     /// Pushes of a subscription, in sequence.

@@ -750,72 +750,44 @@ impl Store for SqliteStore {
         Ok(pushes)
     }
 
-    async fn push_delivered(&self, push_id: &str, owner: &str, now: Timestamp) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'delivered', attempt = attempt + 1, finished_at = ?, \
-             last_error = NULL, lease_owner = NULL, lease_until = NULL \
-             WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-        )
-        .bind(ms(now))
-        .bind(push_id)
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(lease_lost("push", push_id, owner))
+    async fn push_results(&self, results: &[PushResult]) -> StoreResult<Vec<bool>> {
+        let mut tx = self.write.begin().await?;
+        let mut written = Vec::with_capacity(results.len());
+        for r in results {
+            let query = match &r.verdict {
+                PushVerdict::Delivered { at } => sqlx::query(
+                    "UPDATE outbox SET state = 'delivered', attempt = attempt + 1, \
+                     finished_at = ?, last_error = NULL, lease_owner = NULL, lease_until = NULL \
+                     WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
+                )
+                .bind(ms(*at)),
+                PushVerdict::Retry {
+                    error,
+                    next_attempt_at,
+                } => sqlx::query(
+                    "UPDATE outbox SET attempt = attempt + 1, next_attempt_at = ?, \
+                     last_error = ?, lease_owner = NULL, lease_until = NULL \
+                     WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
+                )
+                .bind(ms(*next_attempt_at))
+                .bind(error.as_str()),
+                PushVerdict::Dead { error, at } => sqlx::query(
+                    "UPDATE outbox SET state = 'dead', attempt = attempt + 1, last_error = ?, \
+                     finished_at = ?, lease_owner = NULL, lease_until = NULL \
+                     WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
+                )
+                .bind(error.as_str())
+                .bind(ms(*at)),
+            };
+            let done = query
+                .bind(r.push_id.as_str())
+                .bind(r.owner.as_str())
+                .execute(&mut *tx)
+                .await?;
+            written.push(done.rows_affected() == 1);
         }
-    }
-
-    async fn push_retry(
-        &self,
-        push_id: &str,
-        owner: &str,
-        error: &str,
-        next_attempt_at: Timestamp,
-    ) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE outbox SET attempt = attempt + 1, next_attempt_at = ?, last_error = ?, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-        )
-        .bind(ms(next_attempt_at))
-        .bind(error)
-        .bind(push_id)
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(lease_lost("push", push_id, owner))
-        }
-    }
-
-    async fn push_dead(
-        &self,
-        push_id: &str,
-        owner: &str,
-        error: &str,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'dead', attempt = attempt + 1, last_error = ?, \
-             finished_at = ?, lease_owner = NULL, lease_until = NULL \
-             WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-        )
-        .bind(error)
-        .bind(ms(now))
-        .bind(push_id)
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(lease_lost("push", push_id, owner))
-        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     async fn push(&self, push_id: &str) -> StoreResult<Option<OutboxPush>> {
