@@ -60,6 +60,11 @@ pub struct EngineConfig {
     pub carriers: CarrierLimits,
     /// Accept callback URLs on loopback, private and link-local addresses.
     pub allow_private_callbacks: bool,
+    /// Checks pause while at least this many pushes are due and waiting for a delivery
+    /// slot: a change already found goes out before more checks look for new ones, so
+    /// change→push latency stays bounded when checks find changes faster than receivers
+    /// take them. 0 never pauses.
+    pub push_backlog: u32,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +79,7 @@ impl Default for EngineConfig {
             push_timeout: SignedDuration::from_secs(20),
             carriers: CarrierLimits::default(),
             allow_private_callbacks: false,
+            push_backlog: 512,
         }
     }
 }
@@ -254,7 +260,9 @@ impl Engine {
         let (engine, until) = (self.clone(), stopped.clone());
         loops.spawn(async move { engine.run_checks(stop_requested(until)).await });
         let engine = self.clone();
-        loops.spawn(async move { engine.run_deliveries(stop_requested(stopped)).await });
+        loops.spawn(async move {
+            engine.run_deliveries(stop_requested(stopped)).await;
+        });
         shutdown.await;
         let _ = stop.send(true);
         while let Some(joined) = loops.join_next().await {
@@ -265,10 +273,14 @@ impl Engine {
     }
 
     /// Runs check rounds until `shutdown` completes. Idle rounds wait `idle_wait` of real
-    /// time; a store error is logged and retried after the same wait.
+    /// time; a store error is logged and retried after the same wait. Before each round,
+    /// waits while the delivery backlog is full ([`Engine::await_push_backlog`]).
     pub async fn run_checks(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
+            if !self.await_push_backlog(&mut shutdown).await {
+                return;
+            }
             let busy = match self.check_due(self.now()).await {
                 Ok(report) => {
                     if report.claimed > 0 {
@@ -281,66 +293,63 @@ impl Engine {
                     false
                 }
             };
-            if !self.pause(busy, &mut shutdown, None).await {
+            if !self.pause(busy, &mut shutdown).await {
                 return;
             }
         }
     }
 
-    /// Delivers due pushes until `shutdown` completes, waking as soon as a check round
-    /// queues pushes, otherwise every `idle_wait` (for retries coming due).
-    pub async fn run_deliveries(&self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
+    /// Waits until fewer than `push_backlog` pushes are due and unclaimed, checking every
+    /// [`BACKLOG_POLL`]. False if `shutdown` completed first. A store error does not hold
+    /// the checks back (it is the checks' own round that reports it).
+    pub async fn await_push_backlog(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> bool {
+        let limit = self.config.push_backlog;
+        if limit == 0 {
+            return true;
+        }
         loop {
-            let busy = match self.deliver_due(self.now()).await {
-                Ok(report) => {
-                    if report.claimed > 0 {
-                        tracing::debug!(?report, "delivery round");
-                    }
-                    report.claimed > 0
-                }
-                Err(e) => {
-                    log_store_error(&e);
-                    false
-                }
-            };
-            let woken = self.outbox_written.clone();
-            if !self.pause(busy, &mut shutdown, Some(&woken)).await {
-                return;
+            match self.store.waiting_pushes(self.now(), limit).await {
+                Ok(n) if n >= u64::from(limit) => {}
+                _ => return true,
+            }
+            tokio::select! {
+                _ = shutdown.as_mut() => return false,
+                _ = tokio::time::sleep(BACKLOG_POLL) => {}
             }
         }
+    }
+
+    /// Delivers pushes until `shutdown` completes ([`PushWorker::run`]), woken as soon as
+    /// a check round queues pushes, otherwise every `idle_wait` (for retries coming due).
+    pub async fn run_deliveries(&self, shutdown: impl Future<Output = ()>) -> DeliveryReport {
+        let idle = Duration::try_from(self.config.idle_wait).unwrap_or(Duration::from_secs(1));
+        self.pushes
+            .run(self.clock.as_ref(), &self.outbox_written, idle, shutdown)
+            .await
     }
 
     /// Between two rounds: yields after a busy one (so shutdown is noticed under load),
-    /// otherwise waits `idle_wait` or until `wake` is signalled. False on shutdown.
+    /// otherwise waits `idle_wait`. False on shutdown.
     async fn pause(
         &self,
         busy: bool,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-        wake: Option<&Notify>,
     ) -> bool {
         let idle = Duration::try_from(self.config.idle_wait).unwrap_or(Duration::from_secs(1));
-        if busy {
-            tokio::select! {
-                biased;
-                _ = shutdown.as_mut() => false,
-                _ = tokio::task::yield_now() => true,
-            }
-        } else {
-            let woken = async {
-                match wake {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.as_mut() => false,
-                _ = tokio::time::sleep(idle) => true,
-                _ = woken => true,
-            }
+        tokio::select! {
+            biased;
+            _ = shutdown.as_mut() => false,
+            _ = tokio::time::sleep(idle), if !busy => true,
+            _ = tokio::task::yield_now(), if busy => true,
         }
     }
 }
+
+/// How often paused checks look at the delivery backlog again.
+pub const BACKLOG_POLL: Duration = Duration::from_millis(5);
 
 /// Completes once `stop` says true (or its sender is gone).
 async fn stop_requested(mut stop: watch::Receiver<bool>) {
@@ -587,6 +596,49 @@ mod tests {
                 .await
                 .expect("fast forward")
         }
+    }
+
+    #[tokio::test]
+    async fn checks_wait_while_the_delivery_backlog_is_full() {
+        let sandbox = Scripted::new("sandbox", 10);
+        let config = EngineConfig {
+            push_backlog: 3,
+            ..EngineConfig::default()
+        };
+        let r = rig(vec![sandbox.clone()], config).await;
+        for n in ["SB1", "SB2", "SB3"] {
+            sandbox.add(n, t0(), "已揽收", State::Collected);
+            r.subscribe("sandbox", n).await;
+        }
+        r.clock.set(t0() + hours(1));
+        let report = r.engine.check_due(r.clock.now()).await.expect("checks");
+        assert_eq!(report.pushes, 3);
+        assert_eq!(
+            r.store
+                .waiting_pushes(r.clock.now(), 10)
+                .await
+                .expect("count"),
+            3
+        );
+
+        // Three pushes wait: the checks hold back until the shutdown below ends the wait.
+        let waited = std::time::Instant::now();
+        let shutdown = tokio::time::sleep(Duration::from_millis(150));
+        tokio::pin!(shutdown);
+        assert!(!r.engine.await_push_backlog(&mut shutdown).await);
+        assert!(waited.elapsed() >= Duration::from_millis(150));
+
+        // Once they are delivered the checks go on at once.
+        let delivered = r.engine.deliver_due(r.clock.now()).await.expect("deliver");
+        assert_eq!(delivered.delivered, 3);
+        let never = std::future::pending::<()>();
+        tokio::pin!(never);
+        let resumed = tokio::time::timeout(
+            Duration::from_secs(5),
+            r.engine.await_push_backlog(&mut never),
+        )
+        .await;
+        assert_eq!(resumed.ok(), Some(true));
     }
 
     #[tokio::test]

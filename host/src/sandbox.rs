@@ -339,5 +339,10 @@ pub fn expected_end(outcome: waybill_sandbox_sim::journey::Outcome) -> MonitorSt
 
 /// `n` distinct sandbox numbers: `prefix` and nine digits.
 pub fn sandbox_numbers(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i:09}")).collect()
+    (0..n).map(|i| sandbox_number(prefix, i)).collect()
+}
+
+/// The `i`-th number of [`sandbox_numbers`].
+pub fn sandbox_number(prefix: &str, i: usize) -> String {
+    format!("{prefix}{i:09}")
 }

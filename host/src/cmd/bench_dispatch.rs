@@ -15,7 +15,7 @@ use waybill_host::engine::EngineConfig;
 use waybill_host::latency::{quantile, LatencyProbe, TimingNotifier};
 use waybill_host::push::HttpNotifier;
 use waybill_host::receiver::{Flakiness, Receiver};
-use waybill_host::sandbox::{sandbox_numbers, SandboxOptions, SandboxStack};
+use waybill_host::sandbox::{sandbox_number, SandboxOptions, SandboxStack};
 use waybill_host::store::Store;
 
 /// Options of `waybill bench-dispatch`.
@@ -27,16 +27,32 @@ pub struct BenchDispatchArgs {
     /// Real seconds to run rounds for.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
-    /// Subscriptions claimed per round.
-    #[arg(long, default_value_t = 2_000)]
+    /// Subscriptions claimed per round (the daemon's default: `[engine] batch_size`).
+    #[arg(long, default_value_t = EngineConfig::default().batch_size)]
     pub batch: u32,
     /// Requests in flight to the simulator.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Checks pause while this many pushes wait for delivery (0: never).
+    #[arg(long, default_value_t = EngineConfig::default().push_backlog)]
+    pub push_backlog: u32,
+    /// Pushes in flight to the receiver.
+    #[arg(long, default_value_t = 64)]
+    pub push_concurrency: usize,
 }
+
+/// Subscriptions written per transaction while loading.
+const LOAD_CHUNK: usize = 10_000;
 
 /// `VmRSS` and `VmHWM` of this process, in MiB.
 fn memory() -> (f64, f64) {
+    let (rss, hwm, _) = memory_parts();
+    (rss, hwm)
+}
+
+/// `VmRSS`, `VmHWM` and `RssAnon` (the heap, without the database file's mapped pages,
+/// which the kernel may drop at will) of this process, in MiB.
+fn memory_parts() -> (f64, f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -46,7 +62,7 @@ fn memory() -> (f64, f64) {
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
 }
 
 pub fn run(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
@@ -72,7 +88,8 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
     };
     engine.carriers.default.concurrency = args.concurrency;
     engine.push.batch = 1_000;
-    engine.push.concurrency = 64;
+    engine.push.concurrency = args.push_concurrency;
+    engine.push_backlog = args.push_backlog;
     options.engine = engine;
     options.adapter.max_concurrency = args.concurrency;
     options.notifier = Some(Arc::new(TimingNotifier::new(http, probe.clone())));
@@ -83,14 +100,16 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
 
     let tenant = stack.tenant("bench", "bench-key").await?;
     let loading = Instant::now();
-    let numbers = sandbox_numbers("SBB", args.subscriptions);
+    // Numbers made a chunk at a time (as an import streams its file): a million of them
+    // at once would add ~40 MiB to the peak that the daemon itself never needs.
     let mut loaded = 0;
-    for chunk in numbers.chunks(50_000) {
+    for start in (0..args.subscriptions).step_by(LOAD_CHUNK) {
+        let end = (start + LOAD_CHUNK).min(args.subscriptions);
+        let chunk: Vec<String> = (start..end).map(|i| sandbox_number("SBB", i)).collect();
         loaded += stack
-            .subscribe(&tenant, chunk, &receiver.url(), "bench")
+            .subscribe(&tenant, &chunk, &receiver.url(), "bench")
             .await?;
     }
-    drop(numbers);
     let load_s = loading.elapsed().as_secs_f64();
     let (rss, hwm) = memory();
     println!(
@@ -118,7 +137,13 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
                 .await
         })
     };
+    let mut paused = Duration::ZERO;
+    let never = std::future::pending::<()>();
+    tokio::pin!(never);
     while started.elapsed() < Duration::from_secs(args.seconds) {
+        let waiting = Instant::now();
+        stack.engine.await_push_backlog(&mut never).await;
+        paused += waiting.elapsed();
         let now = clock.now();
         let c = stack.engine.check_due(now).await?;
         probe.detected(now);
@@ -140,11 +165,13 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
             next_report += Duration::from_secs(10);
         }
     }
+    // Memory now, before the latency sample below reads 20,000 pushes back through the
+    // readers' memory map (which would count those database pages as resident).
+    let (rss, hwm, anon) = memory_parts();
     let _ = stop.send(true);
-    pusher.await.context("the delivery loop failed")?;
+    let delivery = pusher.await.context("the delivery loop failed")?;
     let delivered = stack.store.stats().await?.delivered_pushes;
     let secs = started.elapsed().as_secs_f64();
-    let (rss, hwm) = memory();
     let lat = probe.latencies(stack.store.as_ref(), 20_000).await?;
     let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
     println!("\nactive subscriptions      {loaded}");
@@ -153,9 +180,18 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
         checked as f64 / secs
     );
     println!("check errors              {errors}");
+    println!(
+        "checks paused for backlog {:.1} s (limit {} waiting pushes)",
+        paused.as_secs_f64(),
+        args.push_backlog
+    );
+    println!(
+        "delivery worker           {} claimed, {} delivered, {} retried, {} dead",
+        delivery.claimed, delivery.delivered, delivery.retried, delivery.dead
+    );
     println!("pushes queued / delivered {pushes} / {delivered}");
     println!(
-        "RSS now / peak            {rss:.0} MiB / {hwm:.0} MiB (simulator and receiver included)"
+        "RSS end / peak / anon     {rss:.0} MiB / {hwm:.0} MiB / {anon:.0} MiB (simulator and receiver included)"
     );
     println!(
         "change→push latency       p50 {:.1} ms, p99 {:.1} ms (sample of {})",

@@ -32,11 +32,49 @@ pub struct SubscribeBatcher {
 }
 
 impl SubscribeBatcher {
-    /// Starts the writer task on the current runtime. `max_batch` caps one transaction;
+    /// Starts the writer on a thread of its own. `max_batch` caps one transaction;
     /// `queue` caps waiting subscriptions (callers wait when it is full).
+    ///
+    /// Why a thread: a batch is a dozen statements, each a round trip to sqlx's SQLite
+    /// thread. On the daemon's runtime every return leg waited in the run queue behind the
+    /// HTTP tasks the last batch had just woken, so under load the SQLite thread sat idle
+    /// between statements and a third of the CPU went unused. On its own thread the writer
+    /// is polled the moment a statement returns. Falls back to a task if no thread can be
+    /// started.
     pub fn spawn(store: Arc<dyn Store>, max_batch: usize, queue: usize) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        tokio::spawn(writer(store, rx, max_batch.max(1)));
+        let max_batch = max_batch.max(1);
+        // The thread takes the parts when it has a runtime; whatever is left here after
+        // it reported back (or failed to start) runs as a task instead.
+        let parts = Arc::new(std::sync::Mutex::new(Some((store, rx))));
+        let theirs = parts.clone();
+        let (ready, is_ready) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("subscribe-writer".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let taken = runtime
+                    .as_ref()
+                    .ok()
+                    .and_then(|_| theirs.lock().ok().and_then(|mut p| p.take()));
+                drop(ready);
+                if let (Ok(runtime), Some((store, rx))) = (runtime, taken) {
+                    runtime.block_on(writer(store, rx, max_batch));
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                // Returns when the thread dropped `ready`.
+                let _ = is_ready.recv();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start the subscription writer thread"),
+        }
+        let left = parts.lock().ok().and_then(|mut p| p.take());
+        if let Some((store, rx)) = left {
+            tokio::spawn(writer(store, rx, max_batch));
+        }
         Self { tx }
     }
 

@@ -642,6 +642,9 @@ pub trait Store: Send + Sync {
     async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)>;
     /// The earliest `next_attempt_at` of a pending push.
     async fn next_push_due(&self) -> StoreResult<Option<Timestamp>>;
+    /// Pushes due at `now` that no worker holds (the delivery backlog), counted up to
+    /// `limit`: the count stops there so asking stays cheap however long the queue is.
+    async fn waiting_pushes(&self, now: Timestamp, limit: u32) -> StoreResult<u64>;
 
     // --- usage and stats ---
 

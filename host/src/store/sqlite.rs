@@ -878,6 +878,18 @@ impl Store for SqliteStore {
         ts_opt("outbox", v)
     }
 
+    async fn waiting_pushes(&self, now: Timestamp, limit: u32) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE state = 'pending' \
+             AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1) LIMIT ?2)",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_one(&self.read)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn usage(&self, tenant: TenantId, month: &str) -> StoreResult<u64> {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM usage WHERE tenant_id = ? AND month = ?")
@@ -1381,6 +1393,28 @@ mod tests {
             .await
             .expect("claim");
         assert_eq!(next[0].seq, 2);
+    }
+
+    #[tokio::test]
+    async fn waiting_pushes_counts_due_unclaimed_pushes_up_to_the_limit() {
+        let (_dir, s) = store().await;
+        let t = tenant(&s).await;
+        let a = created(s.subscribe(&new_sub(t.id, "A")).await.expect("sub"));
+        let b = created(s.subscribe(&new_sub(t.id, "B")).await.expect("sub"));
+        let lease = t0() + SignedDuration::from_mins(1);
+        s.claim_due(t0(), 10, "w", lease).await.expect("claim");
+        s.complete_checks(&[outcome(a, "w", 3), outcome(b, "w", 2)])
+            .await
+            .expect("complete");
+        assert_eq!(s.waiting_pushes(t0(), 100).await.expect("count"), 5);
+        assert_eq!(s.waiting_pushes(t0(), 4).await.expect("count"), 4, "capped");
+        // Not yet due a minute earlier.
+        let before = t0() - SignedDuration::from_mins(1);
+        assert_eq!(s.waiting_pushes(before, 100).await.expect("count"), 0);
+        // A claimed push is in a worker's hands, not waiting.
+        let claimed = s.claim_pushes(t0(), 1, "d", lease).await.expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(s.waiting_pushes(t0(), 100).await.expect("count"), 4);
     }
 
     #[tokio::test]
