@@ -672,12 +672,8 @@ mod tests {
             .await;
         assert_eq!((report.claimed, report.delivered), (3, 3));
         for id in ids {
-            let p = store
-                .push(&format!("{id}-1"))
-                .await
-                .expect("push")
-                .expect("exists");
-            assert_eq!((p.state, p.attempt), (PushState::Delivered, 1));
+            let push = format!("{id}-1");
+            assert_eq!(state_of(&store, &push).await, (PushState::Delivered, 1));
         }
     }
 
@@ -779,11 +775,13 @@ mod tests {
             .await
             .expect("write");
         assert_eq!(written, vec![false, true]);
-        let p = store
-            .push(&format!("{id}-1"))
-            .await
-            .expect("push")
-            .expect("exists");
-        assert_eq!((p.state, p.attempt), (PushState::Delivered, 1));
+        let push = format!("{id}-1");
+        assert_eq!(state_of(&store, &push).await, (PushState::Delivered, 1));
+    }
+
+    /// A stored push's state and attempts.
+    async fn state_of(store: &SqliteStore, push_id: &str) -> (PushState, u32) {
+        let p = store.push(push_id).await.expect("push").expect("exists");
+        (p.state, p.attempt)
     }
 }
