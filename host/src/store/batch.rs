@@ -33,10 +33,16 @@ pub struct SubscribeBatcher {
 
 impl SubscribeBatcher {
     /// Starts the writer task on the current runtime. `max_batch` caps one transaction;
-    /// `queue` caps waiting subscriptions (callers wait when it is full).
-    pub fn spawn(store: Arc<dyn Store>, max_batch: usize, queue: usize) -> Self {
+    /// `queue` caps waiting subscriptions (callers wait when it is full);
+    /// `monthly_limit` is passed to [`Store::subscribe_many`] (0: no limit).
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        max_batch: usize,
+        queue: usize,
+        monthly_limit: u32,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        tokio::spawn(writer(store, rx, max_batch.max(1)));
+        tokio::spawn(writer(store, rx, max_batch.max(1), monthly_limit));
         Self { tx }
     }
 
@@ -59,11 +65,12 @@ async fn writer(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<(NewSubscription, Reply)>,
     max_batch: usize,
+    monthly_limit: u32,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let (subs, replies): (Vec<_>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
-        match store.subscribe_many(&subs).await {
+        match store.subscribe_many(&subs, monthly_limit).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have gone away (request cancelled); nothing to do.
@@ -104,7 +111,7 @@ mod tests {
             )
             .await
             .expect("tenant");
-        let batcher = SubscribeBatcher::spawn(store.clone(), 64, 1024);
+        let batcher = SubscribeBatcher::spawn(store.clone(), 64, 1024, 4);
         let mut tasks = tokio::task::JoinSet::new();
         // 200 distinct numbers, each subscribed twice: one of each pair is a duplicate.
         for i in 0..400 {
@@ -129,6 +136,7 @@ mod tests {
             match r.expect("task").expect("subscribe") {
                 SubscribeOutcome::Created { .. } => created += 1,
                 SubscribeOutcome::Duplicate { .. } => duplicates += 1,
+                other => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!((created, duplicates), (200, 200));
