@@ -394,10 +394,11 @@ async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> Store
 }
 
 /// Why `s` was not inserted: a live subscription of the waybill (duplicate), or else its
-/// monthly count at `limit`.
+/// count in billing month `month` at `limit`.
 async fn refused(
     tx: &mut sqlx::SqliteConnection,
     s: &NewSubscription,
+    month: &str,
     limit: i64,
 ) -> StoreResult<SubscribeOutcome> {
     let existing: Option<i64> = sqlx::query_scalar(
@@ -417,7 +418,7 @@ async fn refused(
          AND number = ?",
     )
     .bind(s.tenant_id)
-    .bind(billing_month(s.created_at))
+    .bind(month)
     .bind(&s.company)
     .bind(&s.number)
     .fetch_optional(&mut *tx)
@@ -517,6 +518,16 @@ impl Store for SqliteStore {
                 table: "subscriptions",
                 detail: format!("options: {e}"),
             })?;
+        // The billing month of each row; a batch is mostly made at one instant, so the
+        // formatting is done once per distinct `created_at`.
+        let mut months: Vec<String> = Vec::with_capacity(subs.len());
+        for (i, s) in subs.iter().enumerate() {
+            let month = match i.checked_sub(1) {
+                Some(p) if subs[p].created_at == s.created_at => months[p].clone(),
+                _ => billing_month(s.created_at),
+            };
+            months.push(month);
+        }
         // One statement shape whatever the limit: "no limit" is a count no row reaches.
         let limit = if monthly_limit == 0 {
             i64::MAX
@@ -525,7 +536,11 @@ impl Store for SqliteStore {
         };
         let mut tx = self.write.begin().await?;
         let mut out = Vec::with_capacity(subs.len());
-        for (chunk, options) in fixed_chunks(subs).into_iter().zip(fixed_chunks(&options)) {
+        let pieces = fixed_chunks(subs)
+            .into_iter()
+            .zip(fixed_chunks(&options))
+            .zip(fixed_chunks(&months));
+        for ((chunk, options), months) in pieces {
             // OR IGNORE turns a second live subscription of the same waybill (the partial
             // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
             // at their monthly limit; RETURNING says which rows went in. The VALUES rows
@@ -536,7 +551,8 @@ impl Store for SqliteStore {
                  updated_at) SELECT column1, column2, column3, column4, column5, column6, \
                  column7, column8, column9, column10, column11, column12 FROM (",
             );
-            q.push_values(chunk.iter().zip(options), |mut row, (s, options)| {
+            let rows = chunk.iter().zip(options).zip(months);
+            q.push_values(rows, |mut row, ((s, options), month)| {
                 row.push_bind(s.tenant_id)
                     .push_bind(&s.company)
                     .push_bind(&s.number)
@@ -549,7 +565,7 @@ impl Store for SqliteStore {
                     .push_bind(ms(s.next_check_at))
                     .push_bind(ms(s.created_at))
                     .push_bind(ms(s.created_at))
-                    .push_bind(billing_month(s.created_at));
+                    .push_bind(month);
             });
             q.push(
                 ") AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
@@ -573,14 +589,14 @@ impl Store for SqliteStore {
             // that met an existing live subscription are duplicates.
             let mut created = Vec::new();
             let mut outcomes = Vec::with_capacity(chunk.len());
-            for s in chunk {
+            for (s, month) in chunk.iter().zip(months) {
                 let key = (s.tenant_id, s.company.clone(), s.number.clone());
                 match inserted.remove(&key) {
                     Some(id) => {
-                        created.push(s);
+                        created.push((s, month));
                         outcomes.push(Ok((id, s)));
                     }
-                    None => outcomes.push(Err(s)),
+                    None => outcomes.push(Err((s, month))),
                 }
             }
             let mut counts: HashMap<(i64, String, String), i64> = HashMap::new();
@@ -588,9 +604,9 @@ impl Store for SqliteStore {
                 let mut q = QueryBuilder::<Sqlite>::new(
                     "INSERT INTO usage (tenant_id, month, company, number, first_at) ",
                 );
-                q.push_values(created, |mut row, s| {
+                q.push_values(created, |mut row, (s, month)| {
                     row.push_bind(s.tenant_id)
-                        .push_bind(billing_month(s.created_at))
+                        .push_bind(*month)
                         .push_bind(&s.company)
                         .push_bind(&s.number)
                         .push_bind(ms(s.created_at));
@@ -620,7 +636,7 @@ impl Store for SqliteStore {
                             month_subscribes: u32::try_from(n).unwrap_or(u32::MAX),
                         }
                     }
-                    Err(s) => refused(&mut tx, s, limit).await?,
+                    Err((s, month)) => refused(&mut tx, s, month, limit).await?,
                 });
             }
         }
