@@ -66,7 +66,8 @@ fn subscribe(c: &mut Criterion) {
                 let subs: Vec<_> = (start..start + batch)
                     .map(|n| sub(tenant, n, t0()))
                     .collect();
-                rt.block_on(store.subscribe_many(&subs)).expect("subscribe")
+                rt.block_on(store.subscribe_many(&subs, 4))
+                    .expect("subscribe")
             })
         });
     }
@@ -82,7 +83,8 @@ fn check_cycle(c: &mut Criterion) {
     let (_dir, store, tenant) = setup(&rt);
     let subs: Vec<_> = (0..20_000).map(|n| sub(tenant, n, t0())).collect();
     for chunk in subs.chunks(1000) {
-        rt.block_on(store.subscribe_many(chunk)).expect("subscribe");
+        rt.block_on(store.subscribe_many(chunk, 4))
+            .expect("subscribe");
     }
     let mut round = 0i64;
     let mut group = c.benchmark_group("scheduler");

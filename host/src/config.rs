@@ -222,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn the_monthly_subscribe_limit_defaults_to_kuaidi100s_four_and_can_be_lifted() {
+        assert_eq!(Config::default().api.monthly_subscribe_limit, 4);
+        let c = Config::from_toml("[api]\nmonthly_subscribe_limit = 0\n").expect("parse");
+        assert_eq!(c.api.monthly_subscribe_limit, 0);
+        let err = Config::from_toml("[api]\nmonthly_subscribe_limit = -1\n").expect_err("neg");
+        assert!(err.contains("monthly_subscribe_limit"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_reported_with_their_line() {
         let err = Config::from_toml("[server]\nbnd = \"x\"\n").expect_err("unknown key");
         assert!(err.contains("bnd"), "{err}");

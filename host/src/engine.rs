@@ -134,7 +134,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         let timeout = Duration::try_from(config.push_timeout).unwrap_or(DEFAULT_TIMEOUT);
-        let notifier = Arc::new(HttpNotifier::new(timeout)?);
+        let notifier = Arc::new(HttpNotifier::new(timeout, config.allow_private_callbacks)?);
         Ok(Self::with_notifier(
             store, carriers, clock, notifier, config,
         ))
@@ -916,7 +916,11 @@ mod tests {
             store.clone(),
             vec![sandbox.clone()],
             clock.clone(),
-            EngineConfig::default(),
+            // The receiver is on 127.0.0.1.
+            EngineConfig {
+                allow_private_callbacks: true,
+                ..EngineConfig::default()
+            },
         )
         .expect("engine");
         let tenant = store

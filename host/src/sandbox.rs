@@ -39,7 +39,7 @@ use crate::plugin::registry::{plugin_dir, Registry};
 use crate::push::HttpNotifier;
 use crate::store::{
     MonitorStatus, NewSubscription, NewTenant, SqliteStore, Store, SubscribeOptions,
-    SubscribeOutcome, SubscriptionFilter, Tenant,
+    SubscribeOutcome, SubscriptionFilter, Tenant, DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
 };
 
 /// The sandbox carrier's code.
@@ -152,6 +152,7 @@ impl SandboxStack {
             Some(n) => n,
             None => Arc::new(HttpNotifier::new(
                 Duration::try_from(options.engine.push_timeout).unwrap_or(Duration::from_secs(20)),
+                options.engine.allow_private_callbacks,
             )?),
         };
         let engine =
@@ -217,7 +218,8 @@ impl SandboxStack {
     /// Subscribes sandbox `numbers` for `tenant` with pushes to `callback_url` signed
     /// with `salt`, in one transaction, and starts their journeys now. A number the
     /// tenant already watches is left as it is (kuaidi100's duplicate rule), so this is
-    /// safe to repeat after a restart. Returns how many were new.
+    /// safe to repeat after a restart; so is one it subscribed 4 times this month
+    /// (kuaidi100's monthly limit). Returns how many were new.
     pub async fn subscribe(
         &self,
         tenant: &Tenant,
@@ -246,7 +248,11 @@ impl SandboxStack {
             .collect();
         let mut created = 0;
         for chunk in subs.chunks(5_000) {
-            for (sub, outcome) in chunk.iter().zip(self.store.subscribe_many(chunk).await?) {
+            for (sub, outcome) in chunk.iter().zip(
+                self.store
+                    .subscribe_many(chunk, DEFAULT_MONTHLY_SUBSCRIBE_LIMIT)
+                    .await?,
+            ) {
                 if let SubscribeOutcome::Created { .. } = outcome {
                     created += 1;
                     self.sim

@@ -17,7 +17,7 @@ use tower::ServiceExt;
 use waybill_core::carrier::{
     Capabilities, Carrier, Notifier, Push, TrackError, TrackOutcome, Verdict,
 };
-use waybill_core::clock::ManualClock;
+use waybill_core::clock::{Clock, ManualClock};
 use waybill_core::model::{EventTime, Trace, TrackEvent, Waybill, CHINA_OFFSET};
 use waybill_core::state::State;
 use waybill_host::api::{router, Api, ApiConfig, Metrics};
@@ -126,6 +126,7 @@ struct Rig {
     app: Router,
     metrics: Arc<Metrics>,
     tenant: i64,
+    clock: Arc<ManualClock>,
 }
 
 async fn rig_with(carriers: Vec<Arc<dyn Carrier>>, config: ApiConfig) -> Rig {
@@ -147,7 +148,7 @@ async fn rig_with(carriers: Vec<Arc<dyn Carrier>>, config: ApiConfig) -> Rig {
     let engine = Engine::with_notifier(
         store.clone(),
         carriers.clone(),
-        clock,
+        clock.clone(),
         Arc::new(Discard),
         EngineConfig::default(),
     );
@@ -159,6 +160,7 @@ async fn rig_with(carriers: Vec<Arc<dyn Carrier>>, config: ApiConfig) -> Rig {
         app: router(api),
         metrics,
         tenant,
+        clock,
     }
 }
 
@@ -258,6 +260,48 @@ async fn a_subscription_is_accepted_with_200_and_stored_with_its_options() {
 }
 
 #[tokio::test]
+async fn international_parameters_are_stored_normalised_and_bad_ones_are_701() {
+    let (r, _) = rig().await;
+    let param = |extra: Value| {
+        let mut parameters = json!({"callbackurl": PUBLIC_CB, "interCom": "1"});
+        parameters
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"company": "sandbox", "number": "SB0000020", "key": KEY,
+            "parameters": parameters})
+        .to_string()
+    };
+    let v = r
+        .subscribe(&param(json!({
+            "departureCountry": "cn", "departureCom": "EMS",
+            "destinationCountry": "JP", "destinationCom": "japanpost"
+        })))
+        .await;
+    assert_eq!(code(&v), "200", "{v}");
+    let o = &r.subscriptions().await[0].options;
+    assert!(o.inter_com);
+    assert_eq!(
+        (
+            o.departure_country.as_deref(),
+            o.departure_com.as_deref(),
+            o.destination_country.as_deref(),
+            o.destination_com.as_deref()
+        ),
+        (Some("CN"), Some("ems"), Some("JP"), Some("japanpost"))
+    );
+    for (extra, why) in [
+        (json!({"destinationCountry": "Japan"}), "destinationCountry"),
+        (json!({"departureCountry": "C1"}), "departureCountry"),
+        (json!({"destinationCom": "japan post"}), "destinationCom"),
+    ] {
+        let v = r.subscribe(&param(extra)).await;
+        assert_eq!(code(&v), "701", "{v}");
+        assert!(v["message"].as_str().unwrap().contains(why), "{v}");
+    }
+}
+
+#[tokio::test]
 async fn company_aliases_resolve_to_the_canonical_code() {
     let (r, _) = rig().await;
     let v = r
@@ -276,6 +320,102 @@ async fn a_second_subscription_while_polling_is_501() {
     assert_eq!(code(&v), "501");
     assert_eq!(v["result"], false);
     assert!(v["message"].as_str().unwrap().contains("SB0000001"));
+}
+
+impl Rig {
+    /// Ends the live subscription of `number` (as an abort push would).
+    async fn end(&self, number: &str) {
+        let live = self
+            .store
+            .list_subscriptions(&SubscriptionFilter {
+                number: Some(number.into()),
+                status: Some(MonitorStatus::Polling),
+                ..SubscriptionFilter::default()
+            })
+            .await
+            .unwrap();
+        for s in live {
+            assert!(self
+                .store
+                .cancel(s.id, "test", self.clock.now())
+                .await
+                .unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fifth_subscription_in_a_month_is_501_even_after_the_waybill_ended() {
+    let (r, _) = rig().await;
+    let p = sub_param("sandbox", "SB0000009", PUBLIC_CB);
+    for n in 1..=4 {
+        assert_eq!(code(&r.subscribe(&p).await), "200", "subscribe {n}");
+        r.end("SB0000009").await;
+    }
+    let v = r.subscribe(&p).await;
+    assert_eq!(code(&v), "501", "{v}");
+    assert_eq!(v["result"], false);
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.starts_with("重复订阅"), "{msg}");
+    assert!(
+        msg.contains("monthly limit of 4") && msg.contains("2024-05"),
+        "{msg}"
+    );
+    assert_eq!(
+        r.store
+            .list_subscriptions(&SubscriptionFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        4,
+        "the refused subscribe stored nothing"
+    );
+
+    // Another tenant's limit is its own.
+    let other_key = "TESTKEY0002";
+    r.store
+        .create_tenant(
+            &NewTenant {
+                name: "other".into(),
+                key: other_key.into(),
+                customer: None,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let other = json!({
+        "company": "sandbox", "number": "SB0000009", "key": other_key,
+        "parameters": {"callbackurl": PUBLIC_CB}
+    })
+    .to_string();
+    assert_eq!(code(&r.subscribe(&other).await), "200");
+
+    // A new billing month (June at UTC+8) allows it again.
+    r.clock.set("2024-06-01T00:00:00+08:00".parse().unwrap());
+    let v = r.subscribe(&p).await;
+    assert_eq!(code(&v), "200", "{v}");
+}
+
+#[tokio::test]
+async fn the_monthly_limit_comes_from_the_config_and_0_lifts_it() {
+    for (limit, codes) in [
+        (2, ["200", "200", "501", "501"]),
+        (0, ["200", "200", "200", "200"]),
+    ] {
+        let config = ApiConfig {
+            monthly_subscribe_limit: limit,
+            ..ApiConfig::default()
+        };
+        let r = rig_with(vec![Scripted::new("sandbox")], config).await;
+        let p = sub_param("sandbox", "SB0000010", PUBLIC_CB);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(code(&r.subscribe(&p).await).to_owned());
+            r.end("SB0000010").await;
+        }
+        assert_eq!(got, codes, "limit {limit}");
+    }
 }
 
 #[tokio::test]
@@ -729,10 +869,11 @@ async fn a_query_answer_survives_a_restart_and_is_not_fetched_again() {
     r.store.close().await;
     let store = Arc::new(SqliteStore::open_dir(r._dir.path()).await.unwrap());
     let carriers: Vec<Arc<dyn Carrier>> = vec![sandbox.clone()];
+    let clock = Arc::new(ManualClock::new(t0() + jiff::SignedDuration::from_mins(5)));
     let engine = Engine::with_notifier(
         store.clone(),
         carriers.clone(),
-        Arc::new(ManualClock::new(t0() + jiff::SignedDuration::from_mins(5))),
+        clock.clone(),
         Arc::new(Discard),
         EngineConfig::default(),
     );
@@ -747,6 +888,7 @@ async fn a_query_answer_survives_a_restart_and_is_not_fetched_again() {
         )),
         metrics: r.metrics,
         tenant: r.tenant,
+        clock,
     };
     let again = restarted.query(&query_param("SB0000009")).await;
     assert_eq!(again, first);

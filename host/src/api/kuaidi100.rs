@@ -2,7 +2,9 @@
 //! query) and `/autonumber/auto` (company detection).
 //!
 //! Subscribe return codes (kuaidi100's subscription document):
-//! 200 submitted; 500 server error; 501 duplicate while the waybill is still polling;
+//! 200 submitted; 500 server error; 501 duplicate while the waybill is still polling, or
+//! the waybill was already subscribed `[api] monthly_subscribe_limit` times (kuaidi100: 4)
+//! this billing month;
 //! 600 invalid key; 601 key expired; 700 unsupported company; 701 bad subscription data
 //! (malformed form or JSON, empty or over-long number, bad or missing callback URL);
 //! 702 company not recognisable from the number (`autoCom=1`).
@@ -27,7 +29,8 @@ use super::Api;
 use crate::push::callback_allowed;
 use crate::push::render::kuaidi100_result;
 use crate::store::{
-    MonitorStatus, NewSubscription, SubscribeOptions, SubscribeOutcome, SubscriptionFilter,
+    billing_month, MonitorStatus, NewSubscription, SubscribeOptions, SubscribeOutcome,
+    SubscriptionFilter,
 };
 
 /// Longest tracking number kuaidi100 accepts.
@@ -169,6 +172,36 @@ fn param_object(fields: &HashMap<String, String>) -> Result<Map<String, Value>, 
     }
 }
 
+/// An optional two-letter country code (`departureCountry`, `destinationCountry`), upper
+/// cased.
+fn country(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match non_empty(obj, name)? {
+        None => Ok(None),
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Ok(Some(c.to_ascii_uppercase()))
+        }
+        Some(c) => Err(format!(
+            "`{name}` must be a two-letter country code such as CN or JP, not {c:?}"
+        )),
+    }
+}
+
+/// An optional company code (`departureCom`, `destinationCom`), lower cased.
+fn company_code(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match non_empty(obj, name)? {
+        None => Ok(None),
+        Some(c)
+            if c.len() <= MAX_NUMBER_CHARS
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Ok(Some(c.to_ascii_lowercase()))
+        }
+        Some(c) => Err(format!(
+            "`{name}` must be a company code such as ems (letters, digits, _), not {c:?}"
+        )),
+    }
+}
+
 /// A tracking number as given: trimmed, not empty, at most 32 characters, no control
 /// characters.
 fn check_number(number: Option<String>, field: &str) -> Result<String, String> {
@@ -304,6 +337,10 @@ async fn subscribe_inner(
     let number = check_number(text(&param, "number").map_err(bad)?, "number").map_err(bad)?;
     let auto_com = flag(&parameters, "autoCom").map_err(bad)?;
     let inter_com = flag(&parameters, "interCom").map_err(bad)?;
+    let departure_country = country(&parameters, "departureCountry").map_err(bad)?;
+    let destination_country = country(&parameters, "destinationCountry").map_err(bad)?;
+    let departure_com = company_code(&parameters, "departureCom").map_err(bad)?;
+    let destination_com = company_code(&parameters, "destinationCom").map_err(bad)?;
     let resultv2 = resultv2(&parameters).map_err(bad)?;
     let company = match non_empty(&param, "company").map_err(bad)? {
         Some(company) => api.served_company(&company).ok_or_else(|| {
@@ -361,6 +398,10 @@ async fn subscribe_inner(
             resultv2,
             auto_com,
             inter_com,
+            departure_country,
+            departure_com,
+            destination_country,
+            destination_com,
         },
         next_check_at,
         created_at: now,
@@ -373,6 +414,15 @@ async fn subscribe_inner(
                 "重复订阅: {} {} is still being polled (subscription {existing}); \
                  subscribe again after its shutdown or abort push",
                 company, number
+            ),
+        )),
+        Ok(SubscribeOutcome::MonthlyLimit { subscribes, limit }) => Err(Reply::new(
+            "501",
+            format!(
+                "重复订阅: {company} {number} was already subscribed {subscribes} times in \
+                 billing month {} (UTC+8); the monthly limit of {limit} subscriptions per \
+                 waybill is reached, subscribe it again next month",
+                billing_month(now)
             ),
         )),
         Err(e) => Err(Reply::new("500", format!("服务器错误: {e}"))),
@@ -468,7 +518,12 @@ async fn query_inner(
         return Err(Reply::new("501", format!("服务器错误: {e}")));
     }
     let trace = find_trace(api, tenant.id, &waybill, now).await?;
-    Ok(kuaidi100_result(&trace, resultv2))
+    Ok(kuaidi100_result(
+        &trace,
+        resultv2,
+        waybill.from.as_deref(),
+        waybill.to.as_deref(),
+    ))
 }
 
 /// The trace to answer with: the tenant's stored trace or the memory cache when fresh,

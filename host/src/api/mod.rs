@@ -45,6 +45,9 @@ pub struct ApiConfig {
     pub query_cache_entries: usize,
     /// Most subscriptions written in one transaction (group commit).
     pub subscribe_batch: usize,
+    /// Most subscriptions of one waybill per tenant and billing month (kuaidi100: 4); the
+    /// next one is answered 501 "重复订阅". 0 means no limit.
+    pub monthly_subscribe_limit: u32,
     /// How long a tenant looked up by key is trusted before it is read again.
     #[serde(with = "friendly")]
     pub tenant_cache_ttl: SignedDuration,
@@ -59,6 +62,7 @@ impl Default for ApiConfig {
             query_fresh_for: SignedDuration::from_mins(30),
             query_cache_entries: 10_000,
             subscribe_batch: 1024,
+            monthly_subscribe_limit: crate::store::DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
             tenant_cache_ttl: SignedDuration::from_secs(10),
         }
     }
@@ -121,6 +125,7 @@ impl Api {
             store.clone(),
             config.subscribe_batch.max(1),
             config.subscribe_batch.max(1) * 8,
+            config.monthly_subscribe_limit,
         );
         let mut by_code: HashMap<String, Arc<dyn Carrier>> = HashMap::new();
         for c in carriers {

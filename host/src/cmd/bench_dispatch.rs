@@ -79,7 +79,7 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
     let t0: Timestamp = "2024-11-11T09:00:00+08:00".parse()?;
     let clock = Arc::new(ManualClock::new(t0));
     let probe = LatencyProbe::new();
-    let http: Arc<dyn Notifier> = Arc::new(HttpNotifier::new(Duration::from_secs(5))?);
+    let http: Arc<dyn Notifier> = Arc::new(HttpNotifier::new(Duration::from_secs(5), true)?);
     let mut options = SandboxOptions::new(dir.path());
     let mut engine = EngineConfig {
         batch_size: args.batch,

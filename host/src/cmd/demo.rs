@@ -122,7 +122,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let clock = Arc::new(ManualClock::new(t0));
     let probe = LatencyProbe::new();
     let push_timeout = SignedDuration::from_millis(250);
-    let http: Arc<dyn Notifier> = Arc::new(HttpNotifier::new(Duration::from_millis(250))?);
+    let http: Arc<dyn Notifier> = Arc::new(HttpNotifier::new(Duration::from_millis(250), true)?);
     let mut options = SandboxOptions::new(&data_dir);
     options.sim = sim_config(&args)?;
     options.engine = EngineConfig {

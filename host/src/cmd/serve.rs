@@ -160,7 +160,8 @@ pub async fn serve(
     let (carriers, guesser) = load_carriers(&config, &carrier_tables, &metrics)?;
 
     let timeout = Duration::try_from(config.engine.push_timeout).unwrap_or(Duration::from_secs(20));
-    let notifier = CountingNotifier::wrap(Arc::new(HttpNotifier::new(timeout)?), metrics.clone());
+    let http = HttpNotifier::new(timeout, config.engine.allow_private_callbacks)?;
+    let notifier = CountingNotifier::wrap(Arc::new(http), metrics.clone());
     let engine = Engine::with_notifier(
         store.clone() as Arc<dyn Store>,
         carriers.clone(),

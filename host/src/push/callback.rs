@@ -2,8 +2,11 @@
 //!
 //! A subscriber chooses the URL, and the daemon POSTs to it from inside the operator's
 //! network, so by default a URL whose host resolves to a loopback, private, link-local or
-//! otherwise non-public address is refused at subscribe time (SSRF). Operators running the
-//! receiver on the same machine or LAN turn that off with `--allow-private-callbacks`.
+//! otherwise non-public address is refused at subscribe time (SSRF), and every delivery
+//! connects only to addresses that pass the same [`is_public`] check
+//! ([`PublicResolver`](super::deliver::PublicResolver)), so a name that later resolves
+//! elsewhere (DNS rebinding) gains nothing. Operators running the receiver on the same
+//! machine or LAN turn both off with `--allow-private-callbacks`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -5,11 +5,25 @@
 //! kuaidi100), with a 2xx status and a JSON body whose `result` is `true` and whose
 //! `returnCode` is `"200"` (the number `200` is accepted too, since receivers written
 //! against loosely typed frameworks send it). Anything else is retried.
+//!
+//! Unless private callbacks are allowed, the notifier connects only to public addresses,
+//! checked the same way as at subscribe time ([`callback`](super::callback)): a host name
+//! is resolved by [`PublicResolver`], which drops loopback, private and link-local answers,
+//! so the connection goes to an address that was checked, with no second lookup an
+//! attacker's DNS could answer differently (DNS rebinding). An IP-literal host, which
+//! never reaches a resolver, is checked before the request. A push refused this way is
+//! rejected for good (dead-lettered, with the address in its error). The client then
+//! ignores `HTTP(S)_PROXY`, since through a proxy the daemon could not see where a push
+//! goes.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use waybill_core::carrier::{Notifier, Push, Verdict};
+
+use super::callback::{is_public, CallbackError};
 
 /// Header carrying the stable push id, so a receiver can drop duplicates.
 pub const PUSH_ID_HEADER: &str = "X-Waybill-Push-Id";
@@ -24,20 +38,79 @@ const MAX_REPLY: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct HttpNotifier {
     client: reqwest::Client,
+    allow_private: bool,
 }
 
 impl HttpNotifier {
-    /// A notifier whose requests give up after `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// A notifier whose requests give up after `timeout`. Unless `allow_private`, it
+    /// connects only to public addresses (see the module docs).
+    pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             // A redirect could lead to an address the subscribe-time check refused.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("waybill/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client })
+            .user_agent(concat!("waybill/", env!("CARGO_PKG_VERSION")));
+        if !allow_private {
+            builder = builder
+                .dns_resolver(std::sync::Arc::new(PublicResolver))
+                .no_proxy();
+        }
+        Ok(Self {
+            client: builder.build()?,
+            allow_private,
+        })
     }
+}
+
+/// A DNS resolver (tokio's, i.e. the system's) that keeps only public addresses and fails
+/// the lookup with [`CallbackError::Private`] when none is left.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublicResolver;
+
+impl Resolve for PublicResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            // Port 0: reqwest puts the URL's port in.
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let (public, private): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                all.into_iter().partition(|a| is_public(a.ip()));
+            match (public.is_empty(), private.first()) {
+                (true, Some(refused)) => Err(Box::new(CallbackError::Private {
+                    host,
+                    addr: refused.ip(),
+                })
+                    as Box<dyn std::error::Error + Send + Sync>),
+                _ => Ok(Box::new(public.into_iter()) as Addrs),
+            }
+        })
+    }
+}
+
+/// The refusal of a push's host: its IP literal or its resolver answer (found in the
+/// error's source chain) was not public.
+fn refused_address(push: &Push, err: Option<&reqwest::Error>) -> Option<CallbackError> {
+    if let Some(err) = err {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = source {
+            if let Some(refused) = e.downcast_ref::<CallbackError>() {
+                return Some(refused.clone());
+            }
+            source = e.source();
+        }
+        return None;
+    }
+    let url = url::Url::parse(&push.url).ok()?;
+    let addr: IpAddr = match url.host()? {
+        url::Host::Ipv4(ip) => ip.into(),
+        url::Host::Ipv6(ip) => ip.into(),
+        url::Host::Domain(_) => return None,
+    };
+    (!is_public(addr)).then(|| CallbackError::Private {
+        host: addr.to_string(),
+        addr,
+    })
 }
 
 /// Whether a reply body is a kuaidi100 acknowledgement; the reason when it is not.
@@ -68,6 +141,13 @@ pub fn kuaidi100_ack(body: &[u8]) -> Result<(), String> {
 #[async_trait]
 impl Notifier for HttpNotifier {
     async fn deliver(&self, push: &Push) -> Verdict {
+        if !self.allow_private {
+            if let Some(refused) = refused_address(push, None) {
+                return Verdict::Reject {
+                    reason: format!("push refused: {refused}"),
+                };
+            }
+        }
         let mut req = self
             .client
             .post(&push.url)
@@ -90,9 +170,14 @@ impl Notifier for HttpNotifier {
                 }
             }
             Err(e) => {
+                if let Some(refused) = refused_address(push, Some(&e)) {
+                    return Verdict::Reject {
+                        reason: format!("push refused: {refused}"),
+                    };
+                }
                 return Verdict::Retry {
                     reason: format!("request failed: {e}"),
-                }
+                };
             }
         };
         let status = resp.status();
@@ -200,7 +285,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_healthy_receiver_acknowledges_and_sees_the_push_id() {
         let (addr, seen) = receiver(ACK, 200, Duration::ZERO).await;
-        let n = HttpNotifier::new(DEFAULT_TIMEOUT).expect("client");
+        let n = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
         assert_eq!(n.deliver(&push(addr)).await, Verdict::Accepted);
         let seen = seen.lock().expect("lock");
         assert_eq!(seen[0], ("7-1".to_string(), "param=%7B%7D".to_string()));
@@ -214,7 +299,7 @@ pub(crate) mod tests {
             Duration::ZERO,
         )
         .await;
-        let n = HttpNotifier::new(DEFAULT_TIMEOUT).expect("client");
+        let n = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
         assert!(matches!(
             n.deliver(&push(addr)).await,
             Verdict::Retry { .. }
@@ -232,7 +317,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_slow_receiver_times_out_and_is_retried() {
         let (addr, _) = receiver(ACK, 200, Duration::from_secs(5)).await;
-        let n = HttpNotifier::new(Duration::from_millis(200)).expect("client");
+        let n = HttpNotifier::new(Duration::from_millis(200), true).expect("client");
         match n.deliver(&push(addr)).await {
             Verdict::Retry { reason } => assert!(reason.contains("timed out"), "{reason}"),
             other => panic!("expected a retry, got {other:?}"),
@@ -245,11 +330,87 @@ pub(crate) mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = l.local_addr().expect("addr");
         drop(l);
-        let n = HttpNotifier::new(DEFAULT_TIMEOUT).expect("client");
+        let n = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
         assert!(matches!(
             n.deliver(&push(addr)).await,
             Verdict::Retry { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_loopback_receiver_is_refused_by_default_and_reached_when_allowed() {
+        let (addr, seen) = receiver(ACK, 200, Duration::ZERO).await;
+        let strict = HttpNotifier::new(DEFAULT_TIMEOUT, false).expect("client");
+        match strict.deliver(&push(addr)).await {
+            Verdict::Reject { reason } => {
+                assert!(reason.contains("127.0.0.1"), "{reason}");
+                assert!(reason.contains("allow-private-callbacks"), "{reason}");
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        assert!(seen.lock().expect("lock").is_empty(), "nothing was sent");
+        let allowed = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
+        assert_eq!(allowed.deliver(&push(addr)).await, Verdict::Accepted);
+        assert_eq!(seen.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_host_name_resolving_to_loopback_is_refused_at_connect_time() {
+        let (addr, seen) = receiver(ACK, 200, Duration::ZERO).await;
+        let mut p = push(addr);
+        p.url = format!("http://localhost:{}/cb", addr.port());
+        let strict = HttpNotifier::new(DEFAULT_TIMEOUT, false).expect("client");
+        match strict.deliver(&p).await {
+            Verdict::Reject { reason } => {
+                assert!(reason.contains("\"localhost\""), "{reason}");
+                assert!(
+                    reason.contains("127.0.0.1") || reason.contains("::1"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        assert!(seen.lock().expect("lock").is_empty(), "nothing was sent");
+        let allowed = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
+        assert_eq!(allowed.deliver(&p).await, Verdict::Accepted);
+    }
+
+    #[tokio::test]
+    async fn the_resolver_keeps_public_answers_and_names_a_refused_one() {
+        let r = PublicResolver;
+        let err = match r.resolve("localhost".parse().expect("name")).await {
+            Ok(addrs) => panic!("expected a refusal, got {:?}", addrs.collect::<Vec<_>>()),
+            Err(e) => e,
+        };
+        let refused = err.downcast_ref::<CallbackError>().expect("CallbackError");
+        assert!(matches!(refused, CallbackError::Private { host, addr }
+            if host == "localhost" && addr.is_loopback()));
+        // An IP-literal name goes through getaddrinfo unchanged: a public one is kept.
+        let kept: Vec<SocketAddr> = r
+            .resolve("93.184.216.34".parse().expect("name"))
+            .await
+            .expect("public")
+            .collect();
+        assert_eq!(kept, vec!["93.184.216.34:0".parse().expect("addr")]);
+    }
+
+    #[test]
+    fn ip_literal_hosts_are_checked_before_any_request() {
+        let at = |url: &str| Push {
+            url: url.into(),
+            ..push("127.0.0.1:1".parse().expect("addr"))
+        };
+        for url in [
+            "http://10.0.0.1/cb",
+            "http://[::1]:8080/cb",
+            "http://169.254.169.254/latest",
+            "http://2130706433/cb",
+        ] {
+            assert!(refused_address(&at(url), None).is_some(), "{url}");
+        }
+        for url in ["http://93.184.216.34/cb", "http://example.com/cb", "::"] {
+            assert!(refused_address(&at(url), None).is_none(), "{url}");
+        }
     }
 
     #[test]

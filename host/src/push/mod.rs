@@ -1,6 +1,6 @@
 //! Push delivery in the kuaidi100 dialect: rendering ([`render`]), the HTTP notifier
 //! ([`deliver`]), the outbox worker with retries and dead letters ([`outbox`]), and the
-//! subscribe-time callback URL check ([`callback`]).
+//! callback URL address check made at subscribe time and at delivery ([`callback`]).
 
 pub mod callback;
 pub mod deliver;

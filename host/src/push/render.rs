@@ -1,12 +1,23 @@
 //! Renders the kuaidi100 push: a form body with `param` (JSON) and, when the subscription
 //! has a salt, `sign` = upper-case MD5(param + salt).
 //!
-//! `lastResult` always carries the full trace, newest first. `resultv2` ≥ 1 adds a status
-//! name and the area of each line; ≥ 4 puts the advanced state code in `lastResult.state`
-//! and in each line's `statusCode`.
+//! `lastResult` always carries the full trace, newest first. The subscription's
+//! `resultv2` sets the detail:
+//! - ≥ 1: each line's status name and area (`status`, `areaCode`, `areaName`);
+//! - ≥ 4: the advanced state code in `lastResult.state` and each line's `statusCode`, and
+//!   `lastResult.routeInfo` {from, cur, to} and `lastResult.isLoop` ([`route`]);
+//! - 8: kuaidi100 adds an ETA (`arrivalTime`, `totalTime`, `remainTime`,
+//!   `predictedRoute`). The daemon has no ETA model yet: resultv2=8 is accepted and
+//!   stored, and renders what 4 renders.
+//!
+//! `interCom=1` (international mode) leaves out `comOld` and `comNew`, as kuaidi100 does.
+//! For an international postal item it also splits the trace by country: `lastResult`
+//! is the departure country's part and `destResult` the destination country's, each
+//! full, newest first, with its own state ([`international`] says how the split is
+//! made). A waybill that is not an international postal item gets no `destResult`.
 
 use serde::Serialize;
-use waybill_core::model::Trace;
+use waybill_core::model::{Trace, TrackEvent};
 use waybill_core::state::State;
 
 use crate::store::{MonitorStatus, NewPush, Subscription};
@@ -60,12 +71,14 @@ struct Param<'a> {
     message: &'a str,
     #[serde(rename = "autoCheck")]
     auto_check: &'static str,
-    #[serde(rename = "comOld")]
-    com_old: &'a str,
-    #[serde(rename = "comNew")]
-    com_new: &'a str,
+    #[serde(rename = "comOld", skip_serializing_if = "Option::is_none")]
+    com_old: Option<&'a str>,
+    #[serde(rename = "comNew", skip_serializing_if = "Option::is_none")]
+    com_new: Option<&'a str>,
     #[serde(rename = "lastResult")]
     last_result: LastResult<'a>,
+    #[serde(rename = "destResult", skip_serializing_if = "Option::is_none")]
+    dest_result: Option<LastResult<'a>>,
 }
 
 #[derive(Serialize)]
@@ -78,6 +91,10 @@ struct LastResult<'a> {
     com: &'a str,
     nu: &'a str,
     data: Vec<Line<'a>>,
+    #[serde(rename = "routeInfo", skip_serializing_if = "Option::is_none")]
+    route_info: Option<route::RouteInfo>,
+    #[serde(rename = "isLoop", skip_serializing_if = "Option::is_none")]
+    is_loop: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -97,14 +114,44 @@ struct Line<'a> {
 
 /// The `param` JSON of a kuaidi100 push for `trace`, as the subscription's options ask.
 pub fn kuaidi100_param(sub: &Subscription, trace: &Trace, header: &PushHeader) -> String {
+    let options = &sub.options;
+    let resultv2 = options.resultv2;
+    let route =
+        (resultv2 >= 4).then(|| route::Route::of(trace, sub.from.as_deref(), sub.to.as_deref()));
+    let split = if options.inter_com {
+        international::split(sub, trace)
+    } else {
+        None
+    };
+    let (last_result, dest_result) = match split {
+        Some(at) => {
+            let (destination, departure) = trace.data.split_at(at);
+            let departure_com = options.departure_com.as_deref().unwrap_or(&trace.com);
+            let destination_com = options.destination_com.as_deref().unwrap_or(&trace.com);
+            (
+                part(departure_com, &trace.nu, departure, resultv2, route),
+                Some(part(
+                    destination_com,
+                    &trace.nu,
+                    destination,
+                    resultv2,
+                    None,
+                )),
+            )
+        }
+        None => (last_result(trace, resultv2, route), None),
+    };
+    // kuaidi100 sends no company-correction names in international mode.
+    let names = !options.inter_com;
     let param = Param {
         status: header.status.as_str(),
         billstatus: billstatus(trace.state),
         message: &header.message,
         auto_check: if header.auto_check { "1" } else { "0" },
-        com_old: &header.com_old,
-        com_new: &header.com_new,
-        last_result: last_result(trace, sub.options.resultv2),
+        com_old: names.then_some(header.com_old.as_str()),
+        com_new: names.then_some(header.com_new.as_str()),
+        last_result,
+        dest_result,
     };
     // Serialising plain strings and vectors cannot fail.
     serde_json::to_string(&param).unwrap_or_default()
@@ -112,16 +159,55 @@ pub fn kuaidi100_param(sub: &Subscription, trace: &Trace, header: &PushHeader) -
 
 /// The `lastResult` object of a push, which is also the success answer of kuaidi100's
 /// real-time query (`poll/query.do`): `message`, `state`, `status`, `condition`,
-/// `ischeck`, `com`, `nu` and the full `data` list, newest first, at `resultv2`'s detail.
-pub fn kuaidi100_result(trace: &Trace, resultv2: u8) -> serde_json::Value {
-    serde_json::to_value(last_result(trace, resultv2)).unwrap_or_default()
+/// `ischeck`, `com`, `nu` and the full `data` list, newest first, at `resultv2`'s detail
+/// (with `routeInfo` and `isLoop` from 4 on, using the query's `from` and `to`).
+pub fn kuaidi100_result(
+    trace: &Trace,
+    resultv2: u8,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> serde_json::Value {
+    let route = (resultv2 >= 4).then(|| route::Route::of(trace, from, to));
+    serde_json::to_value(last_result(trace, resultv2, route)).unwrap_or_default()
 }
 
-fn last_result(trace: &Trace, resultv2: u8) -> LastResult<'_> {
+fn last_result(trace: &Trace, resultv2: u8, route: Option<route::Route>) -> LastResult<'_> {
+    result(
+        &trace.com,
+        &trace.nu,
+        trace.state,
+        trace.ischeck,
+        &trace.data,
+        resultv2,
+        route,
+    )
+}
+
+/// A part of a trace (one country's events) as a result of its own: its state is the one
+/// its events add up to.
+fn part<'a>(
+    com: &'a str,
+    nu: &'a str,
+    events: &'a [TrackEvent],
+    resultv2: u8,
+    route: Option<route::Route>,
+) -> LastResult<'a> {
+    let state = State::fold(events.iter().rev().map(|e| e.state));
+    result(com, nu, state, state.is_signed(), events, resultv2, route)
+}
+
+fn result<'a>(
+    com: &'a str,
+    nu: &'a str,
+    state: State,
+    ischeck: bool,
+    events: &'a [TrackEvent],
+    resultv2: u8,
+    route: Option<route::Route>,
+) -> LastResult<'a> {
     let areas = resultv2 >= 1;
     let advanced = resultv2 >= 4;
-    let data = trace
-        .data
+    let data = events
         .iter()
         .map(|e| {
             let time = e.time.kuaidi100();
@@ -136,15 +222,21 @@ fn last_result(trace: &Trace, resultv2: u8) -> LastResult<'_> {
             }
         })
         .collect();
+    let (route_info, is_loop) = match route {
+        Some(r) => (Some(r.info), Some(r.is_loop)),
+        None => (None, None),
+    };
     LastResult {
         message: "ok",
-        state: dialect::code(trace.state, advanced).to_string(),
+        state: dialect::code(state, advanced).to_string(),
         status: "200",
         condition: "F00",
-        ischeck: if trace.ischeck { "1" } else { "0" },
-        com: &trace.com,
-        nu: &trace.nu,
+        ischeck: if ischeck { "1" } else { "0" },
+        com,
+        nu,
         data,
+        route_info,
+        is_loop,
     }
 }
 
@@ -220,6 +312,272 @@ mod dialect {
             14 => "拒签",
             _ => "在途",
         }
+    }
+}
+
+/// `routeInfo` and `isLoop` (resultv2 ≥ 4): where the parcel started, is and goes, and
+/// whether its route came back to a city it had left.
+///
+/// A *place* is `{number, name}` as kuaidi100 gives it: an area code and an area name.
+/// An event's place is its area (`areaCode`, `areaName`), else its carrier location as a
+/// name without a code.
+/// - `from`: the subscription's (or query's) `from` as the name, with the area code of
+///   the oldest event whose area lies in it; without `from`, the oldest event's place.
+/// - `cur`: the newest event's place.
+/// - `to`: the `to` given as the name, with the area code of the newest event whose area
+///   lies in it; without `to`, the place it was signed at once signed, else `null`.
+///
+/// An area lies in an address when the area name's most specific part ("朝阳区" of
+/// "北京市,朝阳区") occurs in the address text.
+///
+/// `isLoop` is true when the route, followed city by city from the oldest event, returns
+/// to a city it had left. An event's city is the province and city digits of its area code
+/// (the province alone for the four municipalities; a province-only code says no city),
+/// else its area name or location.
+pub mod route {
+    use std::collections::HashSet;
+
+    use serde::Serialize;
+    use waybill_core::model::{Trace, TrackEvent};
+
+    /// `{number, name}`: an area code (null when unknown) and a name.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct Place {
+        /// Area code.
+        pub number: Option<String>,
+        /// Area name or address.
+        pub name: String,
+    }
+
+    /// `routeInfo`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct RouteInfo {
+        /// Where it started.
+        pub from: Option<Place>,
+        /// Where it is.
+        pub cur: Option<Place>,
+        /// Where it goes.
+        pub to: Option<Place>,
+    }
+
+    /// `routeInfo` and `isLoop` of a trace.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Route {
+        /// `routeInfo`.
+        pub info: RouteInfo,
+        /// `isLoop`.
+        pub is_loop: bool,
+    }
+
+    impl Route {
+        /// The route of `trace` (events newest first) for a waybill sent from `from` to
+        /// `to` (kuaidi100's province-city-district texts, either may be unknown).
+        pub fn of(trace: &Trace, from: Option<&str>, to: Option<&str>) -> Self {
+            let cur = trace.data.iter().find_map(place);
+            let from = match from.map(str::trim).filter(|t| !t.is_empty()) {
+                Some(text) => Some(Place {
+                    number: code_within(trace.data.iter().rev(), text),
+                    name: text.to_owned(),
+                }),
+                None => trace.data.iter().rev().find_map(place),
+            };
+            let to = match to.map(str::trim).filter(|t| !t.is_empty()) {
+                Some(text) => Some(Place {
+                    number: code_within(trace.data.iter(), text),
+                    name: text.to_owned(),
+                }),
+                None if trace.ischeck => cur.clone(),
+                None => None,
+            };
+            Self {
+                info: RouteInfo { from, cur, to },
+                is_loop: is_loop(trace),
+            }
+        }
+    }
+
+    fn text(t: &Option<String>) -> Option<&str> {
+        t.as_deref().map(str::trim).filter(|t| !t.is_empty())
+    }
+
+    fn place(e: &TrackEvent) -> Option<Place> {
+        let code = text(&e.area_code);
+        match (code, text(&e.area_name).or(text(&e.location))) {
+            (None, None) => None,
+            (code, name) => Some(Place {
+                number: code.map(str::to_owned),
+                name: name.unwrap_or_default().to_owned(),
+            }),
+        }
+    }
+
+    /// The area code of the first of `events` with a code whose area lies in `address`.
+    fn code_within<'a>(
+        mut events: impl Iterator<Item = &'a TrackEvent>,
+        address: &str,
+    ) -> Option<String> {
+        events.find_map(|e| {
+            let code = text(&e.area_code)?;
+            let part = text(&e.area_name)?
+                .rsplit([',', '，', '-', ' '])
+                .find(|p| !p.trim().is_empty())?
+                .trim();
+            address.contains(part).then(|| code.to_owned())
+        })
+    }
+
+    fn is_loop(trace: &Trace) -> bool {
+        let mut left = HashSet::new();
+        let mut here: Option<String> = None;
+        for city in trace.data.iter().rev().filter_map(city) {
+            if here.as_deref() == Some(city.as_str()) {
+                continue;
+            }
+            if let Some(old) = here.replace(city.clone()) {
+                left.insert(old);
+            }
+            if left.contains(&city) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The city an event happened in, as a comparable key.
+    fn city(e: &TrackEvent) -> Option<String> {
+        if let Some(code) = text(&e.area_code) {
+            let digits = code.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+            let prefix = &code[..code.len() - digits.len()];
+            if digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return match (&digits[..2], &digits[2..4]) {
+                    ("11" | "12" | "31" | "50", _) => Some(format!("{prefix}{}", &digits[..2])),
+                    (_, "00") => None,
+                    _ => Some(format!("{prefix}{}", &digits[..4])),
+                };
+            }
+            return Some(code.to_owned());
+        }
+        text(&e.area_name).or(text(&e.location)).map(str::to_owned)
+    }
+}
+
+/// International mode (`interCom=1`): which events are the departure country's and which
+/// the destination country's.
+///
+/// kuaidi100 offers it for postal items only. Here that is a waybill whose number is a
+/// UPU S10 item number (two letters, nine digits, the origin post's country code, e.g.
+/// `RR123456785CN`; only postal operators issue them), or whose company is a postal one
+/// ([`POSTAL`]).
+///
+/// The countries, each from the first source that has it:
+/// - departure: `departureCountry`; the S10 number's country code;
+/// - destination: `destinationCountry`; the subscription's `to` (a trailing two-letter
+///   code such as "Osaka, JP", or Chinese characters, which kuaidi100's province-city-
+///   district `to` is written in, for CN); the newest event placed in another country
+///   than the departure.
+///
+/// The waybill is international when both are known and differ; otherwise there is no
+/// `destResult`. An event is placed in a country by its area code (a leading two-letter
+/// code, as in `CN370112005000`, or the bare 12-digit Chinese administrative code for CN),
+/// else by its location or area name (a trailing two-letter code as carriers write
+/// "Leipzig, DE", or Chinese characters for CN), else not at all.
+///
+/// The trace splits once, at the oldest event placed in the destination country: it and
+/// every newer event make the destination's part; all older events, placed or not, the
+/// departure's. Until such an event exists the destination's part is empty. `com` of each
+/// part is `departureCom` / `destinationCom` when given, else the polled company.
+pub mod international {
+    use waybill_core::model::{Trace, TrackEvent};
+
+    use crate::store::Subscription;
+
+    /// Company codes of postal operators (kuaidi100 codes where they exist).
+    pub const POSTAL: &[&str] = &[
+        "ems",
+        "emsguoji",
+        "youzhengguonei",
+        "youzhengguoji",
+        "s10",
+        "usps",
+        "canada_post",
+    ];
+
+    /// Where `trace.data` (newest first) splits: `data[..at]` is the destination country's
+    /// part, `data[at..]` the departure country's. `None` when the waybill is not an
+    /// international postal item.
+    pub fn split(sub: &Subscription, trace: &Trace) -> Option<usize> {
+        let s10 = s10_country(&sub.number);
+        if s10.is_none() && !POSTAL.contains(&sub.company.as_str()) {
+            return None;
+        }
+        let options = &sub.options;
+        let departure = options.departure_country.clone().or(s10)?;
+        let destination = options
+            .destination_country
+            .clone()
+            .or_else(|| sub.to.as_deref().and_then(address_country))
+            .or_else(|| {
+                trace
+                    .data
+                    .iter()
+                    .filter_map(event_country)
+                    .find(|c| *c != departure)
+            })?;
+        if destination == departure {
+            return None;
+        }
+        let oldest_there = trace
+            .data
+            .iter()
+            .rposition(|e| event_country(e).as_deref() == Some(destination.as_str()));
+        Some(oldest_there.map_or(0, |i| i + 1))
+    }
+
+    /// The country an event is placed in (see the module docs), upper case.
+    pub fn event_country(e: &TrackEvent) -> Option<String> {
+        if let Some(code) = e.area_code.as_deref().map(str::trim) {
+            let b = code.as_bytes();
+            if b.len() > 2
+                && b[..2].iter().all(u8::is_ascii_alphabetic)
+                && b[2..].iter().all(u8::is_ascii_digit)
+            {
+                return Some(code[..2].to_ascii_uppercase());
+            }
+            if b.len() == 12 && b.iter().all(u8::is_ascii_digit) {
+                return Some("CN".into());
+            }
+        }
+        [e.location.as_deref(), e.area_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(address_country)
+    }
+
+    /// The country of an address or place text: a trailing two-letter code after a comma
+    /// (or alone), else CN for Chinese characters.
+    fn address_country(text: &str) -> Option<String> {
+        let last = text.rsplit([',', '，']).next().unwrap_or("").trim();
+        if last.len() == 2 && last.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Some(last.to_ascii_uppercase());
+        }
+        text.chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+            .then(|| "CN".to_owned())
+    }
+
+    /// The origin country of a UPU S10 item number (`AA123456789CC`).
+    fn s10_country(number: &str) -> Option<String> {
+        let n: String = number
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect::<String>()
+            .to_ascii_uppercase();
+        let b = n.as_bytes();
+        (b.len() == 13
+            && b[..2].iter().all(u8::is_ascii_uppercase)
+            && b[2..11].iter().all(u8::is_ascii_digit)
+            && b[11..].iter().all(u8::is_ascii_uppercase))
+        .then(|| n[11..].to_owned())
     }
 }
 
@@ -368,5 +726,369 @@ mod tests {
             .map(|(k, _)| k.into_owned())
             .collect();
         assert_eq!(names, ["param"]);
+    }
+
+    type Ev<'a> = (
+        &'a str,
+        &'a str,
+        State,
+        Option<(&'a str, &'a str)>,
+        Option<&'a str>,
+    );
+
+    /// A trace from (time, text, state, area (code, name), location) lines, oldest first.
+    fn trace_of(com: &str, nu: &str, lines: &[Ev<'_>]) -> Trace {
+        let events = lines
+            .iter()
+            .map(|(t, text, state, area, location)| TrackEvent {
+                time: EventTime::parse(t, CHINA_OFFSET).expect("time"),
+                context: (*text).into(),
+                location: location.map(str::to_owned),
+                area_code: area.map(|a| a.0.into()),
+                area_name: area.map(|a| a.1.into()),
+                state: *state,
+                raw_code: None,
+                rule: None,
+            })
+            .collect();
+        Trace::from_events(com, nu, events)
+    }
+
+    /// An EMS item posted in Shenzhen for Japan: four lines in China, four in Japan.
+    fn ems_to_japan() -> Trace {
+        trace_of(
+            "ems",
+            "EB123456785CN",
+            &[
+                (
+                    "2024-06-01 10:00:00",
+                    "邮件已由南山营业部收寄",
+                    State::Collected,
+                    Some(("CN440305000000", "广东省,深圳市,南山区")),
+                    None,
+                ),
+                (
+                    "2024-06-01 18:30:00",
+                    "邮件离开深圳处理中心，发往上海国际互换局",
+                    State::LineHaul,
+                    Some(("CN440300000000", "广东省,深圳市")),
+                    None,
+                ),
+                (
+                    "2024-06-02 21:00:00",
+                    "邮件出口海关放行",
+                    State::CustomsCleared,
+                    Some(("CN310000000000", "上海市")),
+                    None,
+                ),
+                (
+                    "2024-06-03 02:00:00",
+                    "邮件已交航班运往目的国",
+                    State::InTransit,
+                    Some(("CN310000000000", "上海市")),
+                    None,
+                ),
+                (
+                    "2024-06-04 09:15:00",
+                    "Item received at the inward office of exchange",
+                    State::InTransit,
+                    None,
+                    Some("Osaka, JP"),
+                ),
+                (
+                    "2024-06-04 15:40:00",
+                    "Import customs clearance completed",
+                    State::CustomsCleared,
+                    None,
+                    Some("Osaka, JP"),
+                ),
+                (
+                    "2024-06-05 08:05:00",
+                    "With the carrier for delivery",
+                    State::OutForDelivery,
+                    None,
+                    Some("Sakai, JP"),
+                ),
+                (
+                    "2024-06-05 13:30:00",
+                    "Delivered to the addressee's letter box",
+                    State::Delivered,
+                    None,
+                    Some("Sakai, JP"),
+                ),
+            ],
+        )
+    }
+
+    fn international_sub(trace: &Trace) -> Subscription {
+        let mut s = sub(4, None);
+        s.company = trace.com.clone();
+        s.number = trace.nu.clone();
+        s.options.inter_com = true;
+        s
+    }
+
+    fn param_json(s: &Subscription, t: &Trace, h: &PushHeader) -> serde_json::Value {
+        serde_json::from_str(&kuaidi100_param(s, t, h)).expect("json")
+    }
+
+    #[test]
+    fn inter_com_splits_a_postal_trace_into_departure_and_destination_results() {
+        let t = ems_to_japan();
+        let mut s = international_sub(&t);
+        s.options.destination_com = Some("japanpost".into());
+        s.correction = Some(crate::store::CompanyCorrection {
+            com_old: "youzhengguoji".into(),
+            com_new: "ems".into(),
+        });
+        let h = PushHeader::for_subscription(&s, MonitorStatus::Shutdown, "");
+        let got = param_json(&s, &t, &h);
+        let want: serde_json::Value =
+            serde_json::from_str(include_str!("fixtures/push_intercom_resultv2_4.json"))
+                .expect("fixture json");
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_destination_comes_from_to_and_a_trace_without_it_stays_whole() {
+        // Posted in the US (S10 suffix), for a Chinese address: US lines carry a
+        // trailing country code, Chinese ones Chinese characters.
+        let t = trace_of(
+            "ems",
+            "LX000000001US",
+            &[
+                (
+                    "2024-06-01 10:00:00",
+                    "Accepted at USPS origin facility",
+                    State::Collected,
+                    None,
+                    Some("NEW YORK, NY, US"),
+                ),
+                (
+                    "2024-06-02 10:00:00",
+                    "Departed the international service center",
+                    State::InTransit,
+                    None,
+                    Some("JAMAICA, NY, US"),
+                ),
+                (
+                    "2024-06-05 10:00:00",
+                    "邮件到达上海国际互换局",
+                    State::InTransit,
+                    None,
+                    Some("上海市"),
+                ),
+                (
+                    "2024-06-06 10:00:00",
+                    "邮件已妥投",
+                    State::Delivered,
+                    None,
+                    Some("北京市"),
+                ),
+            ],
+        );
+        let mut s = international_sub(&t);
+        s.to = Some("北京市朝阳区".into());
+        let h = PushHeader::new(MonitorStatus::Shutdown, "");
+        let v = param_json(&s, &t, &h);
+        let contexts = |r: &serde_json::Value| -> Vec<String> {
+            r["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|l| l["context"].as_str().expect("context").to_owned())
+                .collect()
+        };
+        assert_eq!(
+            contexts(&v["destResult"]),
+            ["邮件已妥投", "邮件到达上海国际互换局"]
+        );
+        assert_eq!(v["destResult"]["state"], "301");
+        assert_eq!(v["destResult"]["ischeck"], "1");
+        assert_eq!(
+            contexts(&v["lastResult"]),
+            [
+                "Departed the international service center",
+                "Accepted at USPS origin facility"
+            ]
+        );
+        assert_eq!(v["lastResult"]["ischeck"], "0");
+
+        // Without `to` the newest line in another country decides: the same split.
+        s.to = None;
+        assert_eq!(param_json(&s, &t, &h)["destResult"], v["destResult"]);
+
+        // A domestic number of a postal company has no departure country: no split.
+        let mut domestic = international_sub(&t);
+        domestic.number = "1136281381675".into();
+        let v = param_json(&domestic, &t, &h);
+        assert!(v.get("destResult").is_none(), "{v}");
+        assert_eq!(v["lastResult"]["data"].as_array().expect("data").len(), 4);
+    }
+
+    #[test]
+    fn an_international_item_not_yet_abroad_has_an_empty_destination_result() {
+        let mut t = ems_to_japan();
+        t.data.drain(..4);
+        let mut s = international_sub(&t);
+        s.options.destination_country = Some("JP".into());
+        let v = param_json(&s, &t, &PushHeader::new(MonitorStatus::Polling, ""));
+        assert_eq!(v["destResult"]["data"], serde_json::json!([]));
+        assert_eq!(v["destResult"]["ischeck"], "0");
+        assert_eq!(v["lastResult"]["data"].as_array().expect("data").len(), 4);
+    }
+
+    #[test]
+    fn inter_com_on_a_non_postal_waybill_only_drops_the_company_names() {
+        let mut s = sub(1, None);
+        s.options.inter_com = true;
+        s.options.destination_country = Some("JP".into());
+        let v = param_json(&s, &trace(), &PushHeader::new(MonitorStatus::Polling, ""));
+        assert!(v.get("destResult").is_none(), "{v}");
+        assert!(
+            v.get("comOld").is_none() && v.get("comNew").is_none(),
+            "{v}"
+        );
+        assert_eq!(v["autoCheck"], "0");
+        assert_eq!(v["lastResult"]["data"].as_array().expect("data").len(), 3);
+        // Without interCom both names are always there, empty when nothing was corrected.
+        let v = param_json(
+            &sub(1, None),
+            &trace(),
+            &PushHeader::new(MonitorStatus::Polling, ""),
+        );
+        assert_eq!((&v["comOld"], &v["comNew"]), (&"".into(), &"".into()));
+    }
+
+    #[test]
+    fn event_countries_come_from_area_codes_then_locations() {
+        let ev = |code: Option<&str>, name: Option<&str>, location: Option<&str>| TrackEvent {
+            time: EventTime::parse("2024-06-01 10:00:00", CHINA_OFFSET).expect("time"),
+            context: String::new(),
+            location: location.map(str::to_owned),
+            area_code: code.map(str::to_owned),
+            area_name: name.map(str::to_owned),
+            state: State::InTransit,
+            raw_code: None,
+            rule: None,
+        };
+        let country = |e: &TrackEvent| international::event_country(e);
+        assert_eq!(
+            country(&ev(Some("310000000000"), None, None)).as_deref(),
+            Some("CN")
+        );
+        assert_eq!(
+            country(&ev(Some("jp130000"), None, None)).as_deref(),
+            Some("JP")
+        );
+        assert_eq!(
+            country(&ev(None, None, Some("Leipzig, DE"))).as_deref(),
+            Some("DE")
+        );
+        assert_eq!(
+            country(&ev(None, None, Some("AUSTIN, TX, US"))).as_deref(),
+            Some("US")
+        );
+        assert_eq!(
+            country(&ev(None, Some("广东,深圳市"), None)).as_deref(),
+            Some("CN")
+        );
+        assert_eq!(country(&ev(None, None, Some("Sorting centre"))), None);
+        assert_eq!(country(&ev(None, None, None)), None);
+    }
+
+    #[test]
+    fn route_info_takes_from_and_to_of_the_subscription_with_matching_area_codes() {
+        let t = trace_of(
+            "sandbox",
+            "SB0002",
+            &[
+                (
+                    "2024-05-01 09:00:00",
+                    "已揽收",
+                    State::Collected,
+                    Some(("440305000000", "广东,深圳市,南山区")),
+                    None,
+                ),
+                (
+                    "2024-05-02 09:00:00",
+                    "到达北京转运中心",
+                    State::AtTransferCentre,
+                    Some(("110000000000", "北京市")),
+                    None,
+                ),
+                (
+                    "2024-05-03 09:00:00",
+                    "派件中",
+                    State::OutForDelivery,
+                    Some(("110105000000", "北京市,朝阳区")),
+                    None,
+                ),
+            ],
+        );
+        let r = route::Route::of(&t, Some("广东省深圳市南山区"), Some("北京市朝阳区"));
+        let place = |n: Option<&str>, name: &str| {
+            Some(route::Place {
+                number: n.map(str::to_owned),
+                name: name.into(),
+            })
+        };
+        assert_eq!(
+            r.info.from,
+            place(Some("440305000000"), "广东省深圳市南山区")
+        );
+        assert_eq!(r.info.cur, place(Some("110105000000"), "北京市,朝阳区"));
+        assert_eq!(r.info.to, place(Some("110105000000"), "北京市朝阳区"));
+        assert!(!r.is_loop, "Beijing city and district are one city");
+        // An address no event lies in keeps its name without a code.
+        let r = route::Route::of(&t, Some("浙江省杭州市"), None);
+        assert_eq!(r.info.from, place(None, "浙江省杭州市"));
+        assert_eq!(r.info.to, None, "not signed and no `to`");
+    }
+
+    #[test]
+    fn a_route_back_to_a_city_it_left_is_a_loop() {
+        let line = |t: &'static str, code: &'static str, name: &'static str| -> Ev<'static> {
+            (t, "x", State::InTransit, Some((code, name)), None)
+        };
+        let t = trace_of(
+            "sandbox",
+            "SB0003",
+            &[
+                line("2024-05-01 09:00:00", "440305000000", "广东,深圳市,南山区"),
+                line("2024-05-01 19:00:00", "440300000000", "广东,深圳市"),
+                line("2024-05-02 09:00:00", "330100000000", "浙江,杭州市"),
+                line("2024-05-03 09:00:00", "440303000000", "广东,深圳市,罗湖区"),
+            ],
+        );
+        assert!(route::Route::of(&t, None, None).is_loop);
+        let mut straight = t.clone();
+        straight.data.remove(0);
+        assert!(!route::Route::of(&straight, None, None).is_loop);
+    }
+
+    #[test]
+    fn resultv2_8_renders_what_4_renders_and_1_has_no_route() {
+        let h = PushHeader::new(MonitorStatus::Polling, "");
+        assert_eq!(
+            kuaidi100_param(&sub(8, None), &trace(), &h),
+            kuaidi100_param(&sub(4, None), &trace(), &h)
+        );
+        let v = param_json(&sub(1, None), &trace(), &h);
+        assert!(v["lastResult"].get("routeInfo").is_none(), "{v}");
+        assert!(v["lastResult"].get("isLoop").is_none(), "{v}");
+    }
+
+    #[test]
+    fn the_query_answer_carries_the_route_of_the_query_from_and_to() {
+        let v = kuaidi100_result(&trace(), 4, None, Some("北京市朝阳区"));
+        assert_eq!(
+            v["routeInfo"]["to"],
+            serde_json::json!({"number": "110105000000", "name": "北京市朝阳区"})
+        );
+        assert_eq!(v["isLoop"], false);
+        assert!(kuaidi100_result(&trace(), 1, None, None)
+            .get("routeInfo")
+            .is_none());
     }
 }

@@ -33,7 +33,8 @@ pub struct SubscribeBatcher {
 
 impl SubscribeBatcher {
     /// Starts the writer on a thread of its own. `max_batch` caps one transaction;
-    /// `queue` caps waiting subscriptions (callers wait when it is full).
+    /// `queue` caps waiting subscriptions (callers wait when it is full);
+    /// `monthly_limit` is passed to [`Store::subscribe_many`] (0: no limit).
     ///
     /// Why a thread: a batch is a dozen statements, each a round trip to sqlx's SQLite
     /// thread. On the daemon's runtime every return leg waited in the run queue behind the
@@ -41,7 +42,12 @@ impl SubscribeBatcher {
     /// between statements and a third of the CPU went unused. On its own thread the writer
     /// is polled the moment a statement returns. Falls back to a task if no thread can be
     /// started.
-    pub fn spawn(store: Arc<dyn Store>, max_batch: usize, queue: usize) -> Self {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        max_batch: usize,
+        queue: usize,
+        monthly_limit: u32,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let max_batch = max_batch.max(1);
         // The thread takes the parts when it has a runtime; whatever is left here after
@@ -61,7 +67,7 @@ impl SubscribeBatcher {
                     .and_then(|_| theirs.lock().ok().and_then(|mut p| p.take()));
                 drop(ready);
                 if let (Ok(runtime), Some((store, rx))) = (runtime, taken) {
-                    runtime.block_on(writer(store, rx, max_batch));
+                    runtime.block_on(writer(store, rx, max_batch, monthly_limit));
                 }
             });
         match spawned {
@@ -73,7 +79,7 @@ impl SubscribeBatcher {
         }
         let left = parts.lock().ok().and_then(|mut p| p.take());
         if let Some((store, rx)) = left {
-            tokio::spawn(writer(store, rx, max_batch));
+            tokio::spawn(writer(store, rx, max_batch, monthly_limit));
         }
         Self { tx }
     }
@@ -97,11 +103,12 @@ async fn writer(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<(NewSubscription, Reply)>,
     max_batch: usize,
+    monthly_limit: u32,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let (subs, replies): (Vec<_>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
-        match store.subscribe_many(&subs).await {
+        match store.subscribe_many(&subs, monthly_limit).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have gone away (request cancelled); nothing to do.
@@ -142,7 +149,7 @@ mod tests {
             )
             .await
             .expect("tenant");
-        let batcher = SubscribeBatcher::spawn(store.clone(), 64, 1024);
+        let batcher = SubscribeBatcher::spawn(store.clone(), 64, 1024, 4);
         let mut tasks = tokio::task::JoinSet::new();
         // 200 distinct numbers, each subscribed twice: one of each pair is a duplicate.
         for i in 0..400 {
@@ -167,6 +174,7 @@ mod tests {
             match r.expect("task").expect("subscribe") {
                 SubscribeOutcome::Created { .. } => created += 1,
                 SubscribeOutcome::Duplicate { .. } => duplicates += 1,
+                other => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!((created, duplicates), (200, 200));

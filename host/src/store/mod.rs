@@ -148,13 +148,26 @@ impl MonitorStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SubscribeOptions {
-    /// `resultv2`: 0 off; 1 area parsing and status names; 4 adds advanced status codes;
-    /// 8 adds ETA fields.
+    /// `resultv2`: 0 off; 1 area parsing and status names; 4 adds advanced status codes
+    /// and route info; 8 (ETA fields at kuaidi100) is stored and rendered like 4.
     pub resultv2: u8,
     /// `autoCom=1`: the company was guessed by the daemon.
     pub auto_com: bool,
-    /// `interCom=1`: international mode.
+    /// `interCom=1`: international mode (postal items: a departure and a destination
+    /// country trace in each push).
     pub inter_com: bool,
+    /// `departureCountry` (interCom): two-letter code, upper case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub departure_country: Option<String>,
+    /// `departureCom` (interCom): company code of the departure country's part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub departure_com: Option<String>,
+    /// `destinationCountry` (interCom): two-letter code, upper case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_country: Option<String>,
+    /// `destinationCom` (interCom): company code of the destination country's part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_com: Option<String>,
 }
 
 /// A subscription to create.
@@ -184,6 +197,10 @@ pub struct NewSubscription {
     pub created_at: Timestamp,
 }
 
+/// kuaidi100's limit on subscriptions of one waybill (company and number) per tenant and
+/// billing month; the 5th is refused with returnCode 501 "重复订阅".
+pub const DEFAULT_MONTHLY_SUBSCRIBE_LIMIT: u32 = 4;
+
 /// What became of one subscription request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscribeOutcome {
@@ -200,6 +217,14 @@ pub enum SubscribeOutcome {
     Duplicate {
         /// The live subscription.
         existing: SubscriptionId,
+    },
+    /// The tenant already subscribed this waybill `limit` times in the billing month of
+    /// the request, and it is not being polled now (kuaidi100 returnCode 501 "重复订阅").
+    MonthlyLimit {
+        /// Subscriptions of this waybill by this tenant in that month.
+        subscribes: u32,
+        /// The limit in force.
+        limit: u32,
     },
 }
 
@@ -506,11 +531,24 @@ pub trait Store: Send + Sync {
 
     /// Creates many subscriptions in one transaction (one durable commit for the lot), one
     /// outcome per input, in order. Also records monthly usage.
-    async fn subscribe_many(&self, subs: &[NewSubscription]) -> StoreResult<Vec<SubscribeOutcome>>;
+    ///
+    /// A waybill the tenant already subscribed `monthly_limit` times in the billing month
+    /// of its `created_at` is refused with [`SubscribeOutcome::MonthlyLimit`]; the count is
+    /// read and raised inside the same transaction, so concurrent subscribes cannot pass
+    /// the limit. 0 means no limit. A waybill still being polled is a
+    /// [`SubscribeOutcome::Duplicate`] whatever its count.
+    async fn subscribe_many(
+        &self,
+        subs: &[NewSubscription],
+        monthly_limit: u32,
+    ) -> StoreResult<Vec<SubscribeOutcome>>;
 
-    /// Creates one subscription.
+    /// Creates one subscription, with kuaidi100's monthly limit
+    /// ([`DEFAULT_MONTHLY_SUBSCRIBE_LIMIT`]).
     async fn subscribe(&self, sub: &NewSubscription) -> StoreResult<SubscribeOutcome> {
-        let mut out = self.subscribe_many(std::slice::from_ref(sub)).await?;
+        let mut out = self
+            .subscribe_many(std::slice::from_ref(sub), DEFAULT_MONTHLY_SUBSCRIBE_LIMIT)
+            .await?;
         out.pop().ok_or_else(|| StoreError::Corrupt {
             table: "subscriptions",
             detail: "subscribe_many returned no outcome".into(),

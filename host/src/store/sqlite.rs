@@ -393,6 +393,52 @@ async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> Store
     Ok(true)
 }
 
+/// Why `s` was not inserted: a live subscription of the waybill (duplicate), or else its
+/// count in billing month `month` at `limit`.
+async fn refused(
+    tx: &mut sqlx::SqliteConnection,
+    s: &NewSubscription,
+    month: &str,
+    limit: i64,
+) -> StoreResult<SubscribeOutcome> {
+    let existing: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM subscriptions WHERE tenant_id = ? AND company = ? AND number = ? \
+         AND status = 'polling'",
+    )
+    .bind(s.tenant_id)
+    .bind(&s.company)
+    .bind(&s.number)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(existing) = existing {
+        return Ok(SubscribeOutcome::Duplicate { existing });
+    }
+    let subscribes: Option<i64> = sqlx::query_scalar(
+        "SELECT subscribes FROM usage WHERE tenant_id = ? AND month = ? AND company = ? \
+         AND number = ?",
+    )
+    .bind(s.tenant_id)
+    .bind(month)
+    .bind(&s.company)
+    .bind(&s.number)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match subscribes {
+        Some(n) if n >= limit => Ok(SubscribeOutcome::MonthlyLimit {
+            subscribes: u32::try_from(n).unwrap_or(u32::MAX),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        }),
+        _ => Err(StoreError::Corrupt {
+            table: "subscriptions",
+            detail: format!(
+                "insert of {}/{} ignored but no live row or monthly limit found \
+                 (unknown tenant {}?)",
+                s.company, s.number, s.tenant_id
+            ),
+        }),
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, t: &NewTenant, now: Timestamp) -> StoreResult<Tenant> {
@@ -459,7 +505,11 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn subscribe_many(&self, subs: &[NewSubscription]) -> StoreResult<Vec<SubscribeOutcome>> {
+    async fn subscribe_many(
+        &self,
+        subs: &[NewSubscription],
+        monthly_limit: u32,
+    ) -> StoreResult<Vec<SubscribeOutcome>> {
         let options = subs
             .iter()
             .map(|s| serde_json::to_string(&s.options))
@@ -468,17 +518,41 @@ impl Store for SqliteStore {
                 table: "subscriptions",
                 detail: format!("options: {e}"),
             })?;
+        // The billing month of each row; a batch is mostly made at one instant, so the
+        // formatting is done once per distinct `created_at`.
+        let mut months: Vec<String> = Vec::with_capacity(subs.len());
+        for (i, s) in subs.iter().enumerate() {
+            let month = match i.checked_sub(1) {
+                Some(p) if subs[p].created_at == s.created_at => months[p].clone(),
+                _ => billing_month(s.created_at),
+            };
+            months.push(month);
+        }
+        // One statement shape whatever the limit: "no limit" is a count no row reaches.
+        let limit = if monthly_limit == 0 {
+            i64::MAX
+        } else {
+            i64::from(monthly_limit)
+        };
         let mut tx = self.write.begin().await?;
         let mut out = Vec::with_capacity(subs.len());
-        for (chunk, options) in fixed_chunks(subs).into_iter().zip(fixed_chunks(&options)) {
+        let pieces = fixed_chunks(subs)
+            .into_iter()
+            .zip(fixed_chunks(&options))
+            .zip(fixed_chunks(&months));
+        for ((chunk, options), months) in pieces {
             // OR IGNORE turns a second live subscription of the same waybill (the partial
-            // unique index) into "no row returned"; RETURNING says which rows went in.
+            // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
+            // at their monthly limit; RETURNING says which rows went in. The VALUES rows
+            // carry the billing month as a 13th column for the usage lookup.
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
                  from_area, to_area, callback_url, salt, options, next_check_at, created_at, \
-                 updated_at) ",
+                 updated_at) SELECT column1, column2, column3, column4, column5, column6, \
+                 column7, column8, column9, column10, column11, column12 FROM (",
             );
-            q.push_values(chunk.iter().zip(options), |mut row, (s, options)| {
+            let rows = chunk.iter().zip(options).zip(months);
+            q.push_values(rows, |mut row, ((s, options), month)| {
                 row.push_bind(s.tenant_id)
                     .push_bind(&s.company)
                     .push_bind(&s.number)
@@ -490,9 +564,16 @@ impl Store for SqliteStore {
                     .push_bind(options)
                     .push_bind(ms(s.next_check_at))
                     .push_bind(ms(s.created_at))
-                    .push_bind(ms(s.created_at));
+                    .push_bind(ms(s.created_at))
+                    .push_bind(month);
             });
-            q.push(" RETURNING id, tenant_id, company, number");
+            q.push(
+                ") AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
+                 AND u.month = v.column13 AND u.company = v.column2 AND u.number = v.column3 \
+                 AND u.subscribes >= ",
+            );
+            q.push_bind(limit);
+            q.push(") RETURNING id, tenant_id, company, number");
             let mut inserted: HashMap<(i64, String, String), i64> = HashMap::new();
             for r in q.build().fetch_all(&mut *tx).await? {
                 inserted.insert(
@@ -508,14 +589,14 @@ impl Store for SqliteStore {
             // that met an existing live subscription are duplicates.
             let mut created = Vec::new();
             let mut outcomes = Vec::with_capacity(chunk.len());
-            for s in chunk {
+            for (s, month) in chunk.iter().zip(months) {
                 let key = (s.tenant_id, s.company.clone(), s.number.clone());
                 match inserted.remove(&key) {
                     Some(id) => {
-                        created.push(s);
+                        created.push((s, month));
                         outcomes.push(Ok((id, s)));
                     }
-                    None => outcomes.push(Err(s)),
+                    None => outcomes.push(Err((s, month))),
                 }
             }
             let mut counts: HashMap<(i64, String, String), i64> = HashMap::new();
@@ -523,9 +604,9 @@ impl Store for SqliteStore {
                 let mut q = QueryBuilder::<Sqlite>::new(
                     "INSERT INTO usage (tenant_id, month, company, number, first_at) ",
                 );
-                q.push_values(created, |mut row, s| {
+                q.push_values(created, |mut row, (s, month)| {
                     row.push_bind(s.tenant_id)
-                        .push_bind(billing_month(s.created_at))
+                        .push_bind(*month)
                         .push_bind(&s.company)
                         .push_bind(&s.number)
                         .push_bind(ms(s.created_at));
@@ -555,25 +636,7 @@ impl Store for SqliteStore {
                             month_subscribes: u32::try_from(n).unwrap_or(u32::MAX),
                         }
                     }
-                    Err(s) => {
-                        let existing: Option<i64> = sqlx::query_scalar(
-                            "SELECT id FROM subscriptions WHERE tenant_id = ? AND company = ? \
-                             AND number = ? AND status = 'polling'",
-                        )
-                        .bind(s.tenant_id)
-                        .bind(&s.company)
-                        .bind(&s.number)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        let existing = existing.ok_or_else(|| StoreError::Corrupt {
-                            table: "subscriptions",
-                            detail: format!(
-                                "insert of {}/{} ignored but no live row found (unknown tenant {}?)",
-                                s.company, s.number, s.tenant_id
-                            ),
-                        })?;
-                        SubscribeOutcome::Duplicate { existing }
-                    }
+                    Err((s, month)) => refused(&mut tx, s, month, limit).await?,
                 });
             }
         }
@@ -1049,8 +1112,7 @@ mod tests {
             salt: Some("SALT".into()),
             options: SubscribeOptions {
                 resultv2: 4,
-                auto_com: false,
-                inter_com: false,
+                ..SubscribeOptions::default()
             },
             next_check_at: t0(),
             created_at: t0(),
@@ -1164,11 +1226,14 @@ mod tests {
         let (_dir, store) = store().await;
         let t = tenant(&store).await;
         let out = store
-            .subscribe_many(&[
-                new_sub(t.id, "SB1"),
-                new_sub(t.id, "SB2"),
-                new_sub(t.id, "SB1"),
-            ])
+            .subscribe_many(
+                &[
+                    new_sub(t.id, "SB1"),
+                    new_sub(t.id, "SB2"),
+                    new_sub(t.id, "SB1"),
+                ],
+                DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
+            )
             .await
             .expect("subscribe");
         let first = created(out[0]);
@@ -1190,6 +1255,163 @@ mod tests {
             }
         ));
         assert_eq!(store.usage(t.id, "2024-05").await.expect("usage"), 2);
+    }
+
+    /// Subscribes `number` for `tenant` at `at` and, when created, ends it at once (as an
+    /// abort or shutdown would), so the next subscribe is not a live duplicate.
+    async fn subscribe_and_end(
+        store: &SqliteStore,
+        tenant: TenantId,
+        number: &str,
+        at: Timestamp,
+        limit: u32,
+    ) -> SubscribeOutcome {
+        let mut sub = new_sub(tenant, number);
+        sub.created_at = at;
+        let out = store
+            .subscribe_many(&[sub], limit)
+            .await
+            .expect("subscribe")
+            .remove(0);
+        if let SubscribeOutcome::Created { id, .. } = out {
+            assert!(store.cancel(id, "ended", at).await.expect("cancel"));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_fifth_subscribe_of_a_waybill_in_a_month_is_refused_and_next_month_allowed() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        for n in 1..=4 {
+            let out = subscribe_and_end(&store, t.id, "SB1", t0(), 4).await;
+            assert!(
+                matches!(out, SubscribeOutcome::Created { month_subscribes, .. } if month_subscribes == n),
+                "subscribe {n}: {out:?}"
+            );
+        }
+        let fifth = subscribe_and_end(&store, t.id, "SB1", t0(), 4).await;
+        assert_eq!(
+            fifth,
+            SubscribeOutcome::MonthlyLimit {
+                subscribes: 4,
+                limit: 4
+            }
+        );
+        // The refusal wrote nothing: still four subscriptions, usage still 4.
+        let all = store
+            .list_subscriptions(&SubscriptionFilter::default())
+            .await
+            .expect("list");
+        assert_eq!(all.len(), 4);
+        // Another waybill of the same tenant is not affected.
+        assert!(matches!(
+            subscribe_and_end(&store, t.id, "SB2", t0(), 4).await,
+            SubscribeOutcome::Created { .. }
+        ));
+        // 2024-05-31T16:00Z is already June at UTC+8: a new billing month.
+        let june: Timestamp = "2024-05-31T16:00:00Z".parse().expect("ts");
+        assert!(matches!(
+            subscribe_and_end(&store, t.id, "SB1", june, 4).await,
+            SubscribeOutcome::Created {
+                month_subscribes: 1,
+                ..
+            }
+        ));
+        // 0 lifts the limit.
+        assert!(matches!(
+            subscribe_and_end(&store, t.id, "SB1", t0(), 0).await,
+            SubscribeOutcome::Created {
+                month_subscribes: 5,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_live_duplicate_stays_a_duplicate_at_the_limit_and_tenants_count_apart() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        let other = store
+            .create_tenant(
+                &NewTenant {
+                    name: "other".into(),
+                    key: "KEY2".into(),
+                    customer: None,
+                },
+                t0(),
+            )
+            .await
+            .expect("tenant");
+        for _ in 0..3 {
+            subscribe_and_end(&store, t.id, "SB1", t0(), 4).await;
+        }
+        let live = created(
+            store
+                .subscribe_many(&[new_sub(t.id, "SB1")], 4)
+                .await
+                .expect("subscribe")[0],
+        );
+        // At its limit and still polling: the duplicate answer wins.
+        assert_eq!(
+            store
+                .subscribe_many(&[new_sub(t.id, "SB1")], 4)
+                .await
+                .expect("subscribe"),
+            vec![SubscribeOutcome::Duplicate { existing: live }]
+        );
+        // The other tenant has its own four.
+        for n in 1..=4 {
+            assert!(matches!(
+                subscribe_and_end(&store, other.id, "SB1", t0(), 4).await,
+                SubscribeOutcome::Created { month_subscribes, .. } if month_subscribes == n
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn one_batch_with_many_subscribes_of_an_ended_waybill_creates_one() {
+        let (_dir, store) = store().await;
+        let t = tenant(&store).await;
+        for _ in 0..3 {
+            subscribe_and_end(&store, t.id, "SB1", t0(), 4).await;
+        }
+        let subs: Vec<_> = (0..6).map(|_| new_sub(t.id, "SB1")).collect();
+        let out = store.subscribe_many(&subs, 4).await.expect("subscribe");
+        let id = created(out[0]);
+        assert!(out[1..]
+            .iter()
+            .all(|o| *o == SubscribeOutcome::Duplicate { existing: id }));
+        assert!(store.cancel(id, "ended", t0()).await.expect("cancel"));
+        assert!(matches!(
+            store
+                .subscribe_many(&subs[..1], 4)
+                .await
+                .expect("subscribe")[0],
+            SubscribeOutcome::MonthlyLimit { subscribes: 4, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_monthly_limit_check_uses_the_usage_key() {
+        let (_dir, store) = store().await;
+        let plan: Vec<String> = sqlx::query(
+            "EXPLAIN QUERY PLAN SELECT column1 FROM (VALUES (1, 'sandbox', 'SB1', '2024-05')) \
+             AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
+             AND u.month = v.column4 AND u.company = v.column2 AND u.number = v.column3 \
+             AND u.subscribes >= 4)",
+        )
+        .fetch_all(&store.read)
+        .await
+        .expect("plan")
+        .iter()
+        .map(|r| r.try_get::<String, _>("detail").expect("detail"))
+        .collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING INDEX sqlite_autoindex_usage_1")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]
@@ -1244,7 +1466,7 @@ mod tests {
         let mut later = new_sub(t.id, "SB9");
         later.next_check_at = t0() + SignedDuration::from_hours(1);
         store
-            .subscribe_many(&[new_sub(t.id, "SB1"), new_sub(t.id, "SB2"), later])
+            .subscribe_many(&[new_sub(t.id, "SB1"), new_sub(t.id, "SB2"), later], 0)
             .await
             .expect("subscribe");
         let lease = t0() + SignedDuration::from_mins(5);
@@ -1281,7 +1503,7 @@ mod tests {
         let (_dir, store) = store().await;
         let t = tenant(&store).await;
         let out = store
-            .subscribe_many(&[new_sub(t.id, "SB1"), new_sub(t.id, "SB2")])
+            .subscribe_many(&[new_sub(t.id, "SB1"), new_sub(t.id, "SB2")], 0)
             .await
             .expect("subscribe");
         let (a, b) = (created(out[0]), created(out[1]));
