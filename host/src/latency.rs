@@ -8,6 +8,7 @@
 //! each push was acknowledged. [`LatencyProbe::latencies`] joins the two.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,18 +25,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Real instants of detections and acknowledgements.
-#[derive(Default)]
 pub struct LatencyProbe {
     /// Virtual instant of a round (ms) → real instant its checks were written.
     rounds: Mutex<HashMap<i64, Instant>>,
-    /// Push id → real instant of its first acknowledgement.
+    /// Push id → real instant of its first acknowledgement (sampled pushes only).
     acks: Mutex<HashMap<String, Instant>>,
+    /// Every acknowledgement, sampled or not.
+    acked: AtomicU64,
+    /// One push in `stride` (chosen by a hash of its id) is timed.
+    stride: u64,
 }
 
 impl LatencyProbe {
-    /// A new probe.
+    /// A probe timing every push.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Self::sampling(1)
+    }
+
+    /// A probe timing one push in `stride`, picked by a hash of the push id (so the
+    /// sample is spread over the whole run), to keep its memory small on long runs.
+    pub fn sampling(stride: u64) -> Arc<Self> {
+        Arc::new(Self {
+            rounds: Mutex::default(),
+            acks: Mutex::default(),
+            acked: AtomicU64::new(0),
+            stride: stride.max(1),
+        })
     }
 
     /// The round at virtual `at` has written its checks now.
@@ -45,14 +60,18 @@ impl LatencyProbe {
 
     /// Push `id` was acknowledged now (only the first acknowledgement counts).
     pub fn acked(&self, id: &str) {
+        self.acked.fetch_add(1, Ordering::Relaxed);
+        if self.stride > 1 && fnv1a(id) % self.stride != 0 {
+            return;
+        }
         lock(&self.acks)
             .entry(id.to_string())
             .or_insert_with(Instant::now);
     }
 
-    /// Pushes acknowledged so far.
-    pub fn acked_count(&self) -> usize {
-        lock(&self.acks).len()
+    /// Acknowledgements so far (repeats of a push included).
+    pub fn acked_count(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
     }
 
     /// The latency of every acknowledged push (at most `limit`, an arbitrary sample when
@@ -78,6 +97,12 @@ impl LatencyProbe {
         out.sort();
         Ok(out)
     }
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The `q`-quantile (0..=1) of sorted durations.
@@ -170,6 +195,17 @@ impl VirtualDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sampling_probe_counts_every_ack_and_times_about_one_in_stride() {
+        let probe = LatencyProbe::sampling(8);
+        for i in 0..8_000 {
+            probe.acked(&format!("{i}-1"));
+        }
+        assert_eq!(probe.acked_count(), 8_000);
+        let timed = lock(&probe.acks).len();
+        assert!((800..=1_200).contains(&timed), "{timed}");
+    }
 
     #[test]
     fn quantiles_pick_by_rank() {

@@ -62,6 +62,8 @@ pub struct Inbox {
     pub by_subscription: BTreeMap<i64, Vec<Received>>,
     /// Requests received.
     pub requests: u64,
+    /// Pushes accepted (kept in `by_subscription` unless the receiver only counts).
+    pub accepted: u64,
     /// Requests failed on purpose (flakiness).
     pub failed: u64,
     /// Requests refused: bad form, bad JSON, or a signature that does not verify.
@@ -109,6 +111,8 @@ impl Inbox {
 struct Shared {
     salt: String,
     flaky: Flakiness,
+    /// Keep every accepted push in the inbox (false: count them only).
+    keep: bool,
     counter: AtomicU64,
     inbox: Mutex<Inbox>,
 }
@@ -127,11 +131,23 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on 127.0.0.1 (a free port), verifying signatures with `salt`.
     pub async fn start(salt: &str, flaky: Flakiness) -> std::io::Result<Self> {
+        Self::start_with(salt, flaky, true).await
+    }
+
+    /// Like [`Receiver::start`], but only counts accepted pushes (`Inbox::accepted`)
+    /// instead of keeping each one: for runs of millions of pushes whose memory is being
+    /// measured.
+    pub async fn start_counting(salt: &str, flaky: Flakiness) -> std::io::Result<Self> {
+        Self::start_with(salt, flaky, false).await
+    }
+
+    async fn start_with(salt: &str, flaky: Flakiness, keep: bool) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             salt: salt.into(),
             flaky,
+            keep,
             counter: AtomicU64::new(0),
             inbox: Mutex::new(Inbox::default()),
         });
@@ -208,7 +224,10 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             let mut inbox = lock(&shared.inbox);
             inbox.first_at.get_or_insert(now);
             inbox.last_at = Some(now);
-            inbox.by_subscription.entry(sub).or_default().push(received);
+            inbox.accepted += 1;
+            if shared.keep {
+                inbox.by_subscription.entry(sub).or_default().push(received);
+            }
             ([("content-type", "application/json")], ACK).into_response()
         }
         Err(reason) => {
