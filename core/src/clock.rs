@@ -11,11 +11,34 @@ use jiff::{SignedDuration, Timestamp};
 pub trait Clock: Send + Sync {
     /// The current instant as this clock sees it.
     fn now(&self) -> Timestamp;
+
+    /// The instant leases are timed by. A lease guards against a worker that died, so it
+    /// must run out after a span of the time that worker lives in (real time), whatever
+    /// pace this clock keeps for the parcels: a [`ScaledClock`] answers its source's
+    /// time here. Other clocks answer [`Clock::now`], so a [`ManualClock`] drives both.
+    ///
+    /// ```
+    /// use jiff::{SignedDuration, Timestamp};
+    /// use waybill_core::clock::{Clock, ManualClock, ScaledClock};
+    /// use std::sync::Arc;
+    /// let real = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+    /// let fast = ScaledClock::new(real.clone(), Timestamp::UNIX_EPOCH, 3600.0);
+    /// real.advance(SignedDuration::from_secs(2));
+    /// assert_eq!(fast.now(), Timestamp::UNIX_EPOCH + SignedDuration::from_hours(2));
+    /// assert_eq!(fast.lease_now(), Timestamp::UNIX_EPOCH + SignedDuration::from_secs(2));
+    /// ```
+    fn lease_now(&self) -> Timestamp {
+        self.now()
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> Timestamp {
         (**self).now()
+    }
+
+    fn lease_now(&self) -> Timestamp {
+        (**self).lease_now()
     }
 }
 
@@ -108,6 +131,10 @@ impl<C: Clock> Clock for ScaledClock<C> {
         let scaled = SignedDuration::try_from_secs_f64(elapsed.as_secs_f64() * self.speed)
             .unwrap_or(SignedDuration::MAX);
         self.start.checked_add(scaled).unwrap_or(Timestamp::MAX)
+    }
+
+    fn lease_now(&self) -> Timestamp {
+        self.source.lease_now()
     }
 }
 

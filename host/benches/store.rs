@@ -7,7 +7,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use jiff::{SignedDuration, Timestamp};
 use waybill_host::store::{
-    CheckOutcome, MonitorStatus, NewSubscription, NewTenant, SqliteStore, Store, SubscribeOptions,
+    CheckOutcome, Lease, MonitorStatus, NewSubscription, NewTenant, SqliteStore, Store,
+    SubscribeOptions,
 };
 
 fn t0() -> Timestamp {
@@ -97,7 +98,11 @@ fn check_cycle(c: &mut Criterion) {
             let now = t0() + SignedDuration::from_secs(round);
             rt.block_on(async {
                 let claimed = store
-                    .claim_due(now, 100, "bench", now + SignedDuration::from_mins(5))
+                    .claim_due(
+                        now,
+                        100,
+                        &Lease::new("bench", now, SignedDuration::from_mins(5)),
+                    )
                     .await
                     .expect("claim");
                 for s in claimed {
@@ -127,7 +132,11 @@ fn check_cycle(c: &mut Criterion) {
             let now = t0() + SignedDuration::from_secs(round);
             rt.block_on(async {
                 let claimed = store
-                    .claim_due(now, 100, "bench", now + SignedDuration::from_mins(5))
+                    .claim_due(
+                        now,
+                        100,
+                        &Lease::new("bench", now, SignedDuration::from_mins(5)),
+                    )
                     .await
                     .expect("claim");
                 let outcomes: Vec<_> = claimed

@@ -231,7 +231,12 @@ impl Engine {
     pub async fn check_due(&self, now: Timestamp) -> StoreResult<CheckReport> {
         let report = self
             .checker
-            .round(now, self.config.batch_size, self.config.lease)
+            .round(
+                now,
+                self.config.batch_size,
+                self.clock.lease_now(),
+                self.config.lease,
+            )
             .await?;
         if report.pushes > 0 {
             self.outbox_written.notify_one();
@@ -241,7 +246,7 @@ impl Engine {
 
     /// One delivery round at `now`: delivers the due pushes.
     pub async fn deliver_due(&self, now: Timestamp) -> StoreResult<DeliveryReport> {
-        self.pushes.deliver_due(now).await
+        self.pushes.deliver_due(now, self.clock.lease_now()).await
     }
 
     /// Checks, then delivers what the checks queued.
@@ -311,7 +316,8 @@ impl Engine {
             return true;
         }
         loop {
-            match self.store.waiting_pushes(self.now(), limit).await {
+            let (now, lease_now) = (self.now(), self.clock.lease_now());
+            match self.store.waiting_pushes(now, lease_now, limit).await {
                 Ok(n) if n >= u64::from(limit) => {}
                 _ => return true,
             }
@@ -410,8 +416,8 @@ mod tests {
 
     use super::*;
     use crate::store::{
-        MonitorStatus, NewSubscription, NewTenant, SqliteStore, SubscribeOptions, SubscribeOutcome,
-        SubscriptionId,
+        Lease, MonitorStatus, NewSubscription, NewTenant, SqliteStore, SubscribeOptions,
+        SubscribeOutcome, SubscriptionId,
     };
 
     /// A test double of an external carrier: answers each number with the events the
@@ -615,7 +621,7 @@ mod tests {
         assert_eq!(report.pushes, 3);
         assert_eq!(
             r.store
-                .waiting_pushes(r.clock.now(), 10)
+                .waiting_pushes(r.clock.now(), r.clock.now(), 10)
                 .await
                 .expect("count"),
             3
@@ -869,12 +875,19 @@ mod tests {
         // Another daemon claims the row and dies before writing anything.
         let taken = r
             .store
-            .claim_due(now, 10, "crashed", now + SignedDuration::from_mins(10))
+            .claim_due(
+                now,
+                10,
+                &Lease::until("crashed", now, now + SignedDuration::from_mins(10)),
+            )
             .await
             .expect("claim");
         assert_eq!(taken.len(), 1);
+        r.clock.set(now);
         assert_eq!(r.engine.check_due(now).await.expect("round").claimed, 0);
+        // The engine's clock (here also its lease clock) passes the end of the lease.
         let after = now + SignedDuration::from_mins(11);
+        r.clock.set(after);
         let report = r.engine.check_due(after).await.expect("round");
         assert_eq!((report.claimed, report.checked, report.pushes), (1, 1, 1));
         let sub = r

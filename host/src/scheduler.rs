@@ -24,7 +24,7 @@ use waybill_core::policy::{
 use crate::push::render::{kuaidi100_push, PushHeader};
 use crate::store::sqlite::trace_hash;
 use crate::store::{
-    CheckOutcome, CompanyCorrection, MonitorStatus, Store, StoreResult, Subscription,
+    CheckOutcome, CompanyCorrection, Lease, MonitorStatus, Store, StoreResult, Subscription,
 };
 
 /// Suggests the carriers a tracking number may belong to, best first (the autoCheck's
@@ -248,19 +248,17 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
-    /// Claims the subscriptions due at `now` (at most `limit`) and checks them, one task
-    /// per carrier.
+    /// Claims the subscriptions due at `now` (at most `limit`), leased for `lease` from
+    /// `lease_now` on the lease clock, and checks them, one task per carrier.
     pub async fn round(
         self: &Arc<Self>,
         now: Timestamp,
         limit: u32,
+        lease_now: Timestamp,
         lease: SignedDuration,
     ) -> StoreResult<CheckReport> {
-        let lease_until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
-        let subs = self
-            .store
-            .claim_due(now, limit, &self.owner, lease_until)
-            .await?;
+        let lease = Lease::new(&self.owner, lease_now, lease);
+        let subs = self.store.claim_due(now, limit, &lease).await?;
         let mut report = CheckReport {
             claimed: u32::try_from(subs.len()).unwrap_or(u32::MAX),
             ..CheckReport::default()

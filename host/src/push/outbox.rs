@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use waybill_core::carrier::{Notifier, Verdict};
 use waybill_core::clock::Clock;
 
-use crate::store::{OutboxPush, PushResult, PushVerdict, Store, StoreResult};
+use crate::store::{Lease, OutboxPush, PushResult, PushVerdict, Store, StoreResult};
 
 /// When to try a failed push again, and when to give up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,11 +204,16 @@ impl PushWorker {
         &self.config
     }
 
-    /// Claims the pushes due at `now` and delivers them, at most `concurrency` at a time,
-    /// then records every verdict in one commit. One round, for virtual-clock drivers and
-    /// tests; the daemon runs [`PushWorker::run`], which never waits for a whole batch.
-    pub async fn deliver_due(&self, now: Timestamp) -> StoreResult<DeliveryReport> {
-        let pushes = self.claim(now, self.config.batch).await?;
+    /// Claims the pushes due at `now` (leased from `lease_now` on the lease clock) and
+    /// delivers them, at most `concurrency` at a time, then records every verdict in one
+    /// commit. One round, for virtual-clock drivers and tests; the daemon runs
+    /// [`PushWorker::run`], which never waits for a whole batch.
+    pub async fn deliver_due(
+        &self,
+        now: Timestamp,
+        lease_now: Timestamp,
+    ) -> StoreResult<DeliveryReport> {
+        let pushes = self.claim(now, lease_now, self.config.batch).await?;
         let mut report = DeliveryReport {
             claimed: u32::try_from(pushes.len()).unwrap_or(u32::MAX),
             ..DeliveryReport::default()
@@ -269,7 +274,7 @@ impl PushWorker {
             if more && !stopping && in_flight.len() <= slots / 2 {
                 let want = slots - in_flight.len();
                 let want_u32 = u32::try_from(want).unwrap_or(u32::MAX);
-                match self.claim(clock.now(), want_u32).await {
+                match self.claim(clock.now(), clock.lease_now(), want_u32).await {
                     Ok(pushes) => {
                         more = pushes.len() == want;
                         total.claimed += u32::try_from(pushes.len()).unwrap_or(u32::MAX);
@@ -323,11 +328,16 @@ impl PushWorker {
         }
     }
 
-    async fn claim(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<OutboxPush>> {
-        let lease_until = now.checked_add(self.config.lease).unwrap_or(Timestamp::MAX);
-        self.store
-            .claim_pushes(now, limit, &self.owner, lease_until)
-            .await
+    /// Claims up to `limit` pushes due at `now`, leased from `lease_now` on the lease
+    /// clock ([`Clock::lease_now`]).
+    async fn claim(
+        &self,
+        now: Timestamp,
+        lease_now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxPush>> {
+        let lease = Lease::new(&self.owner, lease_now, self.config.lease);
+        self.store.claim_pushes(now, limit, &lease).await
     }
 
     /// Commits `verdicts` (emptying it) and adds the counts to `total`. A failed commit is
@@ -407,12 +417,13 @@ mod tests {
 
     use async_trait::async_trait;
     use waybill_core::carrier::Push;
-    use waybill_core::clock::ManualClock;
+    use waybill_core::clock::{ManualClock, ScaledClock};
+    use waybill_sandbox_sim::server::SystemClock;
 
     use super::*;
     use crate::store::{
-        CheckOutcome, MonitorStatus, NewPush, NewSubscription, NewTenant, PushState, SqliteStore,
-        SubscribeOptions, SubscribeOutcome,
+        CheckOutcome, Lease, MonitorStatus, NewPush, NewSubscription, NewTenant, PushState,
+        SqliteStore, SubscribeOptions, SubscribeOutcome,
     };
 
     #[test]
@@ -515,7 +526,11 @@ mod tests {
             ids.push(id);
         }
         let claimed = store
-            .claim_due(t0, 10_000, "s", t0 + SignedDuration::from_mins(1))
+            .claim_due(
+                t0,
+                10_000,
+                &Lease::until("s", t0, t0 + SignedDuration::from_mins(1)),
+            )
             .await
             .expect("claim");
         assert_eq!(claimed.len(), waybills);
@@ -571,7 +586,7 @@ mod tests {
     async fn run_until_drained(
         worker: &PushWorker,
         store: &SqliteStore,
-        clock: &ManualClock,
+        clock: &dyn Clock,
     ) -> DeliveryReport {
         let wake = Notify::new();
         let stop = async {
@@ -627,6 +642,42 @@ mod tests {
             others_done - started,
             slow - started
         );
+    }
+
+    #[tokio::test]
+    async fn a_fast_clock_does_not_cut_the_lease_of_a_push_in_flight() {
+        // One real millisecond is an hour of the engine's clock, so every 50 ms delivery
+        // outlasts the 2-minute lease many times over in engine time; leases are timed on
+        // the real clock, so no push in flight is claimed (and sent) a second time.
+        let (_dir, store, _ids, t0) = store_with_waybills(12, 1).await;
+        let notifier = Arc::new(SlowFor {
+            slow: String::new(),
+            delay: std::time::Duration::from_millis(50),
+            acked: Mutex::new(vec![]),
+        });
+        let worker = PushWorker::new(
+            store.clone(),
+            notifier.clone(),
+            PushConfig {
+                concurrency: 4,
+                ..PushConfig::default()
+            },
+            "w",
+        );
+        let clock = ScaledClock::new(SystemClock, t0, 3_600_000.0);
+        let report = run_until_drained(&worker, &store, &clock).await;
+        assert_eq!((report.claimed, report.delivered), (12, 12));
+        let mut sent: Vec<String> = notifier
+            .acked
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        sent.sort();
+        sent.dedup();
+        assert_eq!(sent.len(), 12);
+        assert_eq!(notifier.acked.lock().expect("lock").len(), 12, "none twice");
     }
 
     #[tokio::test]
@@ -698,7 +749,7 @@ mod tests {
         let mut now = t0;
         let mut reports = vec![];
         for _ in 0..5 {
-            reports.push(worker.deliver_due(now).await.expect("deliver"));
+            reports.push(worker.deliver_due(now, now).await.expect("deliver"));
             now += SignedDuration::from_mins(30);
         }
         let dead: Vec<u32> = reports.iter().map(|r| r.dead).collect();
@@ -742,11 +793,28 @@ mod tests {
             },
             "w",
         );
-        assert_eq!(worker.deliver_due(t0).await.expect("deliver").retried, 1);
+        assert_eq!(
+            worker.deliver_due(t0, t0).await.expect("deliver").retried,
+            1
+        );
         let early = t0 + SignedDuration::from_mins(29);
-        assert_eq!(worker.deliver_due(early).await.expect("deliver").claimed, 0);
+        assert_eq!(
+            worker
+                .deliver_due(early, early)
+                .await
+                .expect("deliver")
+                .claimed,
+            0
+        );
         let due = t0 + SignedDuration::from_mins(30);
-        assert_eq!(worker.deliver_due(due).await.expect("deliver").delivered, 1);
+        assert_eq!(
+            worker
+                .deliver_due(due, due)
+                .await
+                .expect("deliver")
+                .delivered,
+            1
+        );
     }
 
     #[tokio::test]
@@ -754,14 +822,14 @@ mod tests {
         let (_dir, store, id, t0) = store_with_pushes(1).await;
         let minute = SignedDuration::from_mins(1);
         let first = store
-            .claim_pushes(t0, 10, "w", t0 + minute)
+            .claim_pushes(t0, 10, &Lease::until("w", t0, t0 + minute))
             .await
             .expect("claim");
         assert_eq!(first.len(), 1);
         // "w" stalls past its lease; "x" takes the push over.
         let later = t0 + minute * 2;
         let again = store
-            .claim_pushes(later, 10, "x", later + minute)
+            .claim_pushes(later, 10, &Lease::until("x", later, later + minute))
             .await
             .expect("claim");
         assert_eq!(again.len(), 1);

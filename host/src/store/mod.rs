@@ -12,7 +12,7 @@ pub mod batch;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use waybill_core::model::Trace;
 use waybill_core::state::State;
@@ -451,6 +451,32 @@ pub enum PushVerdict {
     },
 }
 
+/// A claim's lease: who holds the claimed rows and until when. Leases are timed on the
+/// lease clock ([`Clock::lease_now`](waybill_core::clock::Clock::lease_now)), real time
+/// even when the engine's clock runs fast, so a claim outlives the work it guards; a row
+/// whose lease ran out (its holder died) can be claimed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease<'a> {
+    /// The claimant (an engine's `owner`).
+    pub owner: &'a str,
+    /// Now on the lease clock: leases that ended by then are free.
+    pub now: Timestamp,
+    /// When the new lease ends, on the lease clock.
+    pub until: Timestamp,
+}
+
+impl<'a> Lease<'a> {
+    /// A lease for `owner` from `now` for `span`.
+    pub fn new(owner: &'a str, now: Timestamp, span: SignedDuration) -> Self {
+        Self::until(owner, now, now.checked_add(span).unwrap_or(Timestamp::MAX))
+    }
+
+    /// A lease for `owner` from `now` until `until`.
+    pub fn until(owner: &'a str, now: Timestamp, until: Timestamp) -> Self {
+        Self { owner, now, until }
+    }
+}
+
 /// The verdict on one claimed push, as the delivery worker records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushResult {
@@ -571,13 +597,12 @@ pub trait Store: Send + Sync {
     // --- scheduling ---
 
     /// Claims up to `limit` polling subscriptions due at `now` whose lease is free or
-    /// expired, leasing them to `owner` until `lease_until`. Oldest due first.
+    /// has run out by `lease.now`, leasing them as `lease` says. Oldest due first.
     async fn claim_due(
         &self,
         now: Timestamp,
         limit: u32,
-        owner: &str,
-        lease_until: Timestamp,
+        lease: &Lease<'_>,
     ) -> StoreResult<Vec<Subscription>>;
     /// Writes a check's result and releases the lease, atomically. Fails with
     /// [`StoreError::LeaseLost`] (writing nothing) if `outcome.lease_owner` no longer
@@ -607,8 +632,7 @@ pub trait Store: Send + Sync {
         &self,
         now: Timestamp,
         limit: u32,
-        owner: &str,
-        lease_until: Timestamp,
+        lease: &Lease<'_>,
     ) -> StoreResult<Vec<OutboxPush>>;
     /// Records the verdicts on claimed pushes in one transaction (one durable commit for
     /// a whole delivery batch). Returns, per result, whether it was written (`false`: the
@@ -680,9 +704,15 @@ pub trait Store: Send + Sync {
     async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)>;
     /// The earliest `next_attempt_at` of a pending push.
     async fn next_push_due(&self) -> StoreResult<Option<Timestamp>>;
-    /// Pushes due at `now` that no worker holds (the delivery backlog), counted up to
-    /// `limit`: the count stops there so asking stays cheap however long the queue is.
-    async fn waiting_pushes(&self, now: Timestamp, limit: u32) -> StoreResult<u64>;
+    /// Pushes due at `now` that no worker holds at `lease_now` (the delivery backlog),
+    /// counted up to `limit`: the count stops there so asking stays cheap however long
+    /// the queue is.
+    async fn waiting_pushes(
+        &self,
+        now: Timestamp,
+        lease_now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64>;
 
     // --- usage and stats ---
 

@@ -725,20 +725,20 @@ impl Store for SqliteStore {
         &self,
         now: Timestamp,
         limit: u32,
-        owner: &str,
-        lease_until: Timestamp,
+        lease: &Lease<'_>,
     ) -> StoreResult<Vec<Subscription>> {
         let rows = sqlx::query(&format!(
             "UPDATE subscriptions SET lease_owner = ?1, lease_until = ?2 WHERE id IN ( \
                SELECT id FROM subscriptions WHERE status = 'polling' AND next_check_at <= ?3 \
-               AND (lease_until IS NULL OR lease_until <= ?3) \
+               AND (lease_until IS NULL OR lease_until <= ?5) \
                ORDER BY next_check_at LIMIT ?4) \
              RETURNING {SUB_COLS}"
         ))
-        .bind(owner)
-        .bind(ms(lease_until))
+        .bind(lease.owner)
+        .bind(ms(lease.until))
         .bind(ms(now))
         .bind(i64::from(limit))
+        .bind(ms(lease.now))
         .fetch_all(&self.write)
         .await?;
         let mut subs = rows
@@ -785,24 +785,24 @@ impl Store for SqliteStore {
         &self,
         now: Timestamp,
         limit: u32,
-        owner: &str,
-        lease_until: Timestamp,
+        lease: &Lease<'_>,
     ) -> StoreResult<Vec<OutboxPush>> {
         // The head of each subscription's pending queue, and only when no earlier push of
         // it is in flight (a leased push is still pending, so it is the head itself).
         let rows = sqlx::query(&format!(
             "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE id IN ( \
                SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?3 \
-               AND (o.lease_until IS NULL OR o.lease_until <= ?3) \
+               AND (o.lease_until IS NULL OR o.lease_until <= ?5) \
                AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
                             WHERE p.subscription_id = o.subscription_id AND p.state = 'pending') \
                ORDER BY o.next_attempt_at, o.id LIMIT ?4) \
              RETURNING {PUSH_COLS}"
         ))
-        .bind(owner)
-        .bind(ms(lease_until))
+        .bind(lease.owner)
+        .bind(ms(lease.until))
         .bind(ms(now))
         .bind(i64::from(limit))
+        .bind(ms(lease.now))
         .fetch_all(&self.write)
         .await?;
         let mut pushes = rows
@@ -941,13 +941,19 @@ impl Store for SqliteStore {
         ts_opt("outbox", v)
     }
 
-    async fn waiting_pushes(&self, now: Timestamp, limit: u32) -> StoreResult<u64> {
+    async fn waiting_pushes(
+        &self,
+        now: Timestamp,
+        lease_now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE state = 'pending' \
-             AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1) LIMIT ?2)",
+             AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?3) LIMIT ?2)",
         )
         .bind(ms(now))
         .bind(i64::from(limit))
+        .bind(ms(lease_now))
         .fetch_one(&self.read)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -1426,11 +1432,14 @@ mod tests {
         );
         let lease = t0() + SignedDuration::from_mins(5);
 
-        let a = store.claim_due(t0(), 10, "a", lease).await.expect("claim");
+        let a = store
+            .claim_due(t0(), 10, &Lease::until("a", t0(), lease))
+            .await
+            .expect("claim");
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].lease_owner.as_deref(), Some("a"));
         assert!(store
-            .claim_due(t0(), 10, "b", lease)
+            .claim_due(t0(), 10, &Lease::until("b", t0(), lease))
             .await
             .expect("claim")
             .is_empty());
@@ -1439,7 +1448,11 @@ mod tests {
         // write a result for it.
         let later = lease + SignedDuration::from_secs(1);
         let b = store
-            .claim_due(later, 10, "b", later + SignedDuration::from_mins(5))
+            .claim_due(
+                later,
+                10,
+                &Lease::until("b", later, later + SignedDuration::from_mins(5)),
+            )
             .await
             .expect("claim");
         assert_eq!(b.len(), 1);
@@ -1472,7 +1485,7 @@ mod tests {
         let lease = t0() + SignedDuration::from_mins(5);
         assert_eq!(
             store
-                .claim_due(t0(), 1, "a", lease)
+                .claim_due(t0(), 1, &Lease::until("a", t0(), lease))
                 .await
                 .expect("claim")
                 .len(),
@@ -1480,14 +1493,14 @@ mod tests {
         );
         assert_eq!(
             store
-                .claim_due(t0(), 10, "a", lease)
+                .claim_due(t0(), 10, &Lease::until("a", t0(), lease))
                 .await
                 .expect("claim")
                 .len(),
             1
         );
         assert!(store
-            .claim_due(t0(), 10, "a", lease)
+            .claim_due(t0(), 10, &Lease::until("a", t0(), lease))
             .await
             .expect("claim")
             .is_empty());
@@ -1508,7 +1521,11 @@ mod tests {
             .expect("subscribe");
         let (a, b) = (created(out[0]), created(out[1]));
         store
-            .claim_due(t0(), 10, "me", t0() + SignedDuration::from_mins(5))
+            .claim_due(
+                t0(),
+                10,
+                &Lease::until("me", t0(), t0() + SignedDuration::from_mins(5)),
+            )
             .await
             .expect("claim");
         let written = store
@@ -1533,7 +1550,11 @@ mod tests {
                 .expect("subscribe"),
         );
         store
-            .claim_due(t0(), 10, "a", t0() + SignedDuration::from_mins(5))
+            .claim_due(
+                t0(),
+                10,
+                &Lease::until("a", t0(), t0() + SignedDuration::from_mins(5)),
+            )
             .await
             .expect("claim");
         let trace = trace_of(3);
@@ -1569,7 +1590,11 @@ mod tests {
                 .expect("subscribe"),
         );
         store
-            .claim_due(t0(), 10, "a", t0() + SignedDuration::from_mins(5))
+            .claim_due(
+                t0(),
+                10,
+                &Lease::until("a", t0(), t0() + SignedDuration::from_mins(5)),
+            )
             .await
             .expect("claim");
         store
@@ -1579,14 +1604,14 @@ mod tests {
         let lease = t0() + SignedDuration::from_mins(1);
 
         let first = store
-            .claim_pushes(t0(), 10, "w", lease)
+            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
             .await
             .expect("claim");
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].seq, 1);
         // While seq 1 is in flight nothing else of this waybill goes out.
         assert!(store
-            .claim_pushes(t0(), 10, "w", lease)
+            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
             .await
             .expect("claim")
             .is_empty());
@@ -1597,12 +1622,12 @@ mod tests {
             .await
             .expect("retry");
         assert!(store
-            .claim_pushes(t0(), 10, "w", lease)
+            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
             .await
             .expect("claim")
             .is_empty());
         let again = store
-            .claim_pushes(retry_at, 10, "w", retry_at)
+            .claim_pushes(retry_at, 10, &Lease::until("w", retry_at, retry_at))
             .await
             .expect("claim");
         assert_eq!((again[0].seq, again[0].attempt), (1, 1));
@@ -1611,7 +1636,11 @@ mod tests {
             .await
             .expect("delivered");
         let next = store
-            .claim_pushes(retry_at, 10, "w", retry_at + SignedDuration::from_mins(1))
+            .claim_pushes(
+                retry_at,
+                10,
+                &Lease::until("w", retry_at, retry_at + SignedDuration::from_mins(1)),
+            )
             .await
             .expect("claim");
         assert_eq!(next[0].seq, 2);
@@ -1624,19 +1653,31 @@ mod tests {
         let a = created(s.subscribe(&new_sub(t.id, "A")).await.expect("sub"));
         let b = created(s.subscribe(&new_sub(t.id, "B")).await.expect("sub"));
         let lease = t0() + SignedDuration::from_mins(1);
-        s.claim_due(t0(), 10, "w", lease).await.expect("claim");
+        s.claim_due(t0(), 10, &Lease::until("w", t0(), lease))
+            .await
+            .expect("claim");
         s.complete_checks(&[outcome(a, "w", 3), outcome(b, "w", 2)])
             .await
             .expect("complete");
-        assert_eq!(s.waiting_pushes(t0(), 100).await.expect("count"), 5);
-        assert_eq!(s.waiting_pushes(t0(), 4).await.expect("count"), 4, "capped");
+        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 5);
+        assert_eq!(
+            s.waiting_pushes(t0(), t0(), 4).await.expect("count"),
+            4,
+            "capped"
+        );
         // Not yet due a minute earlier.
         let before = t0() - SignedDuration::from_mins(1);
-        assert_eq!(s.waiting_pushes(before, 100).await.expect("count"), 0);
+        assert_eq!(
+            s.waiting_pushes(before, before, 100).await.expect("count"),
+            0
+        );
         // A claimed push is in a worker's hands, not waiting.
-        let claimed = s.claim_pushes(t0(), 1, "d", lease).await.expect("claim");
+        let claimed = s
+            .claim_pushes(t0(), 1, &Lease::until("d", t0(), lease))
+            .await
+            .expect("claim");
         assert_eq!(claimed.len(), 1);
-        assert_eq!(s.waiting_pushes(t0(), 100).await.expect("count"), 4);
+        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 4);
     }
 
     #[tokio::test]
@@ -1650,7 +1691,11 @@ mod tests {
                 .expect("subscribe"),
         );
         store
-            .claim_due(t0(), 10, "a", t0() + SignedDuration::from_mins(5))
+            .claim_due(
+                t0(),
+                10,
+                &Lease::until("a", t0(), t0() + SignedDuration::from_mins(5)),
+            )
             .await
             .expect("claim");
         store
@@ -1660,7 +1705,7 @@ mod tests {
         let lease = t0() + SignedDuration::from_mins(1);
         for _ in 0..2 {
             let p = store
-                .claim_pushes(t0(), 10, "w", lease)
+                .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
                 .await
                 .expect("claim");
             store
@@ -1672,7 +1717,7 @@ mod tests {
         // Both dead: re-driving all re-sends both in order (nothing newer was delivered).
         assert_eq!(store.redeliver(&[], t0()).await.expect("redeliver"), (2, 0));
         let p = store
-            .claim_pushes(t0(), 10, "w", lease)
+            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
             .await
             .expect("claim");
         assert_eq!(p[0].seq, 1);
@@ -1681,7 +1726,7 @@ mod tests {
             .await
             .expect("dead");
         let p = store
-            .claim_pushes(t0(), 10, "w", lease)
+            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
             .await
             .expect("claim");
         assert_eq!(p[0].seq, 2);
