@@ -1,7 +1,9 @@
 -- wrk script for `POST /poll` (kuaidi100 subscribe) with a fresh tracking number per
 -- request, so every request is a new subscription (returnCode 200), not a duplicate.
 --
---   wrk -t2 -c256 -d10s -s bench/wrk/poll.lua http://127.0.0.1:18083 -- KEY [PREFIX]
+--   wrk -t2 -c256 -d10s -s bench/wrk/poll.lua http://127.0.0.1:18083 -- KEY [PREFIX [random]]
+--
+-- With `random` the numbers are scattered instead of counting up per thread.
 --
 -- Prints the returnCode mix at the end (wrk itself only counts HTTP statuses, and the
 -- kuaidi100 dialect answers HTTP 200 for every returnCode).
@@ -24,6 +26,7 @@ end
 function init(args)
    key = args[1] or error("usage: -- KEY [PREFIX]")
    prefix = (args[2] or "WK") .. string.format("%02d", id)
+   order = args[3] or "sequential"
    n = 0
    codes = {}
    local param = '{"company":"sandbox","number":"XNUMBERX","key":"' .. key ..
@@ -38,7 +41,14 @@ end
 
 function request()
    n = n + 1
-   return wrk.format(nil, "/poll", nil, head .. prefix .. string.format("%010d", n) .. tail)
+   local suffix = n
+   if order == "random" then
+      -- A bijection of n (odd multiplier modulo 10^10): every number still distinct, but
+      -- consecutive requests land far apart in the indexes, as numbers from many
+      -- carriers and shops would.
+      suffix = (n * 7919 * 104729 + 12345) % 10000000000
+   end
+   return wrk.format(nil, "/poll", nil, head .. prefix .. string.format("%010d", suffix) .. tail)
 end
 
 function response(status, headers, body)
