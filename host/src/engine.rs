@@ -46,7 +46,8 @@ pub struct EngineConfig {
     pub owner: String,
     /// Subscriptions claimed per round.
     pub batch_size: u32,
-    /// How long a claimed subscription stays reserved (engine clock).
+    /// How long a claimed subscription stays reserved, on the lease clock (real time even
+    /// when the engine's clock runs fast: [`Clock::lease_now`]).
     pub lease: SignedDuration,
     /// Real time to wait between rounds when nothing was due.
     pub idle_wait: SignedDuration,

@@ -129,12 +129,13 @@ pub const COMMIT_WINDOW: Duration = Duration::from_millis(10);
 pub struct PushConfig {
     /// Retry schedule.
     pub retry: RetryPolicy,
-    /// Pushes claimed per round.
+    /// Verdicts committed together (at most [`COMMIT_WINDOW`] apart); also the pushes
+    /// claimed per round by [`PushWorker::deliver_due`].
     pub batch: u32,
-    /// Pushes in flight at once.
+    /// Pushes in flight at once; more are claimed as soon as half of the slots are free.
     pub concurrency: usize,
-    /// How long a claimed push stays reserved (on the engine clock); longer than the
-    /// HTTP timeout so a slow delivery is not handed out twice.
+    /// How long a claimed push stays reserved (real time: [`Clock::lease_now`]); longer
+    /// than the HTTP timeout so a slow delivery is not handed out twice.
     pub lease: SignedDuration,
 }
 
