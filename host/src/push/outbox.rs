@@ -583,6 +583,26 @@ mod tests {
         }
     }
 
+    /// A worker with four delivery slots whose notifier holds the pushes with ids starting
+    /// with `slow` (every push for "") for `delay_ms` of real time.
+    fn four_slots(
+        store: &Arc<SqliteStore>,
+        slow: &str,
+        delay_ms: u64,
+    ) -> (Arc<SlowFor>, PushWorker) {
+        let notifier = Arc::new(SlowFor {
+            slow: slow.into(),
+            delay: std::time::Duration::from_millis(delay_ms),
+            acked: Mutex::new(vec![]),
+        });
+        let config = PushConfig {
+            concurrency: 4,
+            ..PushConfig::default()
+        };
+        let worker = PushWorker::new(store.clone(), notifier.clone(), config, "w");
+        (notifier, worker)
+    }
+
     /// Runs `worker` until every push in `store` is finished, then stops it.
     async fn run_until_drained(
         worker: &PushWorker,
@@ -606,20 +626,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_receiver_holds_one_slot_while_the_others_are_delivered() {
         let (_dir, store, ids, t0) = store_with_waybills(40, 1).await;
-        let notifier = Arc::new(SlowFor {
-            slow: format!("{}-", ids[0]),
-            delay: std::time::Duration::from_millis(1_500),
-            acked: Mutex::new(vec![]),
-        });
-        let worker = PushWorker::new(
-            store.clone(),
-            notifier.clone(),
-            PushConfig {
-                concurrency: 4,
-                ..PushConfig::default()
-            },
-            "w",
-        );
+        let (notifier, worker) = four_slots(&store, &format!("{}-", ids[0]), 1_500);
         let started = Instant::now();
         let report = run_until_drained(&worker, &store, &ManualClock::new(t0)).await;
         assert_eq!((report.claimed, report.delivered), (40, 40));
@@ -651,20 +658,7 @@ mod tests {
         // outlasts the 2-minute lease many times over in engine time; leases are timed on
         // the real clock, so no push in flight is claimed (and sent) a second time.
         let (_dir, store, _ids, t0) = store_with_waybills(12, 1).await;
-        let notifier = Arc::new(SlowFor {
-            slow: String::new(),
-            delay: std::time::Duration::from_millis(50),
-            acked: Mutex::new(vec![]),
-        });
-        let worker = PushWorker::new(
-            store.clone(),
-            notifier.clone(),
-            PushConfig {
-                concurrency: 4,
-                ..PushConfig::default()
-            },
-            "w",
-        );
+        let (notifier, worker) = four_slots(&store, "", 50);
         let clock = ScaledClock::new(SystemClock, t0, 3_600_000.0);
         let report = run_until_drained(&worker, &store, &clock).await;
         assert_eq!((report.claimed, report.delivered), (12, 12));

@@ -1084,6 +1084,20 @@ mod tests {
         "2024-05-01T00:00:00Z".parse().expect("valid timestamp")
     }
 
+    /// The `detail` lines of an `EXPLAIN QUERY PLAN` query.
+    async fn plan_of<'q>(
+        store: &SqliteStore,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Vec<String> {
+        query
+            .fetch_all(&store.read)
+            .await
+            .expect("plan")
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").expect("detail"))
+            .collect()
+    }
+
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open_dir(&dir.path().join("data"))
@@ -1401,18 +1415,16 @@ mod tests {
     #[tokio::test]
     async fn the_monthly_limit_check_uses_the_usage_key() {
         let (_dir, store) = store().await;
-        let plan: Vec<String> = sqlx::query(
-            "EXPLAIN QUERY PLAN SELECT column1 FROM (VALUES (1, 'sandbox', 'SB1', '2024-05')) \
-             AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
-             AND u.month = v.column4 AND u.company = v.column2 AND u.number = v.column3 \
-             AND u.subscribes >= 4)",
+        let plan = plan_of(
+            &store,
+            sqlx::query(
+                "EXPLAIN QUERY PLAN SELECT column1 FROM (VALUES (1, 'sandbox', 'SB1', '2024-05')) \
+                 AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
+                 AND u.month = v.column4 AND u.company = v.column2 AND u.number = v.column3 \
+                 AND u.subscribes >= 4)",
+            ),
         )
-        .fetch_all(&store.read)
-        .await
-        .expect("plan")
-        .iter()
-        .map(|r| r.try_get::<String, _>("detail").expect("detail"))
-        .collect();
+        .await;
         assert!(
             plan.iter()
                 .any(|d| d.contains("USING INDEX sqlite_autoindex_usage_1")),
@@ -1808,7 +1820,7 @@ mod tests {
     async fn the_statement_list_subscriptions_builds_for_a_number_uses_the_number_index() {
         let (_dir, store) = store().await;
         // The shape list_subscriptions builds for tenant + company + number.
-        let plan: Vec<String> = sqlx::query(
+        let query = sqlx::query(
             "EXPLAIN QUERY PLAN SELECT id FROM subscriptions WHERE id > ? \
              AND tenant_id = ? AND company = ? AND number = ? ORDER BY id LIMIT ?",
         )
@@ -1816,13 +1828,8 @@ mod tests {
         .bind(1)
         .bind("sandbox")
         .bind("SB1")
-        .bind(100)
-        .fetch_all(&store.read)
-        .await
-        .expect("plan")
-        .iter()
-        .map(|r| r.try_get::<String, _>("detail").expect("detail"))
-        .collect();
+        .bind(100);
+        let plan = plan_of(&store, query).await;
         assert!(
             plan.iter().any(|d| d.contains("subscriptions_number")),
             "{plan:?}"
