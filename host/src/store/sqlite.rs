@@ -1817,7 +1817,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_statement_list_subscriptions_builds_for_a_number_uses_the_number_index() {
+    async fn the_statements_list_subscriptions_builds_for_a_number_use_the_waybill_index() {
         let (_dir, store) = store().await;
         // The shape list_subscriptions builds for tenant + company + number.
         let query = sqlx::query(
@@ -1831,7 +1831,20 @@ mod tests {
         .bind(100);
         let plan = plan_of(&store, query).await;
         assert!(
-            plan.iter().any(|d| d.contains("subscriptions_number")),
+            plan.iter().any(|d| d.contains("subscriptions_waybill")),
+            "{plan:?}"
+        );
+        // A number alone (any tenant, any company) uses the same index by its first column.
+        let query = sqlx::query(
+            "EXPLAIN QUERY PLAN SELECT id FROM subscriptions WHERE id > ? AND number = ? \
+             ORDER BY id LIMIT ?",
+        )
+        .bind(0)
+        .bind("SB1")
+        .bind(100);
+        let plan = plan_of(&store, query).await;
+        assert!(
+            plan.iter().any(|d| d.contains("subscriptions_waybill")),
             "{plan:?}"
         );
     }
