@@ -341,17 +341,19 @@ async fn daemon(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .checked_add(SignedDuration::try_from_secs_f64(elapsed)?)
         .context("clock out of range")?;
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(SystemClock, now, speed));
-    // Leases and retry delays are virtual; keep them long enough in real time.
+    // Retry delays are on the virtual clock: keep them long enough in real time. Leases
+    // are real time already (`Clock::lease_now`): short, so a restart after a kill takes
+    // the dead run's claims over within seconds.
     let virt = |real_ms: f64| SignedDuration::from_millis((real_ms * speed / 1000.0) as i64);
     let mut options = SandboxOptions::new(&dir);
     options.sim = sim_config(&args)?;
     options.engine = EngineConfig {
-        lease: virt(2_000.0),
+        lease: SignedDuration::from_secs(2),
         idle_wait: SignedDuration::from_millis(20),
         push_timeout: SignedDuration::from_secs(2),
         allow_private_callbacks: true,
         push: PushConfig {
-            lease: virt(3_000.0),
+            lease: SignedDuration::from_secs(3),
             retry: RetryPolicy::Exponential {
                 first: virt(50.0),
                 factor: 2.0,
