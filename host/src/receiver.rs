@@ -62,7 +62,8 @@ pub struct Inbox {
     pub by_subscription: BTreeMap<i64, Vec<Received>>,
     /// Requests received.
     pub requests: u64,
-    /// Pushes accepted (kept in `by_subscription` unless the receiver only counts).
+    /// Pushes accepted in all, repeats included (each also kept in `by_subscription`
+    /// unless the receiver only counts).
     pub accepted: u64,
     /// Requests failed on purpose (flakiness).
     pub failed: u64,
@@ -75,11 +76,6 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Accepted pushes in all (duplicates included).
-    pub fn accepted(&self) -> usize {
-        self.by_subscription.values().map(Vec::len).sum()
-    }
-
     /// Problems with the order of arrival: for each subscription the accepted pushes must
     /// be 1, 2, 3, … with a push repeated only right after itself (at-least-once), and,
     /// when `exactly_once`, never repeated. An empty list means all is well.

@@ -192,7 +192,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let subs = all_subscriptions(stack.store.as_ref()).await?;
     let latencies = probe.latencies(stack.store.as_ref(), usize::MAX).await?;
     let (order, refused, accepted) =
-        receiver.inbox(|i| (i.order_problems(false).len(), i.refused.len(), i.accepted()));
+        receiver.inbox(|i| (i.order_problems(false).len(), i.refused.len(), i.accepted));
     let mut s = Summary::default();
     for sub in &subs {
         match (sub.status, sub.state.phase()) {
