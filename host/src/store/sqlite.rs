@@ -1139,6 +1139,29 @@ mod tests {
         }
     }
 
+    /// A new tenant's waybill `number`, checked once by "a" and left with `pushes`
+    /// pending pushes.
+    async fn waybill_with_pushes(
+        store: &SqliteStore,
+        number: &str,
+        pushes: usize,
+    ) -> SubscriptionId {
+        let t = tenant(store).await;
+        let id = created(
+            store
+                .subscribe(&new_sub(t.id, number))
+                .await
+                .expect("subscribe"),
+        );
+        let lease = Lease::new("a", t0(), SignedDuration::from_mins(5));
+        store.claim_due(t0(), 10, &lease).await.expect("claim");
+        store
+            .complete_check(&outcome(id, "a", pushes))
+            .await
+            .expect("complete");
+        id
+    }
+
     fn created(o: SubscribeOutcome) -> SubscriptionId {
         match o {
             SubscribeOutcome::Created { id, .. } => id,
@@ -1594,25 +1617,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_oldest_pending_push_of_a_waybill_is_handed_out() {
         let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        let id = created(
-            store
-                .subscribe(&new_sub(t.id, "SB1"))
-                .await
-                .expect("subscribe"),
-        );
-        store
-            .claim_due(
-                t0(),
-                10,
-                &Lease::until("a", t0(), t0() + SignedDuration::from_mins(5)),
-            )
-            .await
-            .expect("claim");
-        store
-            .complete_check(&outcome(id, "a", 3))
-            .await
-            .expect("complete");
+        let id = waybill_with_pushes(&store, "SB1", 3).await;
         let lease = t0() + SignedDuration::from_mins(1);
 
         let first = store
@@ -1695,25 +1700,7 @@ mod tests {
     #[tokio::test]
     async fn redeliver_redrives_the_newest_dead_push_and_supersedes_older_ones() {
         let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        let id = created(
-            store
-                .subscribe(&new_sub(t.id, "SB1"))
-                .await
-                .expect("subscribe"),
-        );
-        store
-            .claim_due(
-                t0(),
-                10,
-                &Lease::until("a", t0(), t0() + SignedDuration::from_mins(5)),
-            )
-            .await
-            .expect("claim");
-        store
-            .complete_check(&outcome(id, "a", 2))
-            .await
-            .expect("complete");
+        let id = waybill_with_pushes(&store, "SB1", 2).await;
         let lease = t0() + SignedDuration::from_mins(1);
         for _ in 0..2 {
             let p = store
