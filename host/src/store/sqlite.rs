@@ -1617,7 +1617,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_oldest_pending_push_of_a_waybill_is_handed_out() {
         let (_dir, store) = store().await;
-        let id = waybill_with_pushes(&store, "SB1", 3).await;
+        waybill_with_pushes(&store, "SB1", 3).await;
         let lease = t0() + SignedDuration::from_mins(1);
 
         let first = store
