@@ -112,6 +112,25 @@ impl SqliteStore {
         })
     }
 
+    /// Runs a claim statement whose parameters are ?1 lease owner, ?2 lease end, ?3 now
+    /// (due), ?4 limit and ?5 now on the lease clock.
+    async fn claim_rows(
+        &self,
+        sql: &str,
+        now: Timestamp,
+        limit: u32,
+        lease: &Lease<'_>,
+    ) -> StoreResult<Vec<SqliteRow>> {
+        Ok(sqlx::query(sql)
+            .bind(lease.owner)
+            .bind(ms(lease.until))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .bind(ms(lease.now))
+            .fetch_all(&self.write)
+            .await?)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -727,20 +746,14 @@ impl Store for SqliteStore {
         limit: u32,
         lease: &Lease<'_>,
     ) -> StoreResult<Vec<Subscription>> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE subscriptions SET lease_owner = ?1, lease_until = ?2 WHERE id IN ( \
                SELECT id FROM subscriptions WHERE status = 'polling' AND next_check_at <= ?3 \
                AND (lease_until IS NULL OR lease_until <= ?5) \
                ORDER BY next_check_at LIMIT ?4) \
              RETURNING {SUB_COLS}"
-        ))
-        .bind(lease.owner)
-        .bind(ms(lease.until))
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .bind(ms(lease.now))
-        .fetch_all(&self.write)
-        .await?;
+        );
+        let rows = self.claim_rows(&sql, now, limit, lease).await?;
         let mut subs = rows
             .iter()
             .map(sub_from_row)
@@ -789,7 +802,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<OutboxPush>> {
         // The head of each subscription's pending queue, and only when no earlier push of
         // it is in flight (a leased push is still pending, so it is the head itself).
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE id IN ( \
                SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?3 \
                AND (o.lease_until IS NULL OR o.lease_until <= ?5) \
@@ -797,14 +810,8 @@ impl Store for SqliteStore {
                             WHERE p.subscription_id = o.subscription_id AND p.state = 'pending') \
                ORDER BY o.next_attempt_at, o.id LIMIT ?4) \
              RETURNING {PUSH_COLS}"
-        ))
-        .bind(lease.owner)
-        .bind(ms(lease.until))
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .bind(ms(lease.now))
-        .fetch_all(&self.write)
-        .await?;
+        );
+        let rows = self.claim_rows(&sql, now, limit, lease).await?;
         let mut pushes = rows
             .iter()
             .map(push_from_row)
