@@ -7,5 +7,6 @@
 //!   the same data directory loses no subscription and no push, and never goes backwards.
 
 mod crash;
+mod import;
 mod lifecycle;
 mod support;
