@@ -9,4 +9,5 @@
 mod crash;
 mod import;
 mod lifecycle;
+mod log;
 mod support;

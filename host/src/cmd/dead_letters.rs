@@ -1,33 +1,32 @@
 //! `waybill dead-letters`: lists pushes that ran out of attempts.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use waybill_host::store::{SqliteStore, Store, DEFAULT_DATA_DIR};
+use waybill_host::store::Store;
+
+use super::serve::{open_store, StoreArgs};
+use super::OutputFormat;
 
 #[derive(Args)]
 pub struct DeadLettersArgs {
-    /// Data directory of the daemon.
-    #[arg(long, env = "WAYBILL_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// At most this many, oldest first.
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
-    /// One JSON object per line instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    /// Output format (`json`: one object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
 }
 
 pub fn run(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
-        let store = SqliteStore::open_dir(&args.data_dir)
-            .await
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        let store = open_store(&args.store.load()?).await?;
         let dead = store.dead_letters(args.limit).await?;
-        if args.json {
+        if args.format == OutputFormat::Json {
             for p in &dead {
                 let line = serde_json::json!({
                     "push_id": p.push_id,

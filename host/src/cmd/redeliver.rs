@@ -1,11 +1,12 @@
 //! `waybill redeliver`: re-drives dead-lettered pushes from their first attempt.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use waybill_host::store::{SqliteStore, Store, DEFAULT_DATA_DIR};
+use waybill_host::store::Store;
+
+use super::serve::{open_store, StoreArgs};
 
 #[derive(Args)]
 pub struct RedeliverArgs {
@@ -14,9 +15,8 @@ pub struct RedeliverArgs {
     /// Re-drive every dead letter.
     #[arg(long, conflicts_with = "push_ids")]
     pub all: bool,
-    /// Data directory of the daemon.
-    #[arg(long, env = "WAYBILL_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 pub fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
@@ -25,9 +25,7 @@ pub fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
-        let store = SqliteStore::open_dir(&args.data_dir)
-            .await
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        let store = open_store(&args.store.load()?).await?;
         // The daemon's clock decides when the retry is due; "now" by the wall clock means
         // "at the daemon's next round" for a real-time daemon.
         let now = jiff::Timestamp::now();

@@ -87,6 +87,33 @@ pub struct ServeArgs {
     /// Accept callback URLs on loopback, private and link-local addresses.
     #[arg(long)]
     pub allow_private_callbacks: bool,
+    /// Log lines as text (coloured only on a terminal) or as JSON objects for collectors.
+    #[arg(long, value_enum, env = "WAYBILL_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How `serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event (`timestamp`, `level`, `fields`, `target`).
+    Json,
+}
+
+/// Logs to stderr; ANSI colours only when stderr is a terminal, so a redirected log stays
+/// plain text.
+fn init_log(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => log.json().try_init(),
+    };
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -107,13 +134,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.api.allow_private_callbacks = true;
     }
     config.engine.allow_private_callbacks = config.api.allow_private_callbacks;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    init_log(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,21 +196,20 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;
     let addr = listener.local_addr()?;
-    eprintln!(
-        "waybill: listening on http://{addr}; carriers: {}; database {}{}",
-        if engine.companies().is_empty() {
-            "none".to_string()
-        } else {
-            engine.companies().join(", ")
-        },
-        config.database_path().display(),
-        sim.as_ref()
-            .map(|s| format!(
-                "; sandbox simulator at {} (clock x{})",
-                s.base_url(),
-                config.sandbox.clock_speed
-            ))
-            .unwrap_or_default()
+    let carriers = if engine.companies().is_empty() {
+        "none".to_string()
+    } else {
+        engine.companies().join(", ")
+    };
+    let simulator = sim
+        .as_ref()
+        .map(|s| format!("{} (clock x{})", s.base_url(), config.sandbox.clock_speed));
+    tracing::info!(
+        url = %format!("http://{addr}"),
+        carriers,
+        database = %config.database_path().display(),
+        simulator,
+        "Listening"
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -211,7 +231,7 @@ pub async fn serve(
     let server = axum::serve(listener, api::router(api)).with_graceful_shutdown(stopped(stop_rx));
     let server_task = tokio::spawn(async move { server.await });
     stop.await;
-    eprintln!("waybill: stopping; finishing in-flight work");
+    tracing::info!("Stopping; finishing in-flight work");
     let _ = stop_tx.send(true);
     let grace = Duration::try_from(config.server.shutdown_grace).unwrap_or(Duration::from_secs(30));
     let drained = tokio::time::timeout(grace, async {
@@ -232,7 +252,7 @@ pub async fn serve(
         let _ = sim.shutdown().await;
     }
     store.close().await;
-    eprintln!("waybill: stopped");
+    tracing::info!("Stopped");
     Ok(())
 }
 

@@ -199,8 +199,9 @@ impl Registry {
         })?;
         let instance = plugin.instantiate(config).with_context(|| {
             format!(
-                "plugin {} refused its configuration",
-                plugin.file().display()
+                "plugin {} refused its configuration{}",
+                plugin.file().display(),
+                missing_keys_hint(plugin.manifest(), config)
             )
         })?;
         PluginCarrier::new(
@@ -209,6 +210,33 @@ impl Registry {
             normalizer,
             settings,
         )
+    }
+}
+
+/// Where each required key the configuration lacks would come from, so an operator reads
+/// the variable and the table to set instead of only the key's name.
+fn missing_keys_hint(manifest: &Manifest, config: &Config) -> String {
+    let Some(code) = manifest.canonical_code() else {
+        return String::new();
+    };
+    let missing: Vec<String> = manifest
+        .config_keys
+        .iter()
+        .filter(|k| k.required && config.get(&k.name).is_none_or(str::is_empty))
+        .map(|k| {
+            format!(
+                "`{}` ({}): set {} or `{}` in [carriers.{code}]",
+                k.name,
+                k.doc,
+                env_var_name(code, &k.name),
+                k.name
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!("; missing {}", missing.join("; "))
     }
 }
 
@@ -271,6 +299,7 @@ pub fn settings_from_env(manifest: &Manifest) -> AdapterSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use waybill_sdk::ConfigKey;
 
     #[test]
     fn env_var_names_are_upper_case_with_underscores() {
@@ -278,6 +307,22 @@ mod tests {
             env_var_name("hexi", "client-secret"),
             "WAYBILL_HEXI_CLIENT_SECRET"
         );
+    }
+
+    #[test]
+    fn a_missing_required_key_names_its_variable_and_its_table() {
+        let m = Manifest {
+            codes: vec!["acme".into()],
+            config_keys: vec![ConfigKey::secret("api_key", "the API key")],
+            ..Default::default()
+        };
+        let hint = missing_keys_hint(&m, &Config::new());
+        assert!(
+            hint.contains("WAYBILL_ACME_API_KEY") && hint.contains("`api_key` in [carriers.acme]"),
+            "{hint}"
+        );
+        let given = Config::from_pairs([("api_key", "k")]);
+        assert_eq!(missing_keys_hint(&m, &given), "");
     }
 
     #[test]
