@@ -125,6 +125,31 @@ fn bad_files_are_refused_by_name_while_the_good_plugin_loads() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_plugin_of_the_right_version_but_another_layout_is_refused_showing_the_difference() {
+    let libs = built_libraries();
+    let dir = temp_dir("misshapen");
+    std::fs::copy(
+        libs.join("libwaybill_sdk_misshapen.so"),
+        dir.join("libwaybill_carrier_misshapen.so"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = waybill(&dir, &["plugins", "--format", "json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let reason = v["refused"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("layout does not match"), "{reason}");
+    assert!(
+        reason.contains("field 1: expected `manifest_json: fn()->RResult`, found `manifest_json: fn()->RString`"),
+        "the differing field is named: {reason}"
+    );
+    assert!(
+        reason.contains("`instantiate"),
+        "missing fields listed: {reason}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A tiny HTTP/1.1 server imitating Hexi's API; records each request's first line and
 /// `Authorization` header.
 fn fake_hexi() -> (String, Arc<Mutex<Vec<String>>>) {

@@ -56,7 +56,7 @@ pub enum LoadError {
         expected: String,
         /// The SDK version the plugin claims.
         found: String,
-        /// First line of abi_stable's layout report.
+        /// Where the two layouts differ, from abi_stable's report (see [`layout_difference`]).
         detail: String,
     },
     /// The manifest is missing, unreadable or insane.
@@ -239,6 +239,103 @@ pub fn is_compatible(found: &str) -> bool {
     }
 }
 
+/// One field of a layout, as abi_stable's report prints it.
+#[derive(Debug, PartialEq)]
+struct ReportedField {
+    name: String,
+    /// The type, or the function signature for a function pointer.
+    shape: String,
+}
+
+/// The fields of the layout section that starts at `heading` in an abi_stable report.
+fn reported_fields(report: &str, heading: &str) -> Option<(String, Vec<ReportedField>)> {
+    let section = &report[report.find(heading)? + heading.len()..];
+    let section = section.split("\nLayout of ").next().unwrap_or(section);
+    let section = section.split("\nError:").next().unwrap_or(section);
+    let mut lines = section.lines().map(str::trim);
+    let type_name = lines
+        .by_ref()
+        .find_map(|l| l.strip_prefix("type:"))?
+        .to_owned();
+    let mut fields: Vec<ReportedField> = Vec::new();
+    let mut expect_signature = false;
+    for line in lines {
+        if let Some(name) = line.strip_prefix("field_name:") {
+            fields.push(ReportedField {
+                name: name.to_owned(),
+                shape: String::new(),
+            });
+        } else if let (Some(last), Some(ty)) = (fields.last_mut(), line.strip_prefix("type:")) {
+            last.shape = ty.to_owned();
+        } else if line == "fn pointer(s):" {
+            expect_signature = true;
+        } else if expect_signature {
+            if let Some(last) = fields.last_mut() {
+                last.shape = line.to_owned();
+            }
+            expect_signature = false;
+        }
+    }
+    Some((type_name, fields))
+}
+
+/// Condenses abi_stable's layout report (hundreds of lines, whose first line is only
+/// "Compared <this>:") into what differs: the report's own verdict and, field by field,
+/// each field whose shape differs, is missing or is extra. Falls back to the report with
+/// blank lines removed when it is not in the expected form.
+pub fn layout_difference(report: &str) -> String {
+    let verdicts: Vec<String> = report
+        .split("\nError:")
+        .skip(1)
+        .map(|block| {
+            let words: Vec<&str> = block
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Layout of") && !l.ends_with("error(s)."))
+                .filter(|l| !l.is_empty())
+                .collect();
+            words.join(" ")
+        })
+        .collect();
+    let expected = reported_fields(report, "Layout of expected type:");
+    let found = reported_fields(report, "Layout of found type:");
+    let (Some((expected_type, expected)), Some((found_type, found))) = (expected, found) else {
+        let lines: Vec<&str> = report.lines().filter(|l| !l.trim().is_empty()).collect();
+        return lines.join("\n");
+    };
+    let mut differences = Vec::new();
+    for (i, want) in expected.iter().enumerate() {
+        match found.get(i) {
+            Some(got) if got == want => {}
+            Some(got) => differences.push(format!(
+                "field {i}: expected `{}: {}`, found `{}: {}`",
+                want.name, want.shape, got.name, got.shape
+            )),
+            None => differences.push(format!(
+                "field {i} `{}: {}` is missing",
+                want.name, want.shape
+            )),
+        }
+    }
+    for (i, extra) in found.iter().enumerate().skip(expected.len()) {
+        differences.push(format!(
+            "field {i} `{}: {}` is extra",
+            extra.name, extra.shape
+        ));
+    }
+    format!(
+        "{} (expected {expected_type} with {} fields, found {found_type} with {}); {}",
+        if verdicts.is_empty() {
+            "layouts differ".to_owned()
+        } else {
+            verdicts.join("; ")
+        },
+        expected.len(),
+        found.len(),
+        differences.join("; ")
+    )
+}
+
 fn first_line(text: &str) -> String {
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     line.trim().chars().take(200).collect()
@@ -356,7 +453,7 @@ pub fn load(path: &Path) -> Result<LoadedPlugin, LoadError> {
             file: file.clone(),
             expected: SDK_VERSION.to_owned(),
             found: found.clone(),
-            detail: first_line(&e.to_string()),
+            detail: layout_difference(&e.to_string()),
         })?;
 
     let json = match (module.manifest_json())().into_result() {
