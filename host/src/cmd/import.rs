@@ -40,8 +40,9 @@ pub struct ImportArgs {
     /// The daemon's address.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 16)]
+    /// Requests in flight at once (the daemon commits concurrent subscriptions together, so
+    /// more in flight means fewer, larger commits).
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
 }
 
