@@ -19,7 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use waybill_core::model::{EventTime, Trace, TrackEvent};
 use waybill_core::state::State;
 
@@ -129,6 +129,51 @@ impl SqliteStore {
             .bind(ms(lease.now))
             .fetch_all(&self.write)
             .await?)
+    }
+
+    /// Runs `body` in one transaction on the write connection and commits it.
+    ///
+    /// Why not `pool.begin()`: sqlx keeps its own count of open transactions and trusts it
+    /// over SQLite. When a statement or the COMMIT fails with "database or disk is full"
+    /// (or an I/O error), SQLite may already have rolled the transaction back; sqlx's
+    /// ROLLBACK then fails and its count stays at one, so the next `begin` issues a
+    /// SAVEPOINT (which opens a real transaction) and the next failure is undone with
+    /// ROLLBACK TO, which leaves that transaction open. From then on every "commit" only
+    /// released a savepoint inside it: each write was acknowledged and none was saved,
+    /// until a restart. So the transaction is opened with an explicit `BEGIN IMMEDIATE`
+    /// (which sqlx refuses on a connection it believes busy), a failed body is rolled back
+    /// and waited for, and a connection whose COMMIT or ROLLBACK failed is closed instead
+    /// of going back to the pool: closing it ends whatever SQLite still holds, and the
+    /// pool opens a clean one for the next write.
+    async fn write_tx<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self.write.acquire().await?;
+        let mut clean = true;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.inspect_err(|_| {
+                clean = false;
+            })?;
+            match body(&mut tx).await {
+                Ok(value) => {
+                    tx.commit().await.inspect_err(|_| clean = false)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::warn!(error = %rollback, "rollback failed; reopening the write connection");
+                        clean = false;
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        if !clean {
+            conn.close_on_drop();
+        }
+        result
     }
 
     /// The database file.
@@ -553,114 +598,115 @@ impl Store for SqliteStore {
         } else {
             i64::from(monthly_limit)
         };
-        let mut tx = self.write.begin().await?;
-        let mut out = Vec::with_capacity(subs.len());
-        let pieces = fixed_chunks(subs)
-            .into_iter()
-            .zip(fixed_chunks(&options))
-            .zip(fixed_chunks(&months));
-        for ((chunk, options), months) in pieces {
-            // OR IGNORE turns a second live subscription of the same waybill (the partial
-            // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
-            // at their monthly limit; RETURNING says which rows went in. The VALUES rows
-            // carry the billing month as a 13th column for the usage lookup.
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
+        self.write_tx(async |tx| {
+            let mut out = Vec::with_capacity(subs.len());
+            let pieces = fixed_chunks(subs)
+                .into_iter()
+                .zip(fixed_chunks(&options))
+                .zip(fixed_chunks(&months));
+            for ((chunk, options), months) in pieces {
+                // OR IGNORE turns a second live subscription of the same waybill (the partial
+                // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
+                // at their monthly limit; RETURNING says which rows went in. The VALUES rows
+                // carry the billing month as a 13th column for the usage lookup.
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
                  from_area, to_area, callback_url, salt, options, next_check_at, created_at, \
                  updated_at) SELECT column1, column2, column3, column4, column5, column6, \
                  column7, column8, column9, column10, column11, column12 FROM (",
-            );
-            let rows = chunk.iter().zip(options).zip(months);
-            q.push_values(rows, |mut row, ((s, options), month)| {
-                row.push_bind(s.tenant_id)
-                    .push_bind(&s.company)
-                    .push_bind(&s.number)
-                    .push_bind(&s.phone)
-                    .push_bind(&s.from)
-                    .push_bind(&s.to)
-                    .push_bind(&s.callback_url)
-                    .push_bind(&s.salt)
-                    .push_bind(options)
-                    .push_bind(ms(s.next_check_at))
-                    .push_bind(ms(s.created_at))
-                    .push_bind(ms(s.created_at))
-                    .push_bind(month);
-            });
-            q.push(
-                ") AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
-                 AND u.month = v.column13 AND u.company = v.column2 AND u.number = v.column3 \
-                 AND u.subscribes >= ",
-            );
-            q.push_bind(limit);
-            q.push(") RETURNING id, tenant_id, company, number");
-            let mut inserted: HashMap<(i64, String, String), i64> = HashMap::new();
-            for r in q.build().fetch_all(&mut *tx).await? {
-                inserted.insert(
-                    (
-                        r.try_get("tenant_id")?,
-                        r.try_get("company")?,
-                        r.try_get("number")?,
-                    ),
-                    r.try_get("id")?,
                 );
-            }
-            // The first of equal rows in a chunk is the one inserted; later ones and rows
-            // that met an existing live subscription are duplicates.
-            let mut created = Vec::new();
-            let mut outcomes = Vec::with_capacity(chunk.len());
-            for (s, month) in chunk.iter().zip(months) {
-                let key = (s.tenant_id, s.company.clone(), s.number.clone());
-                match inserted.remove(&key) {
-                    Some(id) => {
-                        created.push((s, month));
-                        outcomes.push(Ok((id, s)));
-                    }
-                    None => outcomes.push(Err((s, month))),
-                }
-            }
-            let mut counts: HashMap<(i64, String, String), i64> = HashMap::new();
-            for created in fixed_chunks(&created) {
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO usage (tenant_id, month, company, number, first_at) ",
-                );
-                q.push_values(created, |mut row, (s, month)| {
+                let rows = chunk.iter().zip(options).zip(months);
+                q.push_values(rows, |mut row, ((s, options), month)| {
                     row.push_bind(s.tenant_id)
-                        .push_bind(*month)
                         .push_bind(&s.company)
                         .push_bind(&s.number)
-                        .push_bind(ms(s.created_at));
+                        .push_bind(&s.phone)
+                        .push_bind(&s.from)
+                        .push_bind(&s.to)
+                        .push_bind(&s.callback_url)
+                        .push_bind(&s.salt)
+                        .push_bind(options)
+                        .push_bind(ms(s.next_check_at))
+                        .push_bind(ms(s.created_at))
+                        .push_bind(ms(s.created_at))
+                        .push_bind(month);
                 });
                 q.push(
-                    " ON CONFLICT (tenant_id, month, company, number) DO UPDATE SET \
-                     subscribes = subscribes + 1 RETURNING tenant_id, company, number, subscribes",
+                    ") AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
+                 AND u.month = v.column13 AND u.company = v.column2 AND u.number = v.column3 \
+                 AND u.subscribes >= ",
                 );
+                q.push_bind(limit);
+                q.push(") RETURNING id, tenant_id, company, number");
+                let mut inserted: HashMap<(i64, String, String), i64> = HashMap::new();
                 for r in q.build().fetch_all(&mut *tx).await? {
-                    counts.insert(
+                    inserted.insert(
                         (
                             r.try_get("tenant_id")?,
                             r.try_get("company")?,
                             r.try_get("number")?,
                         ),
-                        r.try_get("subscribes")?,
+                        r.try_get("id")?,
                     );
                 }
-            }
-            for o in outcomes {
-                out.push(match o {
-                    Ok((id, s)) => {
-                        let key = (s.tenant_id, s.company.clone(), s.number.clone());
-                        let n = counts.get(&key).copied().unwrap_or(1);
-                        SubscribeOutcome::Created {
-                            id,
-                            month_subscribes: u32::try_from(n).unwrap_or(u32::MAX),
+                // The first of equal rows in a chunk is the one inserted; later ones and rows
+                // that met an existing live subscription are duplicates.
+                let mut created = Vec::new();
+                let mut outcomes = Vec::with_capacity(chunk.len());
+                for (s, month) in chunk.iter().zip(months) {
+                    let key = (s.tenant_id, s.company.clone(), s.number.clone());
+                    match inserted.remove(&key) {
+                        Some(id) => {
+                            created.push((s, month));
+                            outcomes.push(Ok((id, s)));
                         }
+                        None => outcomes.push(Err((s, month))),
                     }
-                    Err((s, month)) => refused(&mut tx, s, month, limit).await?,
-                });
+                }
+                let mut counts: HashMap<(i64, String, String), i64> = HashMap::new();
+                for created in fixed_chunks(&created) {
+                    let mut q = QueryBuilder::<Sqlite>::new(
+                        "INSERT INTO usage (tenant_id, month, company, number, first_at) ",
+                    );
+                    q.push_values(created, |mut row, (s, month)| {
+                        row.push_bind(s.tenant_id)
+                            .push_bind(*month)
+                            .push_bind(&s.company)
+                            .push_bind(&s.number)
+                            .push_bind(ms(s.created_at));
+                    });
+                    q.push(
+                        " ON CONFLICT (tenant_id, month, company, number) DO UPDATE SET \
+                     subscribes = subscribes + 1 RETURNING tenant_id, company, number, subscribes",
+                    );
+                    for r in q.build().fetch_all(&mut *tx).await? {
+                        counts.insert(
+                            (
+                                r.try_get("tenant_id")?,
+                                r.try_get("company")?,
+                                r.try_get("number")?,
+                            ),
+                            r.try_get("subscribes")?,
+                        );
+                    }
+                }
+                for o in outcomes {
+                    out.push(match o {
+                        Ok((id, s)) => {
+                            let key = (s.tenant_id, s.company.clone(), s.number.clone());
+                            let n = counts.get(&key).copied().unwrap_or(1);
+                            SubscribeOutcome::Created {
+                                id,
+                                month_subscribes: u32::try_from(n).unwrap_or(u32::MAX),
+                            }
+                        }
+                        Err((s, month)) => refused(tx, s, month, limit).await?,
+                    });
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>> {
@@ -763,26 +809,29 @@ impl Store for SqliteStore {
     }
 
     async fn complete_check(&self, o: &CheckOutcome) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
-        if !write_check(&mut tx, o).await? {
-            return Err(lease_lost(
-                "subscription",
-                o.subscription_id,
-                &o.lease_owner,
-            ));
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write_tx(async |tx| {
+            if write_check(tx, o).await? {
+                Ok(())
+            } else {
+                Err(lease_lost(
+                    "subscription",
+                    o.subscription_id,
+                    &o.lease_owner,
+                ))
+            }
+        })
+        .await
     }
 
     async fn complete_checks(&self, outcomes: &[CheckOutcome]) -> StoreResult<Vec<bool>> {
-        let mut tx = self.write.begin().await?;
-        let mut written = Vec::with_capacity(outcomes.len());
-        for o in outcomes {
-            written.push(write_check(&mut tx, o).await?);
-        }
-        tx.commit().await?;
-        Ok(written)
+        self.write_tx(async |tx| {
+            let mut written = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                written.push(write_check(tx, o).await?);
+            }
+            Ok(written)
+        })
+        .await
     }
 
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
@@ -821,43 +870,44 @@ impl Store for SqliteStore {
     }
 
     async fn push_results(&self, results: &[PushResult]) -> StoreResult<Vec<bool>> {
-        let mut tx = self.write.begin().await?;
-        let mut written = Vec::with_capacity(results.len());
-        for r in results {
-            let query = match &r.verdict {
-                PushVerdict::Delivered { at } => sqlx::query(
-                    "UPDATE outbox SET state = 'delivered', attempt = attempt + 1, \
+        self.write_tx(async |tx| {
+            let mut written = Vec::with_capacity(results.len());
+            for r in results {
+                let query = match &r.verdict {
+                    PushVerdict::Delivered { at } => sqlx::query(
+                        "UPDATE outbox SET state = 'delivered', attempt = attempt + 1, \
                      finished_at = ?, last_error = NULL, lease_owner = NULL, lease_until = NULL \
                      WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-                )
-                .bind(ms(*at)),
-                PushVerdict::Retry {
-                    error,
-                    next_attempt_at,
-                } => sqlx::query(
-                    "UPDATE outbox SET attempt = attempt + 1, next_attempt_at = ?, \
+                    )
+                    .bind(ms(*at)),
+                    PushVerdict::Retry {
+                        error,
+                        next_attempt_at,
+                    } => sqlx::query(
+                        "UPDATE outbox SET attempt = attempt + 1, next_attempt_at = ?, \
                      last_error = ?, lease_owner = NULL, lease_until = NULL \
                      WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-                )
-                .bind(ms(*next_attempt_at))
-                .bind(error.as_str()),
-                PushVerdict::Dead { error, at } => sqlx::query(
-                    "UPDATE outbox SET state = 'dead', attempt = attempt + 1, last_error = ?, \
+                    )
+                    .bind(ms(*next_attempt_at))
+                    .bind(error.as_str()),
+                    PushVerdict::Dead { error, at } => sqlx::query(
+                        "UPDATE outbox SET state = 'dead', attempt = attempt + 1, last_error = ?, \
                      finished_at = ?, lease_owner = NULL, lease_until = NULL \
                      WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-                )
-                .bind(error.as_str())
-                .bind(ms(*at)),
-            };
-            let done = query
-                .bind(r.push_id.as_str())
-                .bind(r.owner.as_str())
-                .execute(&mut *tx)
-                .await?;
-            written.push(done.rows_affected() == 1);
-        }
-        tx.commit().await?;
-        Ok(written)
+                    )
+                    .bind(error.as_str())
+                    .bind(ms(*at)),
+                };
+                let done = query
+                    .bind(r.push_id.as_str())
+                    .bind(r.owner.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                written.push(done.rows_affected() == 1);
+            }
+            Ok(written)
+        })
+        .await
     }
 
     async fn push(&self, push_id: &str) -> StoreResult<Option<OutboxPush>> {
@@ -896,48 +946,49 @@ impl Store for SqliteStore {
     }
 
     async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)> {
-        let mut tx = self.write.begin().await?;
-        let ids: Vec<String> = if push_ids.is_empty() {
-            sqlx::query_scalar("SELECT push_id FROM outbox WHERE state = 'dead' ORDER BY id")
-                .fetch_all(&mut *tx)
-                .await?
-        } else {
-            push_ids.to_vec()
-        };
-        let (mut redriven, mut superseded) = (0, 0);
-        for id in ids {
-            // A newer push of the same waybill carries the full trace already; re-sending
-            // the older one after it would take the receiver backwards.
-            let newer: Option<i64> = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM outbox n JOIN outbox o ON n.subscription_id = \
+        self.write_tx(async |tx| {
+            let ids: Vec<String> = if push_ids.is_empty() {
+                sqlx::query_scalar("SELECT push_id FROM outbox WHERE state = 'dead' ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?
+            } else {
+                push_ids.to_vec()
+            };
+            let (mut redriven, mut superseded) = (0, 0);
+            for id in ids {
+                // A newer push of the same waybill carries the full trace already; re-sending
+                // the older one after it would take the receiver backwards.
+                let newer: Option<i64> = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM outbox n JOIN outbox o ON n.subscription_id = \
                  o.subscription_id AND n.seq > o.seq WHERE o.push_id = ? AND o.state = 'dead' \
                  AND n.state IN ('pending', 'delivered')",
-            )
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if newer.unwrap_or(0) > 0 {
-                superseded += sqlx::query(
+                )
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if newer.unwrap_or(0) > 0 {
+                    superseded += sqlx::query(
                     "UPDATE outbox SET state = 'superseded' WHERE push_id = ? AND state = 'dead'",
                 )
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            } else {
-                redriven += sqlx::query(
-                    "UPDATE outbox SET state = 'pending', attempt = 0, next_attempt_at = ?, \
+                } else {
+                    redriven += sqlx::query(
+                        "UPDATE outbox SET state = 'pending', attempt = 0, next_attempt_at = ?, \
                      finished_at = NULL WHERE push_id = ? AND state = 'dead'",
-                )
-                .bind(ms(now))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                    )
+                    .bind(ms(now))
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
             }
-        }
-        tx.commit().await?;
-        Ok((redriven, superseded))
+            Ok((redriven, superseded))
+        })
+        .await
     }
 
     async fn next_push_due(&self) -> StoreResult<Option<Timestamp>> {
