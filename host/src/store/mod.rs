@@ -704,9 +704,11 @@ pub trait Store: Send + Sync {
     async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)>;
     /// The earliest `next_attempt_at` of a pending push.
     async fn next_push_due(&self) -> StoreResult<Option<Timestamp>>;
-    /// Pushes due at `now` that no worker holds at `lease_now` (the delivery backlog),
-    /// counted up to `limit`: the count stops there so asking stays cheap however long
-    /// the queue is.
+    /// Pushes that could be sent now (the delivery backlog): those [`Store::claim_pushes`]
+    /// could hand out at `now` with `lease_now` on the lease clock — due, held by no
+    /// worker, and the oldest pending push of their waybill (one queued behind a push that
+    /// waits for its retry is not counted). Counted up to `limit`: the count stops there
+    /// so asking stays cheap however long the queue is.
     async fn waiting_pushes(
         &self,
         now: Timestamp,

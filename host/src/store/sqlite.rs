@@ -1005,9 +1005,15 @@ impl Store for SqliteStore {
         lease_now: Timestamp,
         limit: u32,
     ) -> StoreResult<u64> {
+        // The same rows `claim_pushes` could hand out: a push queued behind its waybill's
+        // head (which may be waiting for a retry) cannot be sent now, so it must not hold
+        // back every tenant's checks.
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE state = 'pending' \
-             AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?3) LIMIT ?2)",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox o WHERE o.state = 'pending' \
+             AND o.next_attempt_at <= ?1 AND (o.lease_until IS NULL OR o.lease_until <= ?3) \
+             AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
+                          WHERE p.subscription_id = o.subscription_id AND p.state = 'pending') \
+             LIMIT ?2)",
         )
         .bind(ms(now))
         .bind(i64::from(limit))
@@ -1722,22 +1728,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn waiting_pushes_counts_due_unclaimed_pushes_up_to_the_limit() {
+    async fn waiting_pushes_counts_only_the_pushes_that_could_be_sent_now() {
         let (_dir, s) = store().await;
         let t = tenant(&s).await;
-        let a = created(s.subscribe(&new_sub(t.id, "A")).await.expect("sub"));
-        let b = created(s.subscribe(&new_sub(t.id, "B")).await.expect("sub"));
+        let subs: Vec<_> = ["A", "B", "C"].iter().map(|n| new_sub(t.id, n)).collect();
+        let ids: Vec<_> = s
+            .subscribe_many(&subs, 0)
+            .await
+            .expect("sub")
+            .into_iter()
+            .map(created)
+            .collect();
         let lease = t0() + SignedDuration::from_mins(1);
         s.claim_due(t0(), 10, &Lease::until("w", t0(), lease))
             .await
             .expect("claim");
-        s.complete_checks(&[outcome(a, "w", 3), outcome(b, "w", 2)])
-            .await
-            .expect("complete");
-        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 5);
+        s.complete_checks(&[
+            outcome(ids[0], "w", 3),
+            outcome(ids[1], "w", 2),
+            outcome(ids[2], "w", 1),
+        ])
+        .await
+        .expect("complete");
+        // Six pending, but only the head of each waybill could go out now.
+        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 3);
         assert_eq!(
-            s.waiting_pushes(t0(), t0(), 4).await.expect("count"),
-            4,
+            s.waiting_pushes(t0(), t0(), 2).await.expect("count"),
+            2,
             "capped"
         );
         // Not yet due a minute earlier.
@@ -1746,13 +1763,26 @@ mod tests {
             s.waiting_pushes(before, before, 100).await.expect("count"),
             0
         );
-        // A claimed push is in a worker's hands, not waiting.
+        // A claimed push is in a worker's hands, not waiting; nor is the push queued
+        // behind it.
         let claimed = s
             .claim_pushes(t0(), 1, &Lease::until("d", t0(), lease))
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 1);
-        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 4);
+        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 2);
+        // A failed head waiting for its retry holds back its waybill's queue: none of it
+        // counts until the retry is due.
+        let head = &claimed[0];
+        let retry_at = t0() + SignedDuration::from_mins(30);
+        s.push_retry(&head.push_id, "d", "HTTP 500", retry_at)
+            .await
+            .expect("retry");
+        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 2);
+        assert_eq!(
+            s.waiting_pushes(retry_at, t0(), 100).await.expect("count"),
+            3
+        );
     }
 
     #[tokio::test]
