@@ -343,6 +343,31 @@ pub struct NewPush {
     pub headers: Vec<(String, String)>,
 }
 
+/// The receiver endpoint of a push URL: its scheme, host and port
+/// (`https://erp.example:8443`), or the URL itself when it does not parse.
+///
+/// ```
+/// use waybill_host::store::push_endpoint;
+/// assert_eq!(push_endpoint("HTTP://Erp.Example/cb?shop=1"), "http://erp.example");
+/// assert_eq!(push_endpoint("https://erp.example:8443/a"), "https://erp.example:8443");
+/// ```
+pub fn push_endpoint(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.origin().is_tuple() => u.origin().ascii_serialization(),
+        _ => url.to_owned(),
+    }
+}
+
+/// How many more pushes each receiver endpoint may take in one claim
+/// ([`Store::claim_pushes_shared`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointRoom {
+    /// Endpoints with their own room (those with pushes in flight); 0 takes none.
+    pub busy: Vec<(String, u32)>,
+    /// Room of every endpoint not in `busy`.
+    pub others: u32,
+}
+
 /// Delivery state of an outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -394,6 +419,9 @@ pub struct OutboxPush {
     pub seq: i64,
     /// Where to POST.
     pub url: String,
+    /// The receiver: [`push_endpoint`] of `url` (the whole URL for pushes queued before
+    /// endpoints were recorded). Delivery shares its slots between endpoints.
+    pub endpoint: String,
     /// `Content-Type`.
     pub content_type: String,
     /// Body.
@@ -627,12 +655,29 @@ pub trait Store: Send + Sync {
     // --- outbox ---
 
     /// Claims up to `limit` pushes due at `now`: for each subscription only its oldest
-    /// pending push is eligible, so a waybill's pushes go out strictly in order.
+    /// pending push is eligible, so a waybill's pushes go out strictly in order. Oldest
+    /// due first, whatever the receiver.
     async fn claim_pushes(
         &self,
         now: Timestamp,
         limit: u32,
         lease: &Lease<'_>,
+    ) -> StoreResult<Vec<OutboxPush>> {
+        let room = EndpointRoom {
+            busy: Vec::new(),
+            others: limit,
+        };
+        self.claim_pushes_shared(now, limit, lease, &room).await
+    }
+    /// [`Store::claim_pushes`], taking at most `room` pushes of each receiver endpoint
+    /// ([`OutboxPush::endpoint`]), so one receiver cannot fill every delivery slot. Among
+    /// the eligible pushes, oldest due first.
+    async fn claim_pushes_shared(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: &Lease<'_>,
+        room: &EndpointRoom,
     ) -> StoreResult<Vec<OutboxPush>>;
     /// Records the verdicts on claimed pushes in one transaction (one durable commit for
     /// a whole delivery batch). Returns, per result, whether it was written (`false`: the

@@ -64,8 +64,9 @@ const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_are
     lease_owner, lease_until, checks, failures, changes, push_seq, trace_hash, event_count, \
     last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at";
 
-const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, content_type, body, headers, \
-    attempt, next_attempt_at, state, last_error, created_at, finished_at";
+const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, \
+    COALESCE(endpoint, url) AS endpoint, content_type, body, headers, attempt, next_attempt_at, \
+    state, last_error, created_at, finished_at";
 
 impl SqliteStore {
     /// Opens (creating it and the directory if needed) the store in `data_dir` and applies
@@ -312,6 +313,7 @@ fn push_from_row(r: &SqliteRow) -> StoreResult<OutboxPush> {
         subscription_id: r.try_get("subscription_id")?,
         seq: r.try_get("seq")?,
         url: r.try_get("url")?,
+        endpoint: r.try_get("endpoint")?,
         content_type: r.try_get("content_type")?,
         body: r.try_get("body")?,
         headers,
@@ -422,13 +424,14 @@ async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> Store
             detail: format!("headers: {e}"),
         })?;
         sqlx::query(
-            "INSERT INTO outbox (push_id, subscription_id, seq, url, content_type, body, \
-             headers, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (push_id, subscription_id, seq, url, endpoint, content_type, \
+             body, headers, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(format!("{}-{}", o.subscription_id, push_seq))
         .bind(o.subscription_id)
         .bind(push_seq)
         .bind(&p.url)
+        .bind(push_endpoint(&p.url))
         .bind(&p.content_type)
         .bind(&p.body)
         .bind(headers)
@@ -843,24 +846,58 @@ impl Store for SqliteStore {
         ts_opt("subscriptions", v)
     }
 
-    async fn claim_pushes(
+    async fn claim_pushes_shared(
         &self,
         now: Timestamp,
         limit: u32,
         lease: &Lease<'_>,
+        room: &EndpointRoom,
     ) -> StoreResult<Vec<OutboxPush>> {
-        // The head of each subscription's pending queue, and only when no earlier push of
-        // it is in flight (a leased push is still pending, so it is the head itself).
+        // The candidates are the head of each subscription's pending queue, and only when
+        // no earlier push of it is in flight (a leased push is still pending, so it is the
+        // head itself), oldest first, leaving out receivers with no room at all. Of the
+        // first few of those (?8: enough to see past one receiver's backlog), each receiver
+        // gets at most its room: its row number among them must not pass it.
         let sql = format!(
             "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE id IN ( \
-               SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?3 \
-               AND (o.lease_until IS NULL OR o.lease_until <= ?5) \
-               AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
-                            WHERE p.subscription_id = o.subscription_id AND p.state = 'pending') \
-               ORDER BY o.next_attempt_at, o.id LIMIT ?4) \
+               SELECT id FROM ( \
+                 SELECT c.id, c.next_attempt_at, ROW_NUMBER() OVER ( \
+                          PARTITION BY c.ep ORDER BY c.next_attempt_at, c.id) AS n, \
+                        COALESCE(r.value, ?7) AS room \
+                 FROM (SELECT o.id, o.next_attempt_at, COALESCE(o.endpoint, o.url) AS ep \
+                       FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?3 \
+                       AND (o.lease_until IS NULL OR o.lease_until <= ?5) \
+                       AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
+                                    WHERE p.subscription_id = o.subscription_id \
+                                    AND p.state = 'pending') \
+                       AND COALESCE(o.endpoint, o.url) NOT IN \
+                           (SELECT key FROM json_each(?6) WHERE value <= 0) \
+                       ORDER BY o.next_attempt_at, o.id LIMIT ?8) c \
+                 LEFT JOIN json_each(?6) r ON r.key = c.ep) \
+               WHERE n <= room ORDER BY next_attempt_at, id LIMIT ?4) \
              RETURNING {PUSH_COLS}"
         );
-        let rows = self.claim_rows(&sql, now, limit, lease).await?;
+        let busy: serde_json::Map<String, serde_json::Value> = room
+            .busy
+            .iter()
+            .map(|(endpoint, n)| (endpoint.clone(), (*n).into()))
+            .collect();
+        let candidates = if room.others >= limit && room.busy.is_empty() {
+            limit
+        } else {
+            limit.saturating_mul(4).max(64)
+        };
+        let rows = sqlx::query(&sql)
+            .bind(lease.owner)
+            .bind(ms(lease.until))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .bind(ms(lease.now))
+            .bind(serde_json::Value::Object(busy).to_string())
+            .bind(i64::from(room.others))
+            .bind(i64::from(candidates))
+            .fetch_all(&self.write)
+            .await?;
         let mut pushes = rows
             .iter()
             .map(push_from_row)
@@ -1782,6 +1819,77 @@ mod tests {
         assert_eq!(
             s.waiting_pushes(retry_at, t0(), 100).await.expect("count"),
             3
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shared_claim_gives_each_endpoint_at_most_its_room() {
+        let (_dir, s) = store().await;
+        let t = tenant(&s).await;
+        let subs: Vec<_> = ["X1", "X2", "X3", "Y1", "Y2"]
+            .iter()
+            .map(|n| NewSubscription {
+                callback_url: format!("http://{}.example/cb?n={n}", &n[..1].to_lowercase()),
+                ..new_sub(t.id, n)
+            })
+            .collect();
+        let ids: Vec<_> = s
+            .subscribe_many(&subs, 0)
+            .await
+            .expect("sub")
+            .into_iter()
+            .map(created)
+            .collect();
+        let lease_end = t0() + SignedDuration::from_mins(1);
+        s.claim_due(t0(), 10, &Lease::until("w", t0(), lease_end))
+            .await
+            .expect("claim");
+        let outcomes: Vec<_> = ids
+            .iter()
+            .zip(&subs)
+            .map(|(id, sub)| {
+                let mut o = outcome(*id, "w", 1);
+                o.pushes[0].url = sub.callback_url.clone();
+                o
+            })
+            .collect();
+        s.complete_checks(&outcomes).await.expect("complete");
+        let claim = |owner: &'static str, room: EndpointRoom| {
+            let s = s.clone();
+            async move {
+                let lease = Lease::until(owner, t0(), lease_end);
+                let mut got: Vec<String> = s
+                    .claim_pushes_shared(t0(), 10, &lease, &room)
+                    .await
+                    .expect("claim")
+                    .into_iter()
+                    .map(|p| p.endpoint)
+                    .collect();
+                got.sort();
+                got
+            }
+        };
+        // x.example already has its share in flight: only y.example's go.
+        let full_x = EndpointRoom {
+            busy: vec![("http://x.example".into(), 0)],
+            others: 5,
+        };
+        assert_eq!(
+            claim("a", full_x).await,
+            ["http://y.example", "http://y.example"]
+        );
+        // One more for x.example, none for the others.
+        let one_x = EndpointRoom {
+            busy: vec![("http://x.example".into(), 1)],
+            others: 0,
+        };
+        assert_eq!(claim("b", one_x).await, ["http://x.example"]);
+        assert_eq!(
+            s.claim_pushes(t0(), 10, &Lease::until("c", t0(), lease_end))
+                .await
+                .expect("claim")
+                .len(),
+            2
         );
     }
 
