@@ -858,6 +858,51 @@ async fn a_disabled_or_expired_key_is_601_and_works_again_once_enabled() {
 }
 
 #[tokio::test]
+async fn a_disabled_or_expired_key_is_601_on_the_query_and_autonumber_too() {
+    let sandbox = Scripted::new("sandbox");
+    sandbox.answer("SB0000009", Ok(trace("SB0000009")));
+    let config = ApiConfig {
+        tenant_cache_ttl: jiff::SignedDuration::ZERO,
+        ..ApiConfig::default()
+    };
+    let r = rig_with(vec![sandbox.clone()], config).await;
+    let month = billing_month(t0());
+    for (disabled, expires) in [(true, None), (false, Some(t0()))] {
+        r.store
+            .set_tenant_access(r.tenant, disabled, expires)
+            .await
+            .unwrap();
+        let v = r.query(&query_param("SB0000009")).await;
+        assert_eq!(code(&v), "601", "{v}");
+        let v = r
+            .post(
+                "/autonumber/auto",
+                form(&[("key", KEY), ("num", "SB0000009")]),
+            )
+            .await;
+        assert_eq!(code(&v), "601", "{v}");
+    }
+    assert_eq!(
+        sandbox.asked.load(Ordering::SeqCst),
+        0,
+        "the carrier was asked"
+    );
+    assert_eq!(
+        r.store.usage(r.tenant, &month).await.unwrap(),
+        0,
+        "usage counted"
+    );
+
+    r.store
+        .set_tenant_access(r.tenant, false, None)
+        .await
+        .unwrap();
+    let v = r.query(&query_param("SB0000009")).await;
+    assert_eq!(v["status"], "200", "{v}");
+    assert_eq!(r.store.usage(r.tenant, &month).await.unwrap(), 1);
+}
+
+#[tokio::test]
 async fn a_query_answer_survives_a_restart_and_is_not_fetched_again() {
     let (r, sandbox) = rig().await;
     sandbox.answer("SB0000009", Ok(trace("SB0000009")));

@@ -275,6 +275,22 @@ impl Api {
     }
 }
 
+/// 601 for a key that is disabled or expired at `now`: asked before anything else is
+/// done for it, so such a key reaches no carrier and counts no usage on any endpoint.
+fn refuse_inactive(tenant: &crate::store::Tenant, now: Timestamp) -> Result<(), Reply> {
+    if tenant.active_at(now) {
+        return Ok(());
+    }
+    Err(Reply::new(
+        "601",
+        match tenant.expires_at {
+            _ if tenant.disabled => "key已过期: this key has been disabled".to_owned(),
+            Some(end) => format!("key已过期: this key expired at {end}"),
+            None => "key已过期".to_owned(),
+        },
+    ))
+}
+
 /// `POST /poll`: subscribe a waybill.
 pub async fn subscribe(
     State(api): State<Api>,
@@ -313,16 +329,7 @@ async fn subscribe_inner(
         Err(e) => return Err(Reply::new("500", format!("服务器错误: {e}"))),
     };
     let now = api.now();
-    if !tenant.active_at(now) {
-        return Err(Reply::new(
-            "601",
-            match tenant.expires_at {
-                _ if tenant.disabled => "key已过期: this key has been disabled".to_owned(),
-                Some(end) => format!("key已过期: this key expired at {end}"),
-                None => "key已过期".to_owned(),
-            },
-        ));
-    }
+    refuse_inactive(&tenant, now)?;
 
     let parameters = match param.remove("parameters") {
         None | Some(Value::Null) => Map::new(),
@@ -486,6 +493,7 @@ async fn query_inner(
             "验证签名失败: `sign` must be upper-case MD5(param + key + customer)",
         ));
     }
+    refuse_inactive(&tenant, api.now())?;
     let param = param_object(&fields).map_err(bad)?;
     let number = check_number(text(&param, "num").map_err(bad)?, "num").map_err(bad)?;
     let com = non_empty(&param, "com")
@@ -715,7 +723,7 @@ async fn autonumber_inner(
         .filter(|k| !k.is_empty())
         .ok_or_else(|| Reply::new("600", "授权key错误: `key` is missing"))?;
     match api.inner.tenants.by_key(key).await {
-        Ok(Some(_)) => {}
+        Ok(Some(tenant)) => refuse_inactive(&tenant, api.now())?,
         Ok(None) => return Err(Reply::new("600", "授权key错误: no tenant has this key")),
         Err(e) => return Err(Reply::new("500", format!("服务器错误: {e}"))),
     }
