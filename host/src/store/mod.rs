@@ -67,6 +67,9 @@ pub enum StoreError {
     /// A tenant key is already taken.
     #[error("tenant key already exists")]
     DuplicateTenantKey,
+    /// Another tenant already has this customer id.
+    #[error("another tenant already has this customer id")]
+    DuplicateCustomer,
 }
 
 /// Result alias for store operations.
@@ -564,7 +567,8 @@ pub struct StoreStats {
 pub trait Store: Send + Sync {
     // --- tenants ---
 
-    /// Creates a tenant; fails with [`StoreError::DuplicateTenantKey`] if the key is taken.
+    /// Creates a tenant; fails with [`StoreError::DuplicateTenantKey`] if the key is taken
+    /// and [`StoreError::DuplicateCustomer`] if another tenant has its customer id.
     async fn create_tenant(&self, tenant: &NewTenant, now: Timestamp) -> StoreResult<Tenant>;
     /// The tenant with this key.
     async fn tenant_by_key(&self, key: &str) -> StoreResult<Option<Tenant>>;

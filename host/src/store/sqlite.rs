@@ -509,18 +509,22 @@ async fn refused(
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, t: &NewTenant, now: Timestamp) -> StoreResult<Tenant> {
+        // The customer id names the tenant whose key signs a real-time query, so two
+        // tenants must never share one; one statement checks and inserts, atomically.
         let row = sqlx::query(
-            "INSERT INTO tenants (name, api_key, customer, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO tenants (name, api_key, customer, created_at) SELECT ?1, ?2, ?3, ?4 \
+             WHERE ?3 IS NULL OR NOT EXISTS (SELECT 1 FROM tenants WHERE customer = ?3) \
              RETURNING id, name, api_key, customer, created_at, disabled, expires_at",
         )
         .bind(&t.name)
         .bind(&t.key)
         .bind(&t.customer)
         .bind(ms(now))
-        .fetch_one(&self.write)
+        .fetch_optional(&self.write)
         .await;
         match row {
-            Ok(row) => tenant_from_row(&row),
+            Ok(Some(row)) => tenant_from_row(&row),
+            Ok(None) => Err(StoreError::DuplicateCustomer),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(StoreError::DuplicateTenantKey)
             }
@@ -1340,6 +1344,30 @@ mod tests {
             .await
             .expect_err("duplicate key");
         assert!(matches!(err, StoreError::DuplicateTenantKey));
+    }
+
+    #[tokio::test]
+    async fn a_customer_id_belongs_to_one_tenant() {
+        let (_dir, store) = store().await;
+        tenant(&store).await;
+        let other = |customer: Option<&str>, key: &str| NewTenant {
+            name: "other".into(),
+            key: key.into(),
+            customer: customer.map(Into::into),
+        };
+        let err = store
+            .create_tenant(&other(Some("CUST1"), "KEY2"), t0())
+            .await
+            .expect_err("duplicate customer");
+        assert!(matches!(err, StoreError::DuplicateCustomer), "{err}");
+        assert_eq!(store.list_tenants().await.expect("list").len(), 1);
+        // Tenants without a customer id, and with another one, are fine.
+        for (customer, key) in [(None, "KEY3"), (None, "KEY4"), (Some("CUST2"), "KEY5")] {
+            store
+                .create_tenant(&other(customer, key), t0())
+                .await
+                .expect("created");
+        }
     }
 
     #[tokio::test]
