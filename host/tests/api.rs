@@ -540,6 +540,56 @@ async fn bad_subscription_data_is_701_with_the_reason() {
 }
 
 #[tokio::test]
+async fn numbers_no_carrier_can_track_are_refused_with_701_and_the_reason() {
+    let (r, _) = rig().await;
+    let cases = [
+        ("SB\u{1F4E6}1234", "U+1F4E6"),
+        ("SB 0000001", "a space"),
+        ("SB\"0000001", "'\"'"),
+        ("SB'0000001", "'\\''"),
+        ("SB\u{202E}0000001", "U+202E"),
+        ("SB\u{200B}0000001", "U+200B"),
+        ("SB\u{FEFF}0000001", "U+FEFF"),
+        ("ＳＢ0000001", "U+FF33"),
+    ];
+    for (number, why) in cases {
+        let v = r.subscribe(&sub_param("sandbox", number, PUBLIC_CB)).await;
+        assert_eq!(code(&v), "701", "{number:?}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains(why),
+            "{number:?}: message {msg:?} lacks {why:?}"
+        );
+    }
+    // A JSON number too large to be exact is refused, not stored as 1.2345678901234568e22.
+    let big = r#"{"company": "sandbox", "number": 12345678901234567890123, "key": "KEY",
+        "parameters": {"callbackurl": "CB"}}"#
+        .replace("\"KEY\"", &format!("{KEY:?}"))
+        .replace("\"CB\"", &format!("{PUBLIC_CB:?}"));
+    let v = r.subscribe(&big).await;
+    assert_eq!(code(&v), "701", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("as a string"),
+        "{v}"
+    );
+    assert!(r.subscriptions().await.is_empty());
+    // An exact JSON integer is the number as written; dashes are kept.
+    let exact = json!({"company": "sandbox", "number": 1234567890123_u64, "key": KEY,
+        "parameters": {"callbackurl": PUBLIC_CB}})
+    .to_string();
+    assert_eq!(code(&r.subscribe(&exact).await), "200");
+    let dashed = sub_param("sandbox", "SB-0000-002", PUBLIC_CB);
+    assert_eq!(code(&r.subscribe(&dashed).await), "200");
+    let numbers: Vec<String> = r
+        .subscriptions()
+        .await
+        .into_iter()
+        .map(|s| s.number)
+        .collect();
+    assert_eq!(numbers, ["1234567890123", "SB-0000-002"]);
+}
+
+#[tokio::test]
 async fn malformed_requests_get_701_not_an_http_error() {
     let (r, _) = rig().await;
     // No param at all.
@@ -618,8 +668,11 @@ async fn auto_com_takes_the_best_served_candidate_or_answers_702() {
     let v = r.subscribe(&auto("EE123456785CN")).await;
     assert_eq!(code(&v), "702", "{v}");
     // Nothing recognises this.
-    let v = r.subscribe(&auto("???")).await;
+    let v = r.subscribe(&auto("QQ1")).await;
     assert_eq!(code(&v), "702", "{v}");
+    // And this is no tracking number at all.
+    let v = r.subscribe(&auto("???")).await;
+    assert_eq!(code(&v), "701", "{v}");
 }
 
 #[tokio::test]

@@ -109,7 +109,12 @@ fn text(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, String> 
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        // Only integers JSON holds exactly: 12345678901234567890123 would come back as
+        // 1.2345678901234568e22, a number nobody sent.
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        Some(Value::Number(n)) => Err(format!(
+            "`{name}` is the JSON number {n}, which cannot be kept exactly; send it as a string"
+        )),
         Some(other) => Err(format!("`{name}` must be a string, not {}", kind_of(other))),
     }
 }
@@ -222,6 +227,46 @@ fn check_number(number: Option<String>, field: &str) -> Result<String, String> {
         ));
     }
     Ok(number)
+}
+
+/// Refuses a number no carrier could track: tracking numbers are ASCII letters, digits
+/// and dashes, so a space, a quote, an emoji or an invisible character (bidi control,
+/// zero-width space, byte-order mark) means the number was mangled on its way here, and
+/// polling it for days would find nothing. The reason names the character.
+fn check_trackable(number: &str, field: &str) -> Result<(), String> {
+    let Some((at, c)) = number
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '-'))
+    else {
+        return Ok(());
+    };
+    let what = match c {
+        ' ' => "a space".to_owned(),
+        c if c.is_ascii() => format!("{c:?}"),
+        '\u{200E}'
+        | '\u{200F}'
+        | '\u{061C}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => {
+            format!("U+{:04X} (an invisible bidi control)", c as u32)
+        }
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => {
+            format!("U+{:04X} (an invisible zero-width character)", c as u32)
+        }
+        '\u{FF01}'..='\u{FF5E}' => format!(
+            "U+{:04X} {c:?} (a full-width form of {:?})",
+            c as u32,
+            char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
+        ),
+        c if c.is_whitespace() => format!("U+{:04X} (white space)", c as u32),
+        c => format!("U+{:04X} {c:?}", c as u32),
+    };
+    Err(format!(
+        "`{field}` contains {what} at character {}: no carrier can track it; a tracking \
+         number is ASCII letters, digits and '-'",
+        at + 1
+    ))
 }
 
 impl Api {
@@ -342,6 +387,7 @@ async fn subscribe_inner(
         }
     };
     let number = check_number(text(&param, "number").map_err(bad)?, "number").map_err(bad)?;
+    check_trackable(&number, "number").map_err(bad)?;
     let auto_com = flag(&parameters, "autoCom").map_err(bad)?;
     let inter_com = flag(&parameters, "interCom").map_err(bad)?;
     let departure_country = country(&parameters, "departureCountry").map_err(bad)?;
