@@ -1121,4 +1121,53 @@ mod tests {
             "X's pushes piled up: {stats:?}"
         );
     }
+
+    /// Refuses every number as invalid input, counting the calls.
+    struct RefusesEveryNumber(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Carrier for RefusesEveryNumber {
+        fn codes(&self) -> &[&str] {
+            &["sandbox"]
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            waybills
+                .iter()
+                .map(|_| {
+                    Err(waybill_core::carrier::TrackError::InvalidInput {
+                        message: "number must be 12 digits".into(),
+                    })
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_number_the_carrier_calls_invalid_is_stopped_with_the_reason_not_retried() {
+        let carrier = Arc::new(RefusesEveryNumber(Default::default()));
+        let r = rig(vec![carrier.clone()], EngineConfig::default()).await;
+        let id = r.subscribe("sandbox", "SB12").await;
+        r.forward(hours(1)).await;
+        let sub = r.store.subscription(id).await.expect("read").expect("row");
+        assert_eq!(sub.status, MonitorStatus::Abort);
+        assert!(
+            sub.message.contains("number must be 12 digits"),
+            "{:?}",
+            sub.message
+        );
+        let params = r.inbox.params();
+        assert_eq!(params.len(), 1, "one abort push");
+        assert_eq!(params[0]["status"], "abort");
+        assert!(params[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("number must be 12 digits"));
+        // Three days later it was asked once, not again and again.
+        r.forward(hours(72)).await;
+        assert_eq!(carrier.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }
