@@ -461,12 +461,12 @@ async fn subscribe_inner(
     };
     match api.inner.batcher.subscribe(sub).await {
         Ok(SubscribeOutcome::Created { .. }) => Ok(Reply::new("200", "提交成功")),
-        Ok(SubscribeOutcome::Duplicate { existing }) => Err(Reply::new(
+        // The row id stays out of the message: it is a counter over every tenant.
+        Ok(SubscribeOutcome::Duplicate { .. }) => Err(Reply::new(
             "501",
             format!(
-                "重复订阅: {} {} is still being polled (subscription {existing}); \
-                 subscribe again after its shutdown or abort push",
-                company, number
+                "重复订阅: {company} {number} is still being polled; subscribe again after its \
+                 shutdown or abort push"
             ),
         )),
         Ok(SubscribeOutcome::MonthlyLimit { subscribes, limit }) => Err(Reply::new(
