@@ -702,6 +702,36 @@ fn query_param(num: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_query_with_order_asc_lists_the_oldest_event_first() {
+    let (r, sandbox) = rig().await;
+    sandbox.answer("SB0000009", Ok(trace("SB0000009")));
+    let contexts = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["context"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let with_order =
+        |order: &str| json!({"com": "sandbox", "num": "SB0000009", "order": order}).to_string();
+    let newest_first = ["快件已签收", "快件已揽收"];
+    assert_eq!(
+        contexts(&r.query(&query_param("SB0000009")).await),
+        newest_first
+    );
+    assert_eq!(contexts(&r.query(&with_order("desc")).await), newest_first);
+    let asc = r.query(&with_order("asc")).await;
+    assert_eq!(contexts(&asc), ["快件已揽收", "快件已签收"], "{asc}");
+    assert_eq!(
+        asc["state"], "3",
+        "the state is the newest event's whatever the order"
+    );
+    let v = r.query(&with_order("sideways")).await;
+    assert_eq!(code(&v), "400", "{v}");
+}
+
+#[tokio::test]
 async fn a_signed_query_asks_the_carrier_then_answers_from_the_cache() {
     let (r, sandbox) = rig().await;
     sandbox.answer("SB0000009", Ok(trace("SB0000009")));

@@ -555,6 +555,7 @@ async fn query_inner(
         )
     })?;
     let resultv2 = resultv2(&param).map_err(bad)?;
+    let oldest_first = order_oldest_first(&param).map_err(bad)?;
     let waybill = Waybill {
         company: company.clone(),
         number: number.clone(),
@@ -572,12 +573,31 @@ async fn query_inner(
         return Err(Reply::new("501", format!("服务器错误: {e}")));
     }
     let trace = find_trace(api, tenant.id, &waybill, now).await?;
-    Ok(kuaidi100_result(
+    let mut answer = kuaidi100_result(
         &trace,
         resultv2,
         waybill.from.as_deref(),
         waybill.to.as_deref(),
-    ))
+    );
+    // kuaidi100 lists events newest first unless the query asks for `"order": "asc"`
+    // (its SDKs expose the field).
+    if oldest_first {
+        if let Some(Value::Array(data)) = answer.get_mut("data") {
+            data.reverse();
+        }
+    }
+    Ok(answer)
+}
+
+/// Whether the query's `order` asks for the oldest event first (`asc`); `desc`, empty or
+/// absent is newest first.
+fn order_oldest_first(param: &Map<String, Value>) -> Result<bool, String> {
+    match non_empty(param, "order")?.map(|o| o.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(o) if o == "desc" => Ok(false),
+        Some(o) if o == "asc" => Ok(true),
+        Some(o) => Err(format!("`order` must be asc or desc, not {o:?}")),
+    }
 }
 
 /// The trace to answer with: the tenant's stored trace or the memory cache when fresh,
