@@ -106,7 +106,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.allow_private_callbacks {
         config.api.allow_private_callbacks = true;
     }
-    config.engine.allow_private_callbacks = config.api.allow_private_callbacks;
+    // Either table's key turns the check off, for subscribing and delivering alike.
+    let allow_private = config.allow_private_callbacks();
+    config.api.allow_private_callbacks = allow_private;
+    config.engine.allow_private_callbacks = allow_private;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -18,7 +18,9 @@ use waybill_core::clock::Clock;
 
 use crate::store::{EndpointRoom, Lease, OutboxPush, PushResult, PushVerdict, Store, StoreResult};
 
-/// When to try a failed push again, and when to give up.
+/// When to try a failed push again, and when to give up. In a config file every key but
+/// `kind` may be left out: it takes the default schedule's value (exponential) or
+/// kuaidi100's (fixed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RetryPolicy {
@@ -26,31 +28,62 @@ pub enum RetryPolicy {
     /// `max_delay`, until the nominal delays add up to more than `total`.
     Exponential {
         /// Delay after the first failure.
+        #[serde(default = "defaults::first")]
         first: SignedDuration,
         /// Growth per failure.
+        #[serde(default = "defaults::factor")]
         factor: f64,
         /// Longest single delay.
+        #[serde(default = "defaults::max_delay")]
         max_delay: SignedDuration,
         /// Give up once the delays would exceed this.
+        #[serde(default = "defaults::total")]
         total: SignedDuration,
     },
     /// The same delay each time, a fixed number of retries (kuaidi100: 3 × 30 min).
     Fixed {
         /// Delay between attempts.
+        #[serde(default = "defaults::delay")]
         delay: SignedDuration,
         /// Retries after the first attempt.
+        #[serde(default = "defaults::retries")]
         retries: u32,
     },
+}
+
+/// The values of [`RetryPolicy::default`] and [`RetryPolicy::kuaidi100`], one place for
+/// both the presets and a config file's missing keys.
+mod defaults {
+    use jiff::SignedDuration;
+
+    pub(super) fn first() -> SignedDuration {
+        SignedDuration::from_secs(30)
+    }
+    pub(super) fn factor() -> f64 {
+        2.0
+    }
+    pub(super) fn max_delay() -> SignedDuration {
+        SignedDuration::from_hours(6)
+    }
+    pub(super) fn total() -> SignedDuration {
+        SignedDuration::from_hours(72)
+    }
+    pub(super) fn delay() -> SignedDuration {
+        SignedDuration::from_mins(30)
+    }
+    pub(super) fn retries() -> u32 {
+        3
+    }
 }
 
 impl Default for RetryPolicy {
     /// 30 s doubling to at most 6 h, for about 72 h in all (21 attempts).
     fn default() -> Self {
         RetryPolicy::Exponential {
-            first: SignedDuration::from_secs(30),
-            factor: 2.0,
-            max_delay: SignedDuration::from_hours(6),
-            total: SignedDuration::from_hours(72),
+            first: defaults::first(),
+            factor: defaults::factor(),
+            max_delay: defaults::max_delay(),
+            total: defaults::total(),
         }
     }
 }
@@ -59,8 +92,8 @@ impl RetryPolicy {
     /// kuaidi100's own schedule: three more tries, 30 minutes apart.
     pub fn kuaidi100() -> Self {
         RetryPolicy::Fixed {
-            delay: SignedDuration::from_mins(30),
-            retries: 3,
+            delay: defaults::delay(),
+            retries: defaults::retries(),
         }
     }
 
@@ -147,15 +180,17 @@ fn endpoint_room(slots: usize, busy: &HashMap<String, usize>) -> EndpointRoom {
 /// How long a verdict may wait for others to share its commit.
 pub const COMMIT_WINDOW: Duration = Duration::from_millis(10);
 
-/// How the delivery worker runs.
+/// How the delivery worker runs. Every key is optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PushConfig {
     /// Retry schedule.
     pub retry: RetryPolicy,
     /// Verdicts committed together (at most [`COMMIT_WINDOW`] apart); also the pushes
     /// claimed per round by [`PushWorker::deliver_due`].
     pub batch: u32,
-    /// Pushes in flight at once; more are claimed as soon as half of the slots are free.
+    /// Pushes in flight at once, shared between receiver endpoints (none holds more than
+    /// its share); more are claimed as soon as a slot is free.
     pub concurrency: usize,
     /// How long a claimed push stays reserved (real time: [`Clock::lease_now`]); longer
     /// than the HTTP timeout so a slow delivery is not handed out twice.
@@ -269,8 +304,10 @@ impl PushWorker {
     }
 
     /// Delivers pushes as they come due until `shutdown` completes, on `clock`: keeps up to
-    /// `concurrency` deliveries in flight and claims more as soon as half the slots are
-    /// free, so one slow receiver (up to the 20 s timeout) holds one slot, not a batch.
+    /// `concurrency` deliveries in flight and claims more as soon as a slot is free, so
+    /// one slow push (up to the 20 s timeout) holds one slot, not a batch; and a receiver
+    /// endpoint holds at most its share of the slots ([`endpoint_room`]), so one that
+    /// hangs or fails leaves the others their latency.
     /// Verdicts are committed in groups (`batch` of them, or whatever arrived within
     /// [`COMMIT_WINDOW`]): a commit per push would cap delivery at the disk's fsync rate.
     /// Claims again when `wake` is signalled (pushes were queued), after each commit (a
