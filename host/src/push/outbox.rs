@@ -306,7 +306,7 @@ impl PushWorker {
     /// Delivers pushes as they come due until `shutdown` completes, on `clock`: keeps up to
     /// `concurrency` deliveries in flight and claims more as soon as a slot is free, so
     /// one slow push (up to the 20 s timeout) holds one slot, not a batch; and a receiver
-    /// endpoint holds at most its share of the slots ([`endpoint_room`]), so one that
+    /// endpoint holds at most its share of the slots (see `endpoint_room`), so one that
     /// hangs or fails leaves the others their latency.
     /// Verdicts are committed in groups (`batch` of them, or whatever arrived within
     /// [`COMMIT_WINDOW`]): a commit per push would cap delivery at the disk's fsync rate.
