@@ -190,7 +190,7 @@ pub struct PushConfig {
     /// claimed per round by [`PushWorker::deliver_due`].
     pub batch: u32,
     /// Pushes in flight at once, shared between receiver endpoints (none holds more than
-    /// its share); more are claimed as soon as a slot is free.
+    /// its share); more are claimed as soon as a quarter of the slots is free.
     pub concurrency: usize,
     /// How long a claimed push stays reserved (real time: [`Clock::lease_now`]); longer
     /// than the HTTP timeout so a slow delivery is not handed out twice.
@@ -304,8 +304,8 @@ impl PushWorker {
     }
 
     /// Delivers pushes as they come due until `shutdown` completes, on `clock`: keeps up to
-    /// `concurrency` deliveries in flight and claims more as soon as a slot is free, so
-    /// one slow push (up to the 20 s timeout) holds one slot, not a batch; and a receiver
+    /// `concurrency` deliveries in flight and claims more as soon as a quarter of the slots
+    /// is free, so one slow push (up to the 20 s timeout) holds one slot, not a batch; and a receiver
     /// endpoint holds at most its share of the slots (see `endpoint_room`), so one that
     /// hangs or fails leaves the others their latency.
     /// Verdicts are committed in groups (`batch` of them, or whatever arrived within
@@ -336,7 +336,9 @@ impl PushWorker {
         let mut stopping = false;
         let mut poll_at = Instant::now() + idle;
         loop {
-            if more && !stopping && in_flight.len() < slots {
+            // Claims wait for a quarter of the slots to be free (one claim query serves
+            // several deliveries under load), but never for a slow push to come back.
+            if more && !stopping && in_flight.len() + (slots / 4).max(1) <= slots {
                 let want = slots - in_flight.len();
                 let want_u32 = u32::try_from(want).unwrap_or(u32::MAX);
                 let room = endpoint_room(slots, &busy);
