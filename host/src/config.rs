@@ -174,6 +174,13 @@ impl Config {
         Ok(())
     }
 
+    /// Whether callbacks may point at private addresses: `[api] allow_private_callbacks`
+    /// or `[engine] allow_private_callbacks` (either turns the check off, for subscribing
+    /// and delivering alike).
+    pub fn allow_private_callbacks(&self) -> bool {
+        self.api.allow_private_callbacks || self.engine.allow_private_callbacks
+    }
+
     /// The database file to open.
     pub fn database_path(&self) -> PathBuf {
         if self.server.database.as_os_str().is_empty() {
@@ -194,6 +201,8 @@ fn parse_bool(v: &str) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
+    use jiff::SignedDuration;
+
     use super::*;
 
     #[test]
@@ -204,6 +213,50 @@ mod tests {
         parsed.engine.owner = String::new();
         want.engine.owner = String::new();
         assert_eq!(parsed, want);
+    }
+
+    #[test]
+    fn every_push_table_may_be_partial_and_the_documented_presets_parse() {
+        use crate::push::{PushConfig, RetryPolicy};
+        let push = |text: &str| Config::from_toml(text).expect(text).engine.push;
+        assert_eq!(
+            push("[engine.push]\nconcurrency = 8\n"),
+            PushConfig {
+                concurrency: 8,
+                ..PushConfig::default()
+            }
+        );
+        // The kuaidi100 schedule as the default file's comment gives it.
+        assert_eq!(
+            push("[engine.push.retry]\nkind = \"fixed\"\ndelay = \"30m\"\nretries = 3\n"),
+            PushConfig {
+                retry: RetryPolicy::kuaidi100(),
+                ..PushConfig::default()
+            }
+        );
+        // A retry table naming only its kind, or one key, takes the other keys' defaults.
+        assert_eq!(
+            push("[engine.push.retry]\nkind = \"fixed\"\n").retry,
+            RetryPolicy::kuaidi100()
+        );
+        let RetryPolicy::Exponential { first, total, .. } =
+            push("[engine.push.retry]\nkind = \"exponential\"\nfirst = \"1m\"\n").retry
+        else {
+            panic!("not exponential");
+        };
+        assert_eq!(
+            (first, total),
+            (SignedDuration::from_mins(1), SignedDuration::from_hours(72))
+        );
+    }
+
+    #[test]
+    fn allow_private_callbacks_in_either_table_turns_the_check_off() {
+        let c = Config::from_toml("[engine]\nallow_private_callbacks = true\n").expect("parse");
+        assert!(c.allow_private_callbacks());
+        let c = Config::from_toml("[api]\nallow_private_callbacks = true\n").expect("parse");
+        assert!(c.allow_private_callbacks());
+        assert!(!Config::default().allow_private_callbacks());
     }
 
     #[test]

@@ -61,8 +61,9 @@ pub struct EngineConfig {
     pub carriers: CarrierLimits,
     /// Accept callback URLs on loopback, private and link-local addresses.
     pub allow_private_callbacks: bool,
-    /// Checks pause while at least this many pushes are due and waiting for a delivery
-    /// slot: a change already found goes out before more checks look for new ones, so
+    /// Checks pause while at least this many pushes could be sent now and wait for a
+    /// delivery slot (pushes queued behind a failing one of the same waybill do not
+    /// count): a change already found goes out before more checks look for new ones, so
     /// change→push latency stays bounded when checks find changes faster than receivers
     /// take them. 0 never pauses.
     pub push_backlog: u32,
@@ -976,5 +977,197 @@ mod tests {
             .collect();
         waybill_core::sign::verify_kuaidi100_push(&form["param"], "SALT", &form["sign"])
             .expect("valid sign");
+    }
+
+    /// A carrier whose every answer has one more event than the last (stamped on
+    /// `clock`): each check of each waybill is a change, so each queues a push.
+    struct Ticking {
+        clock: Arc<dyn Clock>,
+        events: Mutex<HashMap<String, Vec<TrackEvent>>>,
+    }
+
+    #[async_trait]
+    impl Carrier for Ticking {
+        fn codes(&self) -> &[&str] {
+            &["sandbox"]
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+            let mut events = self.events.lock().expect("lock");
+            waybills
+                .iter()
+                .map(|w| {
+                    let trace = events.entry(w.number.clone()).or_default();
+                    trace.push(TrackEvent {
+                        time: EventTime::new(self.clock.now(), CHINA_OFFSET),
+                        context: format!("到达第 {} 站", trace.len() + 1),
+                        location: None,
+                        area_code: None,
+                        area_name: None,
+                        state: State::InTransit,
+                        raw_code: None,
+                        rule: None,
+                    });
+                    Ok(Trace::from_events(&w.company, &w.number, trace.clone()))
+                })
+                .collect()
+        }
+    }
+
+    /// Answers HTTP 500 for every push to `failing`, accepts the others and counts them.
+    struct OneDeadReceiver {
+        failing: &'static str,
+        accepted: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Notifier for OneDeadReceiver {
+        async fn deliver(&self, push: &Push) -> Verdict {
+            if push.url.starts_with(self.failing) {
+                return Verdict::Retry {
+                    reason: "HTTP 500".into(),
+                };
+            }
+            self.accepted.lock().expect("lock").push(push.url.clone());
+            Verdict::Accepted
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_tenants_dead_receiver_does_not_stop_the_pushes_of_another() {
+        // The daemon's two loops on a fast clock (one real millisecond is about three
+        // minutes): tenant X's 12 waybills push to a receiver that always answers 500,
+        // tenant Y's 3 to one that accepts. Every check finds a change. X's pushes pile up
+        // behind their failing heads, far past the backlog limit of 8; they cannot be sent,
+        // so they must not pause the checks, and Y keeps getting a push per check.
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(SqliteStore::open_dir(dir.path()).await.expect("store"));
+        let clock: Arc<dyn Clock> = Arc::new(waybill_core::clock::ScaledClock::new(
+            waybill_sandbox_sim::server::SystemClock,
+            t0(),
+            200_000.0,
+        ));
+        let carrier = Arc::new(Ticking {
+            clock: clock.clone(),
+            events: Mutex::default(),
+        });
+        let receivers = Arc::new(OneDeadReceiver {
+            failing: "http://x.example/",
+            accepted: Mutex::default(),
+        });
+        let config = EngineConfig {
+            push_backlog: 8,
+            idle_wait: SignedDuration::from_millis(5),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::with_notifier(
+            store.clone(),
+            vec![carrier],
+            clock.clone(),
+            receivers.clone(),
+            config,
+        );
+        for (tenant, waybills) in [("x", 12), ("y", 3)] {
+            let t = store
+                .create_tenant(
+                    &NewTenant {
+                        name: tenant.into(),
+                        key: format!("KEY-{tenant}"),
+                        customer: None,
+                    },
+                    t0(),
+                )
+                .await
+                .expect("tenant");
+            for i in 0..waybills {
+                store
+                    .subscribe(&NewSubscription {
+                        tenant_id: t.id,
+                        company: "sandbox".into(),
+                        number: format!("{tenant}{i}"),
+                        phone: None,
+                        from: None,
+                        to: None,
+                        callback_url: format!("http://{tenant}.example/cb"),
+                        salt: None,
+                        options: SubscribeOptions::default(),
+                        next_check_at: t0(),
+                        created_at: t0(),
+                    })
+                    .await
+                    .expect("subscribe");
+            }
+        }
+        let until = t0() + hours(100);
+        let done = {
+            let clock = clock.clone();
+            async move {
+                while clock.now() < until {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), engine.run(done))
+            .await
+            .expect("the engine stopped");
+        // One push per check: the first at once, then one every ~4 h for 100 h.
+        let to_y = receivers.accepted.lock().expect("lock").len();
+        assert!(to_y >= 3 * 15, "tenant Y got {to_y} pushes in 100 h");
+        let stats = store.stats().await.expect("stats");
+        assert!(
+            stats.pending_pushes > 12 * 8,
+            "X's pushes piled up: {stats:?}"
+        );
+    }
+
+    /// Refuses every number as invalid input, counting the calls.
+    struct RefusesEveryNumber(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Carrier for RefusesEveryNumber {
+        fn codes(&self) -> &[&str] {
+            &["sandbox"]
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            waybills
+                .iter()
+                .map(|_| {
+                    Err(waybill_core::carrier::TrackError::InvalidInput {
+                        message: "number must be 12 digits".into(),
+                    })
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_number_the_carrier_calls_invalid_is_stopped_with_the_reason_not_retried() {
+        let carrier = Arc::new(RefusesEveryNumber(Default::default()));
+        let r = rig(vec![carrier.clone()], EngineConfig::default()).await;
+        let id = r.subscribe("sandbox", "SB12").await;
+        r.forward(hours(1)).await;
+        let sub = r.store.subscription(id).await.expect("read").expect("row");
+        assert_eq!(sub.status, MonitorStatus::Abort);
+        assert!(
+            sub.message.contains("number must be 12 digits"),
+            "{:?}",
+            sub.message
+        );
+        let params = r.inbox.params();
+        assert_eq!(params.len(), 1, "one abort push");
+        assert_eq!(params[0]["status"], "abort");
+        assert!(params[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("number must be 12 digits"));
+        // Three days later it was asked once, not again and again.
+        r.forward(hours(72)).await;
+        assert_eq!(carrier.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

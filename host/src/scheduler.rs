@@ -326,6 +326,32 @@ impl Checker {
     ) -> StoreResult<(CheckOutcome, bool)> {
         let mut error = None;
         let mut new_trace: Option<(Trace, String)> = None;
+        // The carrier says the number (or the query) itself is wrong: asking again cannot
+        // help, so monitoring stops now with the carrier's reason instead of retrying it
+        // for three days.
+        if let Err(TrackError::InvalidInput { message }) = &outcome {
+            let message = format!(
+                "单号错误: {} refused the number {:?}: {message}",
+                sub.company, sub.number
+            );
+            let trace = self.stored_trace(sub).await?;
+            let header = PushHeader::for_subscription(sub, MonitorStatus::Abort, &message);
+            return Ok((
+                CheckOutcome {
+                    subscription_id: sub.id,
+                    lease_owner: self.owner.clone(),
+                    checked_at: now,
+                    status: MonitorStatus::Abort,
+                    pushes: vec![kuaidi100_push(sub, &trace, &header)],
+                    message,
+                    next_check_at: now,
+                    new_trace: None,
+                    correction: None,
+                    error: outcome.err().map(|e| e.to_string()),
+                },
+                false,
+            ));
+        }
         let last = match outcome {
             Ok(mut trace) if !trace.data.is_empty() => {
                 trace.com.clone_from(&sub.company);

@@ -319,7 +319,11 @@ async fn a_second_subscription_while_polling_is_501() {
     let v = r.subscribe(&p).await;
     assert_eq!(code(&v), "501");
     assert_eq!(v["result"], false);
-    assert!(v["message"].as_str().unwrap().contains("SB0000001"));
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("SB0000001"), "{msg}");
+    // The message names the waybill, not the daemon's row counter.
+    let id = r.subscriptions().await[0].id;
+    assert!(!msg.contains(&format!("subscription {id}")), "{msg}");
 }
 
 impl Rig {
@@ -540,6 +544,56 @@ async fn bad_subscription_data_is_701_with_the_reason() {
 }
 
 #[tokio::test]
+async fn numbers_no_carrier_can_track_are_refused_with_701_and_the_reason() {
+    let (r, _) = rig().await;
+    let cases = [
+        ("SB\u{1F4E6}1234", "U+1F4E6"),
+        ("SB 0000001", "a space"),
+        ("SB\"0000001", "'\"'"),
+        ("SB'0000001", "'\\''"),
+        ("SB\u{202E}0000001", "U+202E"),
+        ("SB\u{200B}0000001", "U+200B"),
+        ("SB\u{FEFF}0000001", "U+FEFF"),
+        ("ＳＢ0000001", "U+FF33"),
+    ];
+    for (number, why) in cases {
+        let v = r.subscribe(&sub_param("sandbox", number, PUBLIC_CB)).await;
+        assert_eq!(code(&v), "701", "{number:?}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains(why),
+            "{number:?}: message {msg:?} lacks {why:?}"
+        );
+    }
+    // A JSON number too large to be exact is refused, not stored as 1.2345678901234568e22.
+    let big = r#"{"company": "sandbox", "number": 12345678901234567890123, "key": "KEY",
+        "parameters": {"callbackurl": "CB"}}"#
+        .replace("\"KEY\"", &format!("{KEY:?}"))
+        .replace("\"CB\"", &format!("{PUBLIC_CB:?}"));
+    let v = r.subscribe(&big).await;
+    assert_eq!(code(&v), "701", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("as a string"),
+        "{v}"
+    );
+    assert!(r.subscriptions().await.is_empty());
+    // An exact JSON integer is the number as written; dashes are kept.
+    let exact = json!({"company": "sandbox", "number": 1234567890123_u64, "key": KEY,
+        "parameters": {"callbackurl": PUBLIC_CB}})
+    .to_string();
+    assert_eq!(code(&r.subscribe(&exact).await), "200");
+    let dashed = sub_param("sandbox", "SB-0000-002", PUBLIC_CB);
+    assert_eq!(code(&r.subscribe(&dashed).await), "200");
+    let numbers: Vec<String> = r
+        .subscriptions()
+        .await
+        .into_iter()
+        .map(|s| s.number)
+        .collect();
+    assert_eq!(numbers, ["1234567890123", "SB-0000-002"]);
+}
+
+#[tokio::test]
 async fn malformed_requests_get_701_not_an_http_error() {
     let (r, _) = rig().await;
     // No param at all.
@@ -618,8 +672,11 @@ async fn auto_com_takes_the_best_served_candidate_or_answers_702() {
     let v = r.subscribe(&auto("EE123456785CN")).await;
     assert_eq!(code(&v), "702", "{v}");
     // Nothing recognises this.
-    let v = r.subscribe(&auto("???")).await;
+    let v = r.subscribe(&auto("QQ1")).await;
     assert_eq!(code(&v), "702", "{v}");
+    // And this is no tracking number at all.
+    let v = r.subscribe(&auto("???")).await;
+    assert_eq!(code(&v), "701", "{v}");
 }
 
 #[tokio::test]
@@ -642,6 +699,36 @@ async fn a_store_failure_is_500_in_a_200_answer() {
 
 fn query_param(num: &str) -> String {
     json!({"com": "sandbox", "num": num, "resultv2": "4"}).to_string()
+}
+
+#[tokio::test]
+async fn a_query_with_order_asc_lists_the_oldest_event_first() {
+    let (r, sandbox) = rig().await;
+    sandbox.answer("SB0000009", Ok(trace("SB0000009")));
+    let contexts = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["context"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let with_order =
+        |order: &str| json!({"com": "sandbox", "num": "SB0000009", "order": order}).to_string();
+    let newest_first = ["快件已签收", "快件已揽收"];
+    assert_eq!(
+        contexts(&r.query(&query_param("SB0000009")).await),
+        newest_first
+    );
+    assert_eq!(contexts(&r.query(&with_order("desc")).await), newest_first);
+    let asc = r.query(&with_order("asc")).await;
+    assert_eq!(contexts(&asc), ["快件已揽收", "快件已签收"], "{asc}");
+    assert_eq!(
+        asc["state"], "3",
+        "the state is the newest event's whatever the order"
+    );
+    let v = r.query(&with_order("sideways")).await;
+    assert_eq!(code(&v), "400", "{v}");
 }
 
 #[tokio::test]
@@ -855,6 +942,51 @@ async fn a_disabled_or_expired_key_is_601_and_works_again_once_enabled() {
         .subscribe(&sub_param("sandbox", "SB0000001", PUBLIC_CB))
         .await;
     assert_eq!(code(&v), "200", "not expired until {later}: {v}");
+}
+
+#[tokio::test]
+async fn a_disabled_or_expired_key_is_601_on_the_query_and_autonumber_too() {
+    let sandbox = Scripted::new("sandbox");
+    sandbox.answer("SB0000009", Ok(trace("SB0000009")));
+    let config = ApiConfig {
+        tenant_cache_ttl: jiff::SignedDuration::ZERO,
+        ..ApiConfig::default()
+    };
+    let r = rig_with(vec![sandbox.clone()], config).await;
+    let month = billing_month(t0());
+    for (disabled, expires) in [(true, None), (false, Some(t0()))] {
+        r.store
+            .set_tenant_access(r.tenant, disabled, expires)
+            .await
+            .unwrap();
+        let v = r.query(&query_param("SB0000009")).await;
+        assert_eq!(code(&v), "601", "{v}");
+        let v = r
+            .post(
+                "/autonumber/auto",
+                form(&[("key", KEY), ("num", "SB0000009")]),
+            )
+            .await;
+        assert_eq!(code(&v), "601", "{v}");
+    }
+    assert_eq!(
+        sandbox.asked.load(Ordering::SeqCst),
+        0,
+        "the carrier was asked"
+    );
+    assert_eq!(
+        r.store.usage(r.tenant, &month).await.unwrap(),
+        0,
+        "usage counted"
+    );
+
+    r.store
+        .set_tenant_access(r.tenant, false, None)
+        .await
+        .unwrap();
+    let v = r.query(&query_param("SB0000009")).await;
+    assert_eq!(v["status"], "200", "{v}");
+    assert_eq!(r.store.usage(r.tenant, &month).await.unwrap(), 1);
 }
 
 #[tokio::test]

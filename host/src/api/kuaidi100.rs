@@ -109,7 +109,12 @@ fn text(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, String> 
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        // Only integers JSON holds exactly: 12345678901234567890123 would come back as
+        // 1.2345678901234568e22, a number nobody sent.
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        Some(Value::Number(n)) => Err(format!(
+            "`{name}` is the JSON number {n}, which cannot be kept exactly; send it as a string"
+        )),
         Some(other) => Err(format!("`{name}` must be a string, not {}", kind_of(other))),
     }
 }
@@ -224,6 +229,46 @@ fn check_number(number: Option<String>, field: &str) -> Result<String, String> {
     Ok(number)
 }
 
+/// Refuses a number no carrier could track: tracking numbers are ASCII letters, digits
+/// and dashes, so a space, a quote, an emoji or an invisible character (bidi control,
+/// zero-width space, byte-order mark) means the number was mangled on its way here, and
+/// polling it for days would find nothing. The reason names the character.
+fn check_trackable(number: &str, field: &str) -> Result<(), String> {
+    let Some((at, c)) = number
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '-'))
+    else {
+        return Ok(());
+    };
+    let what = match c {
+        ' ' => "a space".to_owned(),
+        c if c.is_ascii() => format!("{c:?}"),
+        '\u{200E}'
+        | '\u{200F}'
+        | '\u{061C}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => {
+            format!("U+{:04X} (an invisible bidi control)", c as u32)
+        }
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => {
+            format!("U+{:04X} (an invisible zero-width character)", c as u32)
+        }
+        '\u{FF01}'..='\u{FF5E}' => format!(
+            "U+{:04X} {c:?} (a full-width form of {:?})",
+            c as u32,
+            char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
+        ),
+        c if c.is_whitespace() => format!("U+{:04X} (white space)", c as u32),
+        c => format!("U+{:04X} {c:?}", c as u32),
+    };
+    Err(format!(
+        "`{field}` contains {what} at character {}: no carrier can track it; a tracking \
+         number is ASCII letters, digits and '-'",
+        at + 1
+    ))
+}
+
 impl Api {
     /// The canonical code of `company` if a loaded carrier serves it.
     fn served_company(&self, company: &str) -> Option<String> {
@@ -275,6 +320,22 @@ impl Api {
     }
 }
 
+/// 601 for a key that is disabled or expired at `now`: asked before anything else is
+/// done for it, so such a key reaches no carrier and counts no usage on any endpoint.
+fn refuse_inactive(tenant: &crate::store::Tenant, now: Timestamp) -> Result<(), Reply> {
+    if tenant.active_at(now) {
+        return Ok(());
+    }
+    Err(Reply::new(
+        "601",
+        match tenant.expires_at {
+            _ if tenant.disabled => "key已过期: this key has been disabled".to_owned(),
+            Some(end) => format!("key已过期: this key expired at {end}"),
+            None => "key已过期".to_owned(),
+        },
+    ))
+}
+
 /// `POST /poll`: subscribe a waybill.
 pub async fn subscribe(
     State(api): State<Api>,
@@ -313,16 +374,7 @@ async fn subscribe_inner(
         Err(e) => return Err(Reply::new("500", format!("服务器错误: {e}"))),
     };
     let now = api.now();
-    if !tenant.active_at(now) {
-        return Err(Reply::new(
-            "601",
-            match tenant.expires_at {
-                _ if tenant.disabled => "key已过期: this key has been disabled".to_owned(),
-                Some(end) => format!("key已过期: this key expired at {end}"),
-                None => "key已过期".to_owned(),
-            },
-        ));
-    }
+    refuse_inactive(&tenant, now)?;
 
     let parameters = match param.remove("parameters") {
         None | Some(Value::Null) => Map::new(),
@@ -335,6 +387,7 @@ async fn subscribe_inner(
         }
     };
     let number = check_number(text(&param, "number").map_err(bad)?, "number").map_err(bad)?;
+    check_trackable(&number, "number").map_err(bad)?;
     let auto_com = flag(&parameters, "autoCom").map_err(bad)?;
     let inter_com = flag(&parameters, "interCom").map_err(bad)?;
     let departure_country = country(&parameters, "departureCountry").map_err(bad)?;
@@ -408,12 +461,12 @@ async fn subscribe_inner(
     };
     match api.inner.batcher.subscribe(sub).await {
         Ok(SubscribeOutcome::Created { .. }) => Ok(Reply::new("200", "提交成功")),
-        Ok(SubscribeOutcome::Duplicate { existing }) => Err(Reply::new(
+        // The row id stays out of the message: it is a counter over every tenant.
+        Ok(SubscribeOutcome::Duplicate { .. }) => Err(Reply::new(
             "501",
             format!(
-                "重复订阅: {} {} is still being polled (subscription {existing}); \
-                 subscribe again after its shutdown or abort push",
-                company, number
+                "重复订阅: {company} {number} is still being polled; subscribe again after its \
+                 shutdown or abort push"
             ),
         )),
         Ok(SubscribeOutcome::MonthlyLimit { subscribes, limit }) => Err(Reply::new(
@@ -486,6 +539,7 @@ async fn query_inner(
             "验证签名失败: `sign` must be upper-case MD5(param + key + customer)",
         ));
     }
+    refuse_inactive(&tenant, api.now())?;
     let param = param_object(&fields).map_err(bad)?;
     let number = check_number(text(&param, "num").map_err(bad)?, "num").map_err(bad)?;
     let com = non_empty(&param, "com")
@@ -501,6 +555,7 @@ async fn query_inner(
         )
     })?;
     let resultv2 = resultv2(&param).map_err(bad)?;
+    let oldest_first = order_oldest_first(&param).map_err(bad)?;
     let waybill = Waybill {
         company: company.clone(),
         number: number.clone(),
@@ -518,12 +573,31 @@ async fn query_inner(
         return Err(Reply::new("501", format!("服务器错误: {e}")));
     }
     let trace = find_trace(api, tenant.id, &waybill, now).await?;
-    Ok(kuaidi100_result(
+    let mut answer = kuaidi100_result(
         &trace,
         resultv2,
         waybill.from.as_deref(),
         waybill.to.as_deref(),
-    ))
+    );
+    // kuaidi100 lists events newest first unless the query asks for `"order": "asc"`
+    // (its SDKs expose the field).
+    if oldest_first {
+        if let Some(Value::Array(data)) = answer.get_mut("data") {
+            data.reverse();
+        }
+    }
+    Ok(answer)
+}
+
+/// Whether the query's `order` asks for the oldest event first (`asc`); `desc`, empty or
+/// absent is newest first.
+fn order_oldest_first(param: &Map<String, Value>) -> Result<bool, String> {
+    match non_empty(param, "order")?.map(|o| o.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(o) if o == "desc" => Ok(false),
+        Some(o) if o == "asc" => Ok(true),
+        Some(o) => Err(format!("`order` must be asc or desc, not {o:?}")),
+    }
 }
 
 /// The trace to answer with: the tenant's stored trace or the memory cache when fresh,
@@ -715,7 +789,7 @@ async fn autonumber_inner(
         .filter(|k| !k.is_empty())
         .ok_or_else(|| Reply::new("600", "授权key错误: `key` is missing"))?;
     match api.inner.tenants.by_key(key).await {
-        Ok(Some(_)) => {}
+        Ok(Some(tenant)) => refuse_inactive(&tenant, api.now())?,
         Ok(None) => return Err(Reply::new("600", "授权key错误: no tenant has this key")),
         Err(e) => return Err(Reply::new("500", format!("服务器错误: {e}"))),
     }

@@ -133,7 +133,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.allow_private_callbacks {
         config.api.allow_private_callbacks = true;
     }
-    config.engine.allow_private_callbacks = config.api.allow_private_callbacks;
+    // Either table's key turns the check off, for subscribing and delivering alike.
+    let allow_private = config.allow_private_callbacks();
+    config.api.allow_private_callbacks = allow_private;
+    config.engine.allow_private_callbacks = allow_private;
     init_log(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -162,6 +162,13 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                     Err(StoreError::DuplicateTenantKey) => {
                         anyhow::bail!("another tenant already has this key")
                     }
+                    Err(StoreError::DuplicateCustomer) => {
+                        anyhow::bail!(
+                            "another tenant already has the customer id {:?}; choose another \
+                             (or leave --customer out for a random one)",
+                            new.customer.as_deref().unwrap_or_default()
+                        )
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 if expires.is_some() {

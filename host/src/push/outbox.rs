@@ -4,6 +4,7 @@
 //! A waybill's pushes leave strictly in order (the store hands out only the oldest pending
 //! push of each subscription), so a receiver never sees its state go backwards.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +16,11 @@ use tokio::task::JoinSet;
 use waybill_core::carrier::{Notifier, Verdict};
 use waybill_core::clock::Clock;
 
-use crate::store::{Lease, OutboxPush, PushResult, PushVerdict, Store, StoreResult};
+use crate::store::{EndpointRoom, Lease, OutboxPush, PushResult, PushVerdict, Store, StoreResult};
 
-/// When to try a failed push again, and when to give up.
+/// When to try a failed push again, and when to give up. In a config file every key but
+/// `kind` may be left out: it takes the default schedule's value (exponential) or
+/// kuaidi100's (fixed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RetryPolicy {
@@ -25,31 +28,62 @@ pub enum RetryPolicy {
     /// `max_delay`, until the nominal delays add up to more than `total`.
     Exponential {
         /// Delay after the first failure.
+        #[serde(default = "defaults::first")]
         first: SignedDuration,
         /// Growth per failure.
+        #[serde(default = "defaults::factor")]
         factor: f64,
         /// Longest single delay.
+        #[serde(default = "defaults::max_delay")]
         max_delay: SignedDuration,
         /// Give up once the delays would exceed this.
+        #[serde(default = "defaults::total")]
         total: SignedDuration,
     },
     /// The same delay each time, a fixed number of retries (kuaidi100: 3 × 30 min).
     Fixed {
         /// Delay between attempts.
+        #[serde(default = "defaults::delay")]
         delay: SignedDuration,
         /// Retries after the first attempt.
+        #[serde(default = "defaults::retries")]
         retries: u32,
     },
+}
+
+/// The values of [`RetryPolicy::default`] and [`RetryPolicy::kuaidi100`], one place for
+/// both the presets and a config file's missing keys.
+mod defaults {
+    use jiff::SignedDuration;
+
+    pub(super) fn first() -> SignedDuration {
+        SignedDuration::from_secs(30)
+    }
+    pub(super) fn factor() -> f64 {
+        2.0
+    }
+    pub(super) fn max_delay() -> SignedDuration {
+        SignedDuration::from_hours(6)
+    }
+    pub(super) fn total() -> SignedDuration {
+        SignedDuration::from_hours(72)
+    }
+    pub(super) fn delay() -> SignedDuration {
+        SignedDuration::from_mins(30)
+    }
+    pub(super) fn retries() -> u32 {
+        3
+    }
 }
 
 impl Default for RetryPolicy {
     /// 30 s doubling to at most 6 h, for about 72 h in all (21 attempts).
     fn default() -> Self {
         RetryPolicy::Exponential {
-            first: SignedDuration::from_secs(30),
-            factor: 2.0,
-            max_delay: SignedDuration::from_hours(6),
-            total: SignedDuration::from_hours(72),
+            first: defaults::first(),
+            factor: defaults::factor(),
+            max_delay: defaults::max_delay(),
+            total: defaults::total(),
         }
     }
 }
@@ -58,8 +92,8 @@ impl RetryPolicy {
     /// kuaidi100's own schedule: three more tries, 30 minutes apart.
     pub fn kuaidi100() -> Self {
         RetryPolicy::Fixed {
-            delay: SignedDuration::from_mins(30),
-            retries: 3,
+            delay: defaults::delay(),
+            retries: defaults::retries(),
         }
     }
 
@@ -121,18 +155,42 @@ fn unit_hash(key: &str, n: u32) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// How many more deliveries each receiver endpoint may start, given `slots` in all and
+/// `busy` (deliveries in flight per endpoint).
+///
+/// Fair shares with room kept for a newcomer: with `n` endpoints in flight, each holds at
+/// most `slots / n` and an endpoint not yet in flight may take `slots / (n + 1)`; and no
+/// endpoint, even alone, holds more than three quarters of the slots. So a receiver that
+/// hangs until the timeout or keeps failing fills only its share, and another tenant's
+/// receiver always finds a free slot at once.
+fn endpoint_room(slots: usize, busy: &HashMap<String, usize>) -> EndpointRoom {
+    let most = slots.saturating_sub((slots / 4).max(1)).max(1);
+    let share = |endpoints: usize| (slots / endpoints.max(1)).clamp(1, most);
+    let own = share(busy.len());
+    let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    EndpointRoom {
+        busy: busy
+            .iter()
+            .map(|(endpoint, n)| (endpoint.clone(), to_u32(own.saturating_sub(*n))))
+            .collect(),
+        others: to_u32(share(busy.len() + 1)),
+    }
+}
+
 /// How long a verdict may wait for others to share its commit.
 pub const COMMIT_WINDOW: Duration = Duration::from_millis(10);
 
-/// How the delivery worker runs.
+/// How the delivery worker runs. Every key is optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PushConfig {
     /// Retry schedule.
     pub retry: RetryPolicy,
     /// Verdicts committed together (at most [`COMMIT_WINDOW`] apart); also the pushes
     /// claimed per round by [`PushWorker::deliver_due`].
     pub batch: u32,
-    /// Pushes in flight at once; more are claimed as soon as half of the slots are free.
+    /// Pushes in flight at once, shared between receiver endpoints (none holds more than
+    /// its share); more are claimed as soon as a quarter of the slots is free.
     pub concurrency: usize,
     /// How long a claimed push stays reserved (real time: [`Clock::lease_now`]); longer
     /// than the HTTP timeout so a slow delivery is not handed out twice.
@@ -246,8 +304,10 @@ impl PushWorker {
     }
 
     /// Delivers pushes as they come due until `shutdown` completes, on `clock`: keeps up to
-    /// `concurrency` deliveries in flight and claims more as soon as half the slots are
-    /// free, so one slow receiver (up to the 20 s timeout) holds one slot, not a batch.
+    /// `concurrency` deliveries in flight and claims more as soon as a quarter of the slots
+    /// is free, so one slow push (up to the 20 s timeout) holds one slot, not a batch; and a receiver
+    /// endpoint holds at most its share of the slots (see `endpoint_room`), so one that
+    /// hangs or fails leaves the others their latency.
     /// Verdicts are committed in groups (`batch` of them, or whatever arrived within
     /// [`COMMIT_WINDOW`]): a commit per push would cap delivery at the disk's fsync rate.
     /// Claims again when `wake` is signalled (pushes were queued), after each commit (a
@@ -265,6 +325,10 @@ impl PushWorker {
         let slots = self.config.concurrency.max(1);
         let mut total = DeliveryReport::default();
         let mut in_flight: JoinSet<(OutboxPush, Verdict)> = JoinSet::new();
+        // Deliveries in flight per receiver endpoint, and the endpoint of each task (to
+        // free its slot even when the task panicked).
+        let mut busy: HashMap<String, usize> = HashMap::new();
+        let mut task_endpoint: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut verdicts: Vec<PushResult> = Vec::new();
         let mut commit_by: Option<Instant> = None;
         // Whether the outbox may hold claimable pushes (the last claim was not short).
@@ -272,19 +336,28 @@ impl PushWorker {
         let mut stopping = false;
         let mut poll_at = Instant::now() + idle;
         loop {
-            if more && !stopping && in_flight.len() <= slots / 2 {
+            // Claims wait for a quarter of the slots to be free (one claim query serves
+            // several deliveries under load), but never for a slow push to come back.
+            if more && !stopping && in_flight.len() + (slots / 4).max(1) <= slots {
                 let want = slots - in_flight.len();
                 let want_u32 = u32::try_from(want).unwrap_or(u32::MAX);
-                match self.claim(clock.now(), clock.lease_now(), want_u32).await {
+                let room = endpoint_room(slots, &busy);
+                match self
+                    .claim_shared(clock.now(), clock.lease_now(), want_u32, &room)
+                    .await
+                {
                     Ok(pushes) => {
                         more = pushes.len() == want;
                         total.claimed += u32::try_from(pushes.len()).unwrap_or(u32::MAX);
                         for push in pushes {
                             let notifier = self.notifier.clone();
-                            in_flight.spawn(async move {
+                            let endpoint = push.endpoint.clone();
+                            *busy.entry(endpoint.clone()).or_default() += 1;
+                            let task = in_flight.spawn(async move {
                                 let verdict = notifier.deliver(&push.to_push()).await;
                                 (push, verdict)
                             });
+                            task_endpoint.insert(task.id(), endpoint);
                         }
                     }
                     Err(e) => {
@@ -302,10 +375,24 @@ impl PushWorker {
             tokio::select! {
                 biased;
                 _ = shutdown.as_mut(), if !stopping => stopping = true,
-                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    let task = match &joined {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    if let Some(endpoint) = task_endpoint.remove(&task) {
+                        if let Some(n) = busy.get_mut(&endpoint) {
+                            *n = n.saturating_sub(1);
+                            if *n == 0 {
+                                busy.remove(&endpoint);
+                            }
+                        }
+                        // A slot of this endpoint came free: its next push may go.
+                        more = true;
+                    }
                     // A panicking notifier: the push stays leased and is retried after
                     // the lease runs out.
-                    if let Ok((push, verdict)) = joined {
+                    if let Ok((_, (push, verdict))) = joined {
                         verdicts.push(self.judge(&push, verdict, clock.now()));
                         commit_by.get_or_insert_with(|| Instant::now() + COMMIT_WINDOW);
                     }
@@ -327,6 +414,20 @@ impl PushWorker {
                 }
             }
         }
+    }
+
+    /// [`PushWorker::claim`], each endpoint taking at most its `room`.
+    async fn claim_shared(
+        &self,
+        now: Timestamp,
+        lease_now: Timestamp,
+        limit: u32,
+        room: &EndpointRoom,
+    ) -> StoreResult<Vec<OutboxPush>> {
+        let lease = Lease::new(&self.owner, lease_now, self.config.lease);
+        self.store
+            .claim_pushes_shared(now, limit, &lease, room)
+            .await
     }
 
     /// Claims up to `limit` pushes due at `now`, leased from `lease_now` on the lease
@@ -489,6 +590,16 @@ mod tests {
         waybills: usize,
         n: usize,
     ) -> (tempfile::TempDir, Arc<SqliteStore>, Vec<i64>, Timestamp) {
+        store_with_waybills_pushing_to(&vec!["http://x/cb"; waybills], n).await
+    }
+
+    /// A store holding one subscription per entry of `urls` with `n` pending pushes to
+    /// that URL each, due at t0, in that order.
+    async fn store_with_waybills_pushing_to(
+        urls: &[&str],
+        n: usize,
+    ) -> (tempfile::TempDir, Arc<SqliteStore>, Vec<i64>, Timestamp) {
+        let waybills = urls.len();
         let dir = tempfile::tempdir().expect("dir");
         let store = SqliteStore::open_dir(dir.path()).await.expect("open");
         let t0: Timestamp = "2024-05-01T00:00:00Z".parse().expect("ts");
@@ -535,7 +646,7 @@ mod tests {
             .await
             .expect("claim");
         assert_eq!(claimed.len(), waybills);
-        for &id in &ids {
+        for (w, &id) in ids.iter().enumerate() {
             store
                 .complete_check(&CheckOutcome {
                     subscription_id: id,
@@ -549,7 +660,7 @@ mod tests {
                     error: None,
                     pushes: (0..n)
                         .map(|i| NewPush {
-                            url: "http://x/cb".into(),
+                            url: urls[w].into(),
                             content_type: "text/plain".into(),
                             body: vec![b'0' + i as u8],
                             headers: vec![],
@@ -650,6 +761,113 @@ mod tests {
             others_done - started,
             slow - started
         );
+    }
+
+    #[test]
+    fn each_endpoint_holds_its_share_and_a_newcomer_always_finds_room() {
+        let busy = |pairs: &[(&str, usize)]| -> HashMap<String, usize> {
+            pairs.iter().map(|(e, n)| (e.to_string(), *n)).collect()
+        };
+        let room = |slots, b: &HashMap<String, usize>| {
+            let mut r = endpoint_room(slots, b);
+            r.busy.sort();
+            r
+        };
+        let of = |pairs: &[(&str, u32)], others| EndpointRoom {
+            busy: pairs.iter().map(|(e, n)| (e.to_string(), *n)).collect(),
+            others,
+        };
+        // Alone, an endpoint may take three quarters of the slots, no more.
+        assert_eq!(room(32, &busy(&[])), of(&[], 24));
+        assert_eq!(room(32, &busy(&[("x", 24)])), of(&[("x", 0)], 16));
+        // Two in flight: each up to half, a third may take a third.
+        assert_eq!(
+            room(32, &busy(&[("x", 24), ("y", 3)])),
+            of(&[("x", 0), ("y", 13)], 10)
+        );
+        // Many endpoints: at least one slot each; one slot in all still serves.
+        let many: Vec<(String, usize)> = (0..40).map(|i| (format!("e{i}"), 1)).collect();
+        let many: HashMap<String, usize> = many.into_iter().collect();
+        assert!(endpoint_room(32, &many).busy.iter().all(|(_, n)| *n == 0));
+        assert_eq!(endpoint_room(32, &many).others, 1);
+        assert_eq!(room(1, &busy(&[])), of(&[], 1));
+    }
+
+    #[tokio::test]
+    async fn a_hanging_receiver_holds_at_most_its_share_of_the_slots() {
+        // 8 waybills push to a receiver that hangs for a second, then 10 to one that
+        // answers at once; the hanging receiver's pushes are the oldest. With four slots,
+        // the hanging one must leave room: the other's pushes all go out while it hangs.
+        let mut urls = vec!["http://hangs.example/cb"; 8];
+        urls.extend(vec!["http://fast.example/cb?shop=2"; 10]);
+        let (_dir, store, ids, t0) = store_with_waybills_pushing_to(&urls, 1).await;
+        let slow: Vec<String> = ids[..8].iter().map(|id| format!("{id}-1")).collect();
+        let notifier = Arc::new(SlowList {
+            slow: slow.clone(),
+            delay: std::time::Duration::from_millis(1_000),
+            acked: Mutex::new(vec![]),
+            in_flight: Mutex::new((0, 0)),
+        });
+        let config = PushConfig {
+            concurrency: 4,
+            ..PushConfig::default()
+        };
+        let worker = PushWorker::new(store.clone(), notifier.clone(), config, "w");
+        let started = Instant::now();
+        let report = run_until_drained(&worker, &store, &ManualClock::new(t0)).await;
+        assert_eq!((report.claimed, report.delivered), (18, 18));
+        let acked = notifier.acked.lock().expect("lock").clone();
+        let first_slow = acked
+            .iter()
+            .filter(|(id, _)| slow.contains(id))
+            .map(|(_, at)| *at)
+            .min()
+            .expect("slow");
+        let fast_done = acked
+            .iter()
+            .filter(|(id, _)| !slow.contains(id))
+            .map(|(_, at)| *at)
+            .max()
+            .expect("fast");
+        assert!(
+            fast_done < first_slow,
+            "the fast receiver's pushes finished {:?} after the start, the first hanging \
+             one {:?}",
+            fast_done - started,
+            first_slow - started
+        );
+        let most = notifier.in_flight.lock().expect("lock").1;
+        assert!(most < 4, "the hanging receiver held {most} of 4 slots");
+    }
+
+    /// Accepts every push at once except those listed in `slow`, which take `delay` of
+    /// real time; counts how many of those were in flight at most at once.
+    struct SlowList {
+        slow: Vec<String>,
+        delay: std::time::Duration,
+        acked: Mutex<Vec<(String, Instant)>>,
+        /// (now, most) of the slow pushes in flight.
+        in_flight: Mutex<(usize, usize)>,
+    }
+
+    #[async_trait]
+    impl Notifier for SlowList {
+        async fn deliver(&self, push: &Push) -> Verdict {
+            if self.slow.contains(&push.id) {
+                {
+                    let mut n = self.in_flight.lock().expect("lock");
+                    n.0 += 1;
+                    n.1 = n.1.max(n.0);
+                }
+                tokio::time::sleep(self.delay).await;
+                self.in_flight.lock().expect("lock").0 -= 1;
+            }
+            self.acked
+                .lock()
+                .expect("lock")
+                .push((push.id.clone(), Instant::now()));
+            Verdict::Accepted
+        }
     }
 
     #[tokio::test]

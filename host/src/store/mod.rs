@@ -67,6 +67,9 @@ pub enum StoreError {
     /// A tenant key is already taken.
     #[error("tenant key already exists")]
     DuplicateTenantKey,
+    /// Another tenant already has this customer id.
+    #[error("another tenant already has this customer id")]
+    DuplicateCustomer,
 }
 
 /// Result alias for store operations.
@@ -343,6 +346,31 @@ pub struct NewPush {
     pub headers: Vec<(String, String)>,
 }
 
+/// The receiver endpoint of a push URL: its scheme, host and port
+/// (`https://erp.example:8443`), or the URL itself when it does not parse.
+///
+/// ```
+/// use waybill_host::store::push_endpoint;
+/// assert_eq!(push_endpoint("HTTP://Erp.Example/cb?shop=1"), "http://erp.example");
+/// assert_eq!(push_endpoint("https://erp.example:8443/a"), "https://erp.example:8443");
+/// ```
+pub fn push_endpoint(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.origin().is_tuple() => u.origin().ascii_serialization(),
+        _ => url.to_owned(),
+    }
+}
+
+/// How many more pushes each receiver endpoint may take in one claim
+/// ([`Store::claim_pushes_shared`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointRoom {
+    /// Endpoints with their own room (those with pushes in flight); 0 takes none.
+    pub busy: Vec<(String, u32)>,
+    /// Room of every endpoint not in `busy`.
+    pub others: u32,
+}
+
 /// Delivery state of an outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -394,6 +422,9 @@ pub struct OutboxPush {
     pub seq: i64,
     /// Where to POST.
     pub url: String,
+    /// The receiver: [`push_endpoint`] of `url` (the whole URL for pushes queued before
+    /// endpoints were recorded). Delivery shares its slots between endpoints.
+    pub endpoint: String,
     /// `Content-Type`.
     pub content_type: String,
     /// Body.
@@ -536,7 +567,8 @@ pub struct StoreStats {
 pub trait Store: Send + Sync {
     // --- tenants ---
 
-    /// Creates a tenant; fails with [`StoreError::DuplicateTenantKey`] if the key is taken.
+    /// Creates a tenant; fails with [`StoreError::DuplicateTenantKey`] if the key is taken
+    /// and [`StoreError::DuplicateCustomer`] if another tenant has its customer id.
     async fn create_tenant(&self, tenant: &NewTenant, now: Timestamp) -> StoreResult<Tenant>;
     /// The tenant with this key.
     async fn tenant_by_key(&self, key: &str) -> StoreResult<Option<Tenant>>;
@@ -627,12 +659,29 @@ pub trait Store: Send + Sync {
     // --- outbox ---
 
     /// Claims up to `limit` pushes due at `now`: for each subscription only its oldest
-    /// pending push is eligible, so a waybill's pushes go out strictly in order.
+    /// pending push is eligible, so a waybill's pushes go out strictly in order. Oldest
+    /// due first, whatever the receiver.
     async fn claim_pushes(
         &self,
         now: Timestamp,
         limit: u32,
         lease: &Lease<'_>,
+    ) -> StoreResult<Vec<OutboxPush>> {
+        let room = EndpointRoom {
+            busy: Vec::new(),
+            others: limit,
+        };
+        self.claim_pushes_shared(now, limit, lease, &room).await
+    }
+    /// [`Store::claim_pushes`], taking at most `room` pushes of each receiver endpoint
+    /// ([`OutboxPush::endpoint`]), so one receiver cannot fill every delivery slot. Among
+    /// the eligible pushes, oldest due first.
+    async fn claim_pushes_shared(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: &Lease<'_>,
+        room: &EndpointRoom,
     ) -> StoreResult<Vec<OutboxPush>>;
     /// Records the verdicts on claimed pushes in one transaction (one durable commit for
     /// a whole delivery batch). Returns, per result, whether it was written (`false`: the
@@ -704,9 +753,11 @@ pub trait Store: Send + Sync {
     async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)>;
     /// The earliest `next_attempt_at` of a pending push.
     async fn next_push_due(&self) -> StoreResult<Option<Timestamp>>;
-    /// Pushes due at `now` that no worker holds at `lease_now` (the delivery backlog),
-    /// counted up to `limit`: the count stops there so asking stays cheap however long
-    /// the queue is.
+    /// Pushes that could be sent now (the delivery backlog): those [`Store::claim_pushes`]
+    /// could hand out at `now` with `lease_now` on the lease clock — due, held by no
+    /// worker, and the oldest pending push of their waybill (one queued behind a push that
+    /// waits for its retry is not counted). Counted up to `limit`: the count stops there
+    /// so asking stays cheap however long the queue is.
     async fn waiting_pushes(
         &self,
         now: Timestamp,

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use waybill_core::model::{EventTime, Trace, TrackEvent};
 use waybill_core::state::State;
 
@@ -64,8 +64,9 @@ const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_are
     lease_owner, lease_until, checks, failures, changes, push_seq, trace_hash, event_count, \
     last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at";
 
-const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, content_type, body, headers, \
-    attempt, next_attempt_at, state, last_error, created_at, finished_at";
+const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, \
+    COALESCE(endpoint, url) AS endpoint, content_type, body, headers, attempt, next_attempt_at, \
+    state, last_error, created_at, finished_at";
 
 impl SqliteStore {
     /// Opens (creating it and the directory if needed) the store in `data_dir` and applies
@@ -129,6 +130,51 @@ impl SqliteStore {
             .bind(ms(lease.now))
             .fetch_all(&self.write)
             .await?)
+    }
+
+    /// Runs `body` in one transaction on the write connection and commits it.
+    ///
+    /// Why not `pool.begin()`: sqlx keeps its own count of open transactions and trusts it
+    /// over SQLite. When a statement or the COMMIT fails with "database or disk is full"
+    /// (or an I/O error), SQLite may already have rolled the transaction back; sqlx's
+    /// ROLLBACK then fails and its count stays at one, so the next `begin` issues a
+    /// SAVEPOINT (which opens a real transaction) and the next failure is undone with
+    /// ROLLBACK TO, which leaves that transaction open. From then on every "commit" only
+    /// released a savepoint inside it: each write was acknowledged and none was saved,
+    /// until a restart. So the transaction is opened with an explicit `BEGIN IMMEDIATE`
+    /// (which sqlx refuses on a connection it believes busy), a failed body is rolled back
+    /// and waited for, and a connection whose COMMIT or ROLLBACK failed is closed instead
+    /// of going back to the pool: closing it ends whatever SQLite still holds, and the
+    /// pool opens a clean one for the next write.
+    async fn write_tx<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self.write.acquire().await?;
+        let mut clean = true;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.inspect_err(|_| {
+                clean = false;
+            })?;
+            match body(&mut tx).await {
+                Ok(value) => {
+                    tx.commit().await.inspect_err(|_| clean = false)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::warn!(error = %rollback, "rollback failed; reopening the write connection");
+                        clean = false;
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        if !clean {
+            conn.close_on_drop();
+        }
+        result
     }
 
     /// The database file.
@@ -267,6 +313,7 @@ fn push_from_row(r: &SqliteRow) -> StoreResult<OutboxPush> {
         subscription_id: r.try_get("subscription_id")?,
         seq: r.try_get("seq")?,
         url: r.try_get("url")?,
+        endpoint: r.try_get("endpoint")?,
         content_type: r.try_get("content_type")?,
         body: r.try_get("body")?,
         headers,
@@ -377,13 +424,14 @@ async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> Store
             detail: format!("headers: {e}"),
         })?;
         sqlx::query(
-            "INSERT INTO outbox (push_id, subscription_id, seq, url, content_type, body, \
-             headers, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (push_id, subscription_id, seq, url, endpoint, content_type, \
+             body, headers, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(format!("{}-{}", o.subscription_id, push_seq))
         .bind(o.subscription_id)
         .bind(push_seq)
         .bind(&p.url)
+        .bind(push_endpoint(&p.url))
         .bind(&p.content_type)
         .bind(&p.body)
         .bind(headers)
@@ -461,18 +509,22 @@ async fn refused(
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, t: &NewTenant, now: Timestamp) -> StoreResult<Tenant> {
+        // The customer id names the tenant whose key signs a real-time query, so two
+        // tenants must never share one; one statement checks and inserts, atomically.
         let row = sqlx::query(
-            "INSERT INTO tenants (name, api_key, customer, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO tenants (name, api_key, customer, created_at) SELECT ?1, ?2, ?3, ?4 \
+             WHERE ?3 IS NULL OR NOT EXISTS (SELECT 1 FROM tenants WHERE customer = ?3) \
              RETURNING id, name, api_key, customer, created_at, disabled, expires_at",
         )
         .bind(&t.name)
         .bind(&t.key)
         .bind(&t.customer)
         .bind(ms(now))
-        .fetch_one(&self.write)
+        .fetch_optional(&self.write)
         .await;
         match row {
-            Ok(row) => tenant_from_row(&row),
+            Ok(Some(row)) => tenant_from_row(&row),
+            Ok(None) => Err(StoreError::DuplicateCustomer),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(StoreError::DuplicateTenantKey)
             }
@@ -553,114 +605,115 @@ impl Store for SqliteStore {
         } else {
             i64::from(monthly_limit)
         };
-        let mut tx = self.write.begin().await?;
-        let mut out = Vec::with_capacity(subs.len());
-        let pieces = fixed_chunks(subs)
-            .into_iter()
-            .zip(fixed_chunks(&options))
-            .zip(fixed_chunks(&months));
-        for ((chunk, options), months) in pieces {
-            // OR IGNORE turns a second live subscription of the same waybill (the partial
-            // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
-            // at their monthly limit; RETURNING says which rows went in. The VALUES rows
-            // carry the billing month as a 13th column for the usage lookup.
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
+        self.write_tx(async |tx| {
+            let mut out = Vec::with_capacity(subs.len());
+            let pieces = fixed_chunks(subs)
+                .into_iter()
+                .zip(fixed_chunks(&options))
+                .zip(fixed_chunks(&months));
+            for ((chunk, options), months) in pieces {
+                // OR IGNORE turns a second live subscription of the same waybill (the partial
+                // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
+                // at their monthly limit; RETURNING says which rows went in. The VALUES rows
+                // carry the billing month as a 13th column for the usage lookup.
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
                  from_area, to_area, callback_url, salt, options, next_check_at, created_at, \
                  updated_at) SELECT column1, column2, column3, column4, column5, column6, \
                  column7, column8, column9, column10, column11, column12 FROM (",
-            );
-            let rows = chunk.iter().zip(options).zip(months);
-            q.push_values(rows, |mut row, ((s, options), month)| {
-                row.push_bind(s.tenant_id)
-                    .push_bind(&s.company)
-                    .push_bind(&s.number)
-                    .push_bind(&s.phone)
-                    .push_bind(&s.from)
-                    .push_bind(&s.to)
-                    .push_bind(&s.callback_url)
-                    .push_bind(&s.salt)
-                    .push_bind(options)
-                    .push_bind(ms(s.next_check_at))
-                    .push_bind(ms(s.created_at))
-                    .push_bind(ms(s.created_at))
-                    .push_bind(month);
-            });
-            q.push(
-                ") AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
-                 AND u.month = v.column13 AND u.company = v.column2 AND u.number = v.column3 \
-                 AND u.subscribes >= ",
-            );
-            q.push_bind(limit);
-            q.push(") RETURNING id, tenant_id, company, number");
-            let mut inserted: HashMap<(i64, String, String), i64> = HashMap::new();
-            for r in q.build().fetch_all(&mut *tx).await? {
-                inserted.insert(
-                    (
-                        r.try_get("tenant_id")?,
-                        r.try_get("company")?,
-                        r.try_get("number")?,
-                    ),
-                    r.try_get("id")?,
                 );
-            }
-            // The first of equal rows in a chunk is the one inserted; later ones and rows
-            // that met an existing live subscription are duplicates.
-            let mut created = Vec::new();
-            let mut outcomes = Vec::with_capacity(chunk.len());
-            for (s, month) in chunk.iter().zip(months) {
-                let key = (s.tenant_id, s.company.clone(), s.number.clone());
-                match inserted.remove(&key) {
-                    Some(id) => {
-                        created.push((s, month));
-                        outcomes.push(Ok((id, s)));
-                    }
-                    None => outcomes.push(Err((s, month))),
-                }
-            }
-            let mut counts: HashMap<(i64, String, String), i64> = HashMap::new();
-            for created in fixed_chunks(&created) {
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO usage (tenant_id, month, company, number, first_at) ",
-                );
-                q.push_values(created, |mut row, (s, month)| {
+                let rows = chunk.iter().zip(options).zip(months);
+                q.push_values(rows, |mut row, ((s, options), month)| {
                     row.push_bind(s.tenant_id)
-                        .push_bind(*month)
                         .push_bind(&s.company)
                         .push_bind(&s.number)
-                        .push_bind(ms(s.created_at));
+                        .push_bind(&s.phone)
+                        .push_bind(&s.from)
+                        .push_bind(&s.to)
+                        .push_bind(&s.callback_url)
+                        .push_bind(&s.salt)
+                        .push_bind(options)
+                        .push_bind(ms(s.next_check_at))
+                        .push_bind(ms(s.created_at))
+                        .push_bind(ms(s.created_at))
+                        .push_bind(month);
                 });
                 q.push(
-                    " ON CONFLICT (tenant_id, month, company, number) DO UPDATE SET \
-                     subscribes = subscribes + 1 RETURNING tenant_id, company, number, subscribes",
+                    ") AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
+                 AND u.month = v.column13 AND u.company = v.column2 AND u.number = v.column3 \
+                 AND u.subscribes >= ",
                 );
+                q.push_bind(limit);
+                q.push(") RETURNING id, tenant_id, company, number");
+                let mut inserted: HashMap<(i64, String, String), i64> = HashMap::new();
                 for r in q.build().fetch_all(&mut *tx).await? {
-                    counts.insert(
+                    inserted.insert(
                         (
                             r.try_get("tenant_id")?,
                             r.try_get("company")?,
                             r.try_get("number")?,
                         ),
-                        r.try_get("subscribes")?,
+                        r.try_get("id")?,
                     );
                 }
-            }
-            for o in outcomes {
-                out.push(match o {
-                    Ok((id, s)) => {
-                        let key = (s.tenant_id, s.company.clone(), s.number.clone());
-                        let n = counts.get(&key).copied().unwrap_or(1);
-                        SubscribeOutcome::Created {
-                            id,
-                            month_subscribes: u32::try_from(n).unwrap_or(u32::MAX),
+                // The first of equal rows in a chunk is the one inserted; later ones and rows
+                // that met an existing live subscription are duplicates.
+                let mut created = Vec::new();
+                let mut outcomes = Vec::with_capacity(chunk.len());
+                for (s, month) in chunk.iter().zip(months) {
+                    let key = (s.tenant_id, s.company.clone(), s.number.clone());
+                    match inserted.remove(&key) {
+                        Some(id) => {
+                            created.push((s, month));
+                            outcomes.push(Ok((id, s)));
                         }
+                        None => outcomes.push(Err((s, month))),
                     }
-                    Err((s, month)) => refused(&mut tx, s, month, limit).await?,
-                });
+                }
+                let mut counts: HashMap<(i64, String, String), i64> = HashMap::new();
+                for created in fixed_chunks(&created) {
+                    let mut q = QueryBuilder::<Sqlite>::new(
+                        "INSERT INTO usage (tenant_id, month, company, number, first_at) ",
+                    );
+                    q.push_values(created, |mut row, (s, month)| {
+                        row.push_bind(s.tenant_id)
+                            .push_bind(*month)
+                            .push_bind(&s.company)
+                            .push_bind(&s.number)
+                            .push_bind(ms(s.created_at));
+                    });
+                    q.push(
+                        " ON CONFLICT (tenant_id, month, company, number) DO UPDATE SET \
+                     subscribes = subscribes + 1 RETURNING tenant_id, company, number, subscribes",
+                    );
+                    for r in q.build().fetch_all(&mut *tx).await? {
+                        counts.insert(
+                            (
+                                r.try_get("tenant_id")?,
+                                r.try_get("company")?,
+                                r.try_get("number")?,
+                            ),
+                            r.try_get("subscribes")?,
+                        );
+                    }
+                }
+                for o in outcomes {
+                    out.push(match o {
+                        Ok((id, s)) => {
+                            let key = (s.tenant_id, s.company.clone(), s.number.clone());
+                            let n = counts.get(&key).copied().unwrap_or(1);
+                            SubscribeOutcome::Created {
+                                id,
+                                month_subscribes: u32::try_from(n).unwrap_or(u32::MAX),
+                            }
+                        }
+                        Err((s, month)) => refused(tx, s, month, limit).await?,
+                    });
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>> {
@@ -763,26 +816,29 @@ impl Store for SqliteStore {
     }
 
     async fn complete_check(&self, o: &CheckOutcome) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
-        if !write_check(&mut tx, o).await? {
-            return Err(lease_lost(
-                "subscription",
-                o.subscription_id,
-                &o.lease_owner,
-            ));
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write_tx(async |tx| {
+            if write_check(tx, o).await? {
+                Ok(())
+            } else {
+                Err(lease_lost(
+                    "subscription",
+                    o.subscription_id,
+                    &o.lease_owner,
+                ))
+            }
+        })
+        .await
     }
 
     async fn complete_checks(&self, outcomes: &[CheckOutcome]) -> StoreResult<Vec<bool>> {
-        let mut tx = self.write.begin().await?;
-        let mut written = Vec::with_capacity(outcomes.len());
-        for o in outcomes {
-            written.push(write_check(&mut tx, o).await?);
-        }
-        tx.commit().await?;
-        Ok(written)
+        self.write_tx(async |tx| {
+            let mut written = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                written.push(write_check(tx, o).await?);
+            }
+            Ok(written)
+        })
+        .await
     }
 
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
@@ -794,24 +850,58 @@ impl Store for SqliteStore {
         ts_opt("subscriptions", v)
     }
 
-    async fn claim_pushes(
+    async fn claim_pushes_shared(
         &self,
         now: Timestamp,
         limit: u32,
         lease: &Lease<'_>,
+        room: &EndpointRoom,
     ) -> StoreResult<Vec<OutboxPush>> {
-        // The head of each subscription's pending queue, and only when no earlier push of
-        // it is in flight (a leased push is still pending, so it is the head itself).
+        // The candidates are the head of each subscription's pending queue, and only when
+        // no earlier push of it is in flight (a leased push is still pending, so it is the
+        // head itself), oldest first, leaving out receivers with no room at all. Of the
+        // first few of those (?8: enough to see past one receiver's backlog), each receiver
+        // gets at most its room: its row number among them must not pass it.
         let sql = format!(
             "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE id IN ( \
-               SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?3 \
-               AND (o.lease_until IS NULL OR o.lease_until <= ?5) \
-               AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
-                            WHERE p.subscription_id = o.subscription_id AND p.state = 'pending') \
-               ORDER BY o.next_attempt_at, o.id LIMIT ?4) \
+               SELECT id FROM ( \
+                 SELECT c.id, c.next_attempt_at, ROW_NUMBER() OVER ( \
+                          PARTITION BY c.ep ORDER BY c.next_attempt_at, c.id) AS n, \
+                        COALESCE(r.value, ?7) AS room \
+                 FROM (SELECT o.id, o.next_attempt_at, COALESCE(o.endpoint, o.url) AS ep \
+                       FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?3 \
+                       AND (o.lease_until IS NULL OR o.lease_until <= ?5) \
+                       AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
+                                    WHERE p.subscription_id = o.subscription_id \
+                                    AND p.state = 'pending') \
+                       AND COALESCE(o.endpoint, o.url) NOT IN \
+                           (SELECT key FROM json_each(?6) WHERE value <= 0) \
+                       ORDER BY o.next_attempt_at, o.id LIMIT ?8) c \
+                 LEFT JOIN json_each(?6) r ON r.key = c.ep) \
+               WHERE n <= room ORDER BY next_attempt_at, id LIMIT ?4) \
              RETURNING {PUSH_COLS}"
         );
-        let rows = self.claim_rows(&sql, now, limit, lease).await?;
+        let busy: serde_json::Map<String, serde_json::Value> = room
+            .busy
+            .iter()
+            .map(|(endpoint, n)| (endpoint.clone(), (*n).into()))
+            .collect();
+        let candidates = if room.others >= limit && room.busy.is_empty() {
+            limit
+        } else {
+            limit.saturating_mul(4).max(64)
+        };
+        let rows = sqlx::query(&sql)
+            .bind(lease.owner)
+            .bind(ms(lease.until))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .bind(ms(lease.now))
+            .bind(serde_json::Value::Object(busy).to_string())
+            .bind(i64::from(room.others))
+            .bind(i64::from(candidates))
+            .fetch_all(&self.write)
+            .await?;
         let mut pushes = rows
             .iter()
             .map(push_from_row)
@@ -821,43 +911,44 @@ impl Store for SqliteStore {
     }
 
     async fn push_results(&self, results: &[PushResult]) -> StoreResult<Vec<bool>> {
-        let mut tx = self.write.begin().await?;
-        let mut written = Vec::with_capacity(results.len());
-        for r in results {
-            let query = match &r.verdict {
-                PushVerdict::Delivered { at } => sqlx::query(
-                    "UPDATE outbox SET state = 'delivered', attempt = attempt + 1, \
+        self.write_tx(async |tx| {
+            let mut written = Vec::with_capacity(results.len());
+            for r in results {
+                let query = match &r.verdict {
+                    PushVerdict::Delivered { at } => sqlx::query(
+                        "UPDATE outbox SET state = 'delivered', attempt = attempt + 1, \
                      finished_at = ?, last_error = NULL, lease_owner = NULL, lease_until = NULL \
                      WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-                )
-                .bind(ms(*at)),
-                PushVerdict::Retry {
-                    error,
-                    next_attempt_at,
-                } => sqlx::query(
-                    "UPDATE outbox SET attempt = attempt + 1, next_attempt_at = ?, \
+                    )
+                    .bind(ms(*at)),
+                    PushVerdict::Retry {
+                        error,
+                        next_attempt_at,
+                    } => sqlx::query(
+                        "UPDATE outbox SET attempt = attempt + 1, next_attempt_at = ?, \
                      last_error = ?, lease_owner = NULL, lease_until = NULL \
                      WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-                )
-                .bind(ms(*next_attempt_at))
-                .bind(error.as_str()),
-                PushVerdict::Dead { error, at } => sqlx::query(
-                    "UPDATE outbox SET state = 'dead', attempt = attempt + 1, last_error = ?, \
+                    )
+                    .bind(ms(*next_attempt_at))
+                    .bind(error.as_str()),
+                    PushVerdict::Dead { error, at } => sqlx::query(
+                        "UPDATE outbox SET state = 'dead', attempt = attempt + 1, last_error = ?, \
                      finished_at = ?, lease_owner = NULL, lease_until = NULL \
                      WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
-                )
-                .bind(error.as_str())
-                .bind(ms(*at)),
-            };
-            let done = query
-                .bind(r.push_id.as_str())
-                .bind(r.owner.as_str())
-                .execute(&mut *tx)
-                .await?;
-            written.push(done.rows_affected() == 1);
-        }
-        tx.commit().await?;
-        Ok(written)
+                    )
+                    .bind(error.as_str())
+                    .bind(ms(*at)),
+                };
+                let done = query
+                    .bind(r.push_id.as_str())
+                    .bind(r.owner.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                written.push(done.rows_affected() == 1);
+            }
+            Ok(written)
+        })
+        .await
     }
 
     async fn push(&self, push_id: &str) -> StoreResult<Option<OutboxPush>> {
@@ -896,48 +987,49 @@ impl Store for SqliteStore {
     }
 
     async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)> {
-        let mut tx = self.write.begin().await?;
-        let ids: Vec<String> = if push_ids.is_empty() {
-            sqlx::query_scalar("SELECT push_id FROM outbox WHERE state = 'dead' ORDER BY id")
-                .fetch_all(&mut *tx)
-                .await?
-        } else {
-            push_ids.to_vec()
-        };
-        let (mut redriven, mut superseded) = (0, 0);
-        for id in ids {
-            // A newer push of the same waybill carries the full trace already; re-sending
-            // the older one after it would take the receiver backwards.
-            let newer: Option<i64> = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM outbox n JOIN outbox o ON n.subscription_id = \
+        self.write_tx(async |tx| {
+            let ids: Vec<String> = if push_ids.is_empty() {
+                sqlx::query_scalar("SELECT push_id FROM outbox WHERE state = 'dead' ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?
+            } else {
+                push_ids.to_vec()
+            };
+            let (mut redriven, mut superseded) = (0, 0);
+            for id in ids {
+                // A newer push of the same waybill carries the full trace already; re-sending
+                // the older one after it would take the receiver backwards.
+                let newer: Option<i64> = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM outbox n JOIN outbox o ON n.subscription_id = \
                  o.subscription_id AND n.seq > o.seq WHERE o.push_id = ? AND o.state = 'dead' \
                  AND n.state IN ('pending', 'delivered')",
-            )
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if newer.unwrap_or(0) > 0 {
-                superseded += sqlx::query(
+                )
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if newer.unwrap_or(0) > 0 {
+                    superseded += sqlx::query(
                     "UPDATE outbox SET state = 'superseded' WHERE push_id = ? AND state = 'dead'",
                 )
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            } else {
-                redriven += sqlx::query(
-                    "UPDATE outbox SET state = 'pending', attempt = 0, next_attempt_at = ?, \
+                } else {
+                    redriven += sqlx::query(
+                        "UPDATE outbox SET state = 'pending', attempt = 0, next_attempt_at = ?, \
                      finished_at = NULL WHERE push_id = ? AND state = 'dead'",
-                )
-                .bind(ms(now))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                    )
+                    .bind(ms(now))
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
             }
-        }
-        tx.commit().await?;
-        Ok((redriven, superseded))
+            Ok((redriven, superseded))
+        })
+        .await
     }
 
     async fn next_push_due(&self) -> StoreResult<Option<Timestamp>> {
@@ -954,9 +1046,15 @@ impl Store for SqliteStore {
         lease_now: Timestamp,
         limit: u32,
     ) -> StoreResult<u64> {
+        // The same rows `claim_pushes` could hand out: a push queued behind its waybill's
+        // head (which may be waiting for a retry) cannot be sent now, so it must not hold
+        // back every tenant's checks.
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE state = 'pending' \
-             AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?3) LIMIT ?2)",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox o WHERE o.state = 'pending' \
+             AND o.next_attempt_at <= ?1 AND (o.lease_until IS NULL OR o.lease_until <= ?3) \
+             AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
+                          WHERE p.subscription_id = o.subscription_id AND p.state = 'pending') \
+             LIMIT ?2)",
         )
         .bind(ms(now))
         .bind(i64::from(limit))
@@ -1246,6 +1344,30 @@ mod tests {
             .await
             .expect_err("duplicate key");
         assert!(matches!(err, StoreError::DuplicateTenantKey));
+    }
+
+    #[tokio::test]
+    async fn a_customer_id_belongs_to_one_tenant() {
+        let (_dir, store) = store().await;
+        tenant(&store).await;
+        let other = |customer: Option<&str>, key: &str| NewTenant {
+            name: "other".into(),
+            key: key.into(),
+            customer: customer.map(Into::into),
+        };
+        let err = store
+            .create_tenant(&other(Some("CUST1"), "KEY2"), t0())
+            .await
+            .expect_err("duplicate customer");
+        assert!(matches!(err, StoreError::DuplicateCustomer), "{err}");
+        assert_eq!(store.list_tenants().await.expect("list").len(), 1);
+        // Tenants without a customer id, and with another one, are fine.
+        for (customer, key) in [(None, "KEY3"), (None, "KEY4"), (Some("CUST2"), "KEY5")] {
+            store
+                .create_tenant(&other(customer, key), t0())
+                .await
+                .expect("created");
+        }
     }
 
     #[tokio::test]
@@ -1671,22 +1793,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn waiting_pushes_counts_due_unclaimed_pushes_up_to_the_limit() {
+    async fn waiting_pushes_counts_only_the_pushes_that_could_be_sent_now() {
         let (_dir, s) = store().await;
         let t = tenant(&s).await;
-        let a = created(s.subscribe(&new_sub(t.id, "A")).await.expect("sub"));
-        let b = created(s.subscribe(&new_sub(t.id, "B")).await.expect("sub"));
+        let subs: Vec<_> = ["A", "B", "C"].iter().map(|n| new_sub(t.id, n)).collect();
+        let ids: Vec<_> = s
+            .subscribe_many(&subs, 0)
+            .await
+            .expect("sub")
+            .into_iter()
+            .map(created)
+            .collect();
         let lease = t0() + SignedDuration::from_mins(1);
         s.claim_due(t0(), 10, &Lease::until("w", t0(), lease))
             .await
             .expect("claim");
-        s.complete_checks(&[outcome(a, "w", 3), outcome(b, "w", 2)])
-            .await
-            .expect("complete");
-        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 5);
+        s.complete_checks(&[
+            outcome(ids[0], "w", 3),
+            outcome(ids[1], "w", 2),
+            outcome(ids[2], "w", 1),
+        ])
+        .await
+        .expect("complete");
+        // Six pending, but only the head of each waybill could go out now.
+        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 3);
         assert_eq!(
-            s.waiting_pushes(t0(), t0(), 4).await.expect("count"),
-            4,
+            s.waiting_pushes(t0(), t0(), 2).await.expect("count"),
+            2,
             "capped"
         );
         // Not yet due a minute earlier.
@@ -1695,13 +1828,97 @@ mod tests {
             s.waiting_pushes(before, before, 100).await.expect("count"),
             0
         );
-        // A claimed push is in a worker's hands, not waiting.
+        // A claimed push is in a worker's hands, not waiting; nor is the push queued
+        // behind it.
         let claimed = s
             .claim_pushes(t0(), 1, &Lease::until("d", t0(), lease))
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 1);
-        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 4);
+        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 2);
+        // A failed head waiting for its retry holds back its waybill's queue: none of it
+        // counts until the retry is due.
+        let head = &claimed[0];
+        let retry_at = t0() + SignedDuration::from_mins(30);
+        s.push_retry(&head.push_id, "d", "HTTP 500", retry_at)
+            .await
+            .expect("retry");
+        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 2);
+        assert_eq!(
+            s.waiting_pushes(retry_at, t0(), 100).await.expect("count"),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shared_claim_gives_each_endpoint_at_most_its_room() {
+        let (_dir, s) = store().await;
+        let t = tenant(&s).await;
+        let subs: Vec<_> = ["X1", "X2", "X3", "Y1", "Y2"]
+            .iter()
+            .map(|n| NewSubscription {
+                callback_url: format!("http://{}.example/cb?n={n}", &n[..1].to_lowercase()),
+                ..new_sub(t.id, n)
+            })
+            .collect();
+        let ids: Vec<_> = s
+            .subscribe_many(&subs, 0)
+            .await
+            .expect("sub")
+            .into_iter()
+            .map(created)
+            .collect();
+        let lease_end = t0() + SignedDuration::from_mins(1);
+        s.claim_due(t0(), 10, &Lease::until("w", t0(), lease_end))
+            .await
+            .expect("claim");
+        let outcomes: Vec<_> = ids
+            .iter()
+            .zip(&subs)
+            .map(|(id, sub)| {
+                let mut o = outcome(*id, "w", 1);
+                o.pushes[0].url = sub.callback_url.clone();
+                o
+            })
+            .collect();
+        s.complete_checks(&outcomes).await.expect("complete");
+        let claim = |owner: &'static str, room: EndpointRoom| {
+            let s = s.clone();
+            async move {
+                let lease = Lease::until(owner, t0(), lease_end);
+                let mut got: Vec<String> = s
+                    .claim_pushes_shared(t0(), 10, &lease, &room)
+                    .await
+                    .expect("claim")
+                    .into_iter()
+                    .map(|p| p.endpoint)
+                    .collect();
+                got.sort();
+                got
+            }
+        };
+        // x.example already has its share in flight: only y.example's go.
+        let full_x = EndpointRoom {
+            busy: vec![("http://x.example".into(), 0)],
+            others: 5,
+        };
+        assert_eq!(
+            claim("a", full_x).await,
+            ["http://y.example", "http://y.example"]
+        );
+        // One more for x.example, none for the others.
+        let one_x = EndpointRoom {
+            busy: vec![("http://x.example".into(), 1)],
+            others: 0,
+        };
+        assert_eq!(claim("b", one_x).await, ["http://x.example"]);
+        assert_eq!(
+            s.claim_pushes(t0(), 10, &Lease::until("c", t0(), lease_end))
+                .await
+                .expect("claim")
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
