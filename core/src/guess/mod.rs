@@ -867,6 +867,12 @@ impl Guesser {
                     },
                 })
             }
+            // A check digit on a format that only fixes the length (FedEx Ground's 15 digits,
+            // DPD's 14 + 1) leaves one number in ten (or 36) of that length: evidence of
+            // the same kind as a numeric prefix, weighed against it by the size of the
+            // two number spaces, not placed above it. So a 15-digit Yunda number that
+            // passes FedEx's check by chance (1 in 10) stays Yunda in region CN.
+            (Checksum::Verified, PrefixKind::None) => 3,
             (Checksum::Verified, _) => 5,
             (Checksum::Failed, _) => 1,
             (_, PrefixKind::Literal) => 4,
