@@ -619,8 +619,8 @@ impl Guesser {
     ///
     /// Where the prior holds enough confirmed numbers of this length and start (see
     /// [`Prior::with_min_samples`]), candidates are ordered by their carrier's share of
-    /// them first, the rules' order second; a candidate whose check digit failed, or a
-    /// catch-all, is not raised. Each reason then ends with the evidence, e.g.
+    /// them first, the rules' order second (a catch-all too: a confirmed trace is better
+    /// evidence than a pattern); a candidate whose check digit failed is not raised. Each reason then ends with the evidence, e.g.
     /// `learned: 1,204 confirmed 14-digit numbers starting 7: 87 % zhongtong`.
     ///
     /// ```
@@ -852,19 +852,27 @@ impl Guesser {
             rival: None,
             learned: None,
         };
+        let learned = evidence.map(|e| e.for_carrier(code));
+        // A failed check digit is not raised by how often the carrier was right.
+        let share = match learned {
+            Some(l) if checksum != Checksum::Failed => l.percent(),
+            _ => 0,
+        };
+        let reason = Reason {
+            learned: learned.map(|l| (l, code)),
+            ..reason
+        };
         let tier = match (checksum, rule.prefix) {
-            // Nothing else is added: a catch-all stays below every other candidate.
+            // No rule evidence is added: a catch-all stays below every other candidate,
+            // unless confirmed waybills say its carrier is the one.
             (_, PrefixKind::Fallback) => {
                 return Some(Candidate {
                     carrier: code,
                     format: &rule.id,
                     checksum,
-                    score: 0,
+                    score: share * LEARNED_PERCENT,
                     rule_score: 0,
-                    reason: Reason {
-                        learned: evidence.map(|e| (e.for_carrier(code), code)),
-                        ..reason
-                    },
+                    reason,
                 })
             }
             // A check digit on a format that only fixes the length (FedEx Ground's 15 digits,
@@ -897,21 +905,13 @@ impl Guesser {
             }
             + (SPACE_CAP - space)
             + if region_prior { REGION_PRIOR } else { 0 };
-        let learned = evidence.map(|e| e.for_carrier(code));
-        let share = match learned {
-            Some(l) if checksum != Checksum::Failed => l.percent(),
-            _ => 0,
-        };
         Some(Candidate {
             carrier: code,
             format: &rule.id,
             checksum,
             score: share * LEARNED_PERCENT + rule_score,
             rule_score,
-            reason: Reason {
-                learned: learned.map(|l| (l, code)),
-                ..reason
-            },
+            reason,
         })
     }
 }
