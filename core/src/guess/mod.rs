@@ -762,18 +762,27 @@ impl Guesser {
     /// Marks, on each candidate, the best other carrier with the same kind of evidence
     /// (same tier, check digit not failed): what the number alone cannot decide.
     fn name_rivals<'g>(&'g self, out: &mut [Candidate<'g>]) {
-        for i in 0..out.len() {
-            let c = &out[i];
+        if out.len() < 2 {
+            return;
+        }
+        // Tier per candidate, 0 where it cannot have or be a rival. Carrier codes come
+        // from the catalogue, one string per carrier, so the address identifies it.
+        let tier = |c: &Candidate<'_>| {
             if c.checksum == Checksum::Failed || c.rule_score == 0 {
+                0
+            } else {
+                c.rule_score / TIER
+            }
+        };
+        for i in 0..out.len() {
+            let (ti, carrier) = (tier(&out[i]), out[i].carrier.as_ptr());
+            if ti == 0 {
                 continue;
             }
-            let tier = c.rule_score / TIER;
-            let rival = out.iter().find(|o| {
-                o.carrier != c.carrier
-                    && o.checksum != Checksum::Failed
-                    && o.rule_score / TIER == tier
-            });
-            out[i].reason.rival = rival.map(|o| o.carrier);
+            out[i].reason.rival = out
+                .iter()
+                .find(|o| tier(o) == ti && o.carrier.as_ptr() != carrier)
+                .map(|o| o.carrier);
         }
     }
 

@@ -12,6 +12,7 @@
 //! falls back to its 3-, 2-, 1- or 0-character bucket.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +40,36 @@ pub struct PriorCount {
     pub count: u64,
 }
 
-/// Bucket key: length, prefix length, prefix bytes (zero-padded).
-type Key = (u8, u8, [u8; PREFIX_LEN]);
+/// Bucket key: length, prefix length and prefix bytes (zero-padded), packed in a `u64`.
+fn key(length: u8, prefix: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes[0] = length;
+    bytes[1] = prefix.len() as u8;
+    bytes[2..2 + prefix.len()].copy_from_slice(prefix);
+    u64::from_le_bytes(bytes)
+}
+
+/// The keys are small packed integers, looked up up to five times per guess: one
+/// multiply mixes them well enough, where SipHash would cost more than the rest of the
+/// lookup.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 struct Bucket {
@@ -67,7 +96,7 @@ struct Bucket {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Prior {
-    buckets: HashMap<Key, Bucket>,
+    buckets: HashMap<u64, Bucket, BuildHasherDefault<KeyHasher>>,
     min_samples: u64,
     confirmed: u64,
 }
@@ -75,7 +104,7 @@ pub struct Prior {
 impl Default for Prior {
     fn default() -> Self {
         Prior {
-            buckets: HashMap::new(),
+            buckets: HashMap::default(),
             min_samples: DEFAULT_MIN_SAMPLES,
             confirmed: 0,
         }
@@ -163,12 +192,7 @@ impl Prior {
             prior.confirmed += row.count;
             // Every shorter prefix of this row's prefix gets the count too.
             for n in 0..=prefix_len {
-                let mut key_prefix = [0u8; PREFIX_LEN];
-                key_prefix[..n].copy_from_slice(&prefix[..n]);
-                let bucket = prior
-                    .buckets
-                    .entry((length, n as u8, key_prefix))
-                    .or_default();
+                let bucket = prior.buckets.entry(key(length, &prefix[..n])).or_default();
                 bucket.total += row.count;
                 match bucket.carriers.iter_mut().find(|(c, _)| *c == code) {
                     Some((_, c)) => *c += row.count,
@@ -243,9 +267,9 @@ impl Prior {
     pub(crate) fn evidence(&self, number: &[u8]) -> Option<Evidence<'_>> {
         let length = u8::try_from(number.len()).ok()?;
         for n in (0..=PREFIX_LEN.min(number.len())).rev() {
-            let mut prefix = [0u8; PREFIX_LEN];
-            prefix[..n].copy_from_slice(&number[..n]);
-            if let Some(bucket) = self.buckets.get(&(length, n as u8, prefix)) {
+            if let Some(bucket) = self.buckets.get(&key(length, &number[..n])) {
+                let mut prefix = [0u8; PREFIX_LEN];
+                prefix[..n].copy_from_slice(&number[..n]);
                 if bucket.total >= self.min_samples {
                     return Some(Evidence {
                         bucket,
