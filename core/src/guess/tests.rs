@@ -469,3 +469,32 @@ fn chinese_number_set_tuning_split_misses() {
     }
     assert!(hits * 10 >= total * 9, "top-1 {hits}/{total}");
 }
+
+#[test]
+fn a_prior_learned_from_the_tuning_split_does_not_lower_held_back_top_1() {
+    // As a store would count them: every tuning number confirmed with its carrier.
+    let g = Guesser::embedded();
+    let counts = cn_numbers("tune")
+        .into_iter()
+        .map(|[number, carrier, _]| PriorCount {
+            carrier: carrier.to_owned(),
+            length: number.len(),
+            prefix: number.chars().take(PREFIX_LEN).collect(),
+            count: 1,
+        });
+    let prior = Prior::from_counts(counts, g.catalog());
+    let rows = cn_numbers("held");
+    let hits = rows
+        .iter()
+        .filter(|[number, carrier, _]| {
+            g.guess_with_prior(number, &prior).unwrap()[0].carrier == *carrier
+        })
+        .count();
+    let (rules_hits, total, _) = cn_top1(g, "held");
+    println!(
+        "cn_numbers held-back with a prior of {} tuning numbers: top-1 {hits}/{total} ({:.1} %), rules only {rules_hits}/{total}",
+        prior.confirmed(),
+        100.0 * hits as f64 / total as f64
+    );
+    assert!(hits >= rules_hits, "{hits} < {rules_hits}");
+}
