@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use waybill_core::guess::Guesser;
+use waybill_core::guess::{Guesser, Prior, PriorCount, PREFIX_LEN};
 
 const TND_CASES: &str = include_str!("../tests/data/tracking_number_data_cases.jsonl");
 const CN_CASES: &str = include_str!("../tests/data/cn_cases.jsonl");
@@ -23,6 +23,24 @@ fn corpus() -> Vec<String> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|v| v["number"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// A learned prior as a store would count it: every labelled Chinese number confirmed.
+fn prior(guesser: &Guesser) -> Prior {
+    let counts = include_str!("../tests/data/cn_numbers.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (number, carrier) = (f.next()?, f.next()?);
+            Some(PriorCount {
+                carrier: carrier.to_owned(),
+                length: number.len(),
+                prefix: number.chars().take(PREFIX_LEN).collect(),
+                count: 1,
+            })
+        });
+    Prior::from_counts(counts, guesser.catalog()).with_min_samples(5)
 }
 
 /// CPU time consumed by the calling thread.
@@ -135,6 +153,22 @@ fn bench_cpu(c: &mut Criterion<ThreadCpuTime>) {
             let mut found = 0usize;
             for n in &numbers {
                 if guesser.guess_into(black_box(n), &mut out).is_ok() {
+                    found += out.len();
+                }
+            }
+            found
+        })
+    });
+    let prior = prior(guesser);
+    group.bench_function("corpus_guess_into_with_prior", |b| {
+        let mut out = Vec::new();
+        b.iter(|| {
+            let mut found = 0usize;
+            for n in &numbers {
+                if guesser
+                    .guess_into_with(black_box(n), Some(&prior), &mut out)
+                    .is_ok()
+                {
                     found += out.len();
                 }
             }

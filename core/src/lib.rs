@@ -8,10 +8,20 @@
 //! - [`dialect`]: kuaidi100, Kdniao and AfterShip status codes as tables over
 //!   [`state::State`].
 //! - [`model`]: [`model::Waybill`], [`model::TrackEvent`], [`model::Trace`].
+//! - [`normalize`]: reading trace lines: a carrier's text to a [`state::State`] with the
+//!   rule (or model) that decided it ([`normalize::TextNormalizer`]).
+//! - `place`: where each trace line happened (division codes and names).
+//! - [`guess`]: which carrier issued a tracking number ([`guess::Guesser`]), from number
+//!   formats kept as data, a learned [`guess::Prior`], and the number's
+//!   [`guess::canonical`] form.
+//! - [`policy`]: when to check a waybill next, or stop (shutdown / abort).
 //! - [`sign`]: kuaidi100 and Kdniao MD5 signs, Standard Webhooks and AfterShip HMACs, and
 //!   their constant-time checks.
-//! - [`policy`]: when to check a waybill next, or stop (shutdown / abort).
+//! - [`receive`]: the subscriber's side of a push: [`receive::Kuaidi100Push`] checked and
+//!   parsed.
 //! - [`clock`]: time as an input ([`clock::Clock`], [`clock::ManualClock`]).
+//! - [`time`]: the `jiff` types of the API ([`time::Timestamp`], [`time::Offset`],
+//!   [`time::SignedDuration`]), re-exported; the whole crate is [`jiff`].
 //! - [`carrier`]: the [`carrier::Carrier`], [`carrier::Normalizer`] and
 //!   [`carrier::Notifier`] traits.
 //!
@@ -23,6 +33,8 @@
 //! assert_eq!(trace.state, State::NoTrace);
 //! ```
 
+pub use jiff;
+
 pub mod carrier;
 pub mod clock;
 pub mod dialect;
@@ -30,5 +42,7 @@ pub mod guess;
 pub mod model;
 pub mod normalize;
 pub mod policy;
+pub mod receive;
 pub mod sign;
 pub mod state;
+pub mod time;

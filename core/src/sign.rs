@@ -106,6 +106,9 @@ pub fn kuaidi100_push_sign(param: &str, salt: &str) -> String {
 /// Checks a kuaidi100 push `sign` against `param + salt`, ignoring the case of the hex
 /// digits (kuaidi100 documents only "md5(param+salt)").
 ///
+/// A receiving endpoint usually wants the push parsed too:
+/// [`crate::receive::Kuaidi100Push::verify`] checks this sign, then parses `param`.
+///
 /// ```
 /// use waybill_core::sign::verify_kuaidi100_push;
 /// let param = r#"{"status":"polling","message":"","lastResult":{"state":"0"}}"#;

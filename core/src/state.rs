@@ -40,6 +40,52 @@ pub enum Phase {
     Customs,
 }
 
+impl Phase {
+    /// Every phase, in declaration order.
+    pub const ALL: [Phase; 14] = [
+        Phase::NoTrace,
+        Phase::InfoReceived,
+        Phase::Collected,
+        Phase::InTransit,
+        Phase::OutForDelivery,
+        Phase::AvailableForPickup,
+        Phase::Delivered,
+        Phase::AttemptFailed,
+        Phase::Problem,
+        Phase::Refused,
+        Phase::Returning,
+        Phase::Returned,
+        Phase::HandedOver,
+        Phase::Customs,
+    ];
+
+    /// The snake_case name used in JSON and on the command line.
+    ///
+    /// ```
+    /// use waybill_core::state::{Phase, State};
+    /// assert_eq!(Phase::AvailableForPickup.name(), "available_for_pickup");
+    /// assert_eq!(State::InLocker.phase().name(), "available_for_pickup");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::NoTrace => "no_trace",
+            Phase::InfoReceived => "info_received",
+            Phase::Collected => "collected",
+            Phase::InTransit => "in_transit",
+            Phase::OutForDelivery => "out_for_delivery",
+            Phase::AvailableForPickup => "available_for_pickup",
+            Phase::Delivered => "delivered",
+            Phase::AttemptFailed => "attempt_failed",
+            Phase::Problem => "problem",
+            Phase::Refused => "refused",
+            Phase::Returning => "returning",
+            Phase::Returned => "returned",
+            Phase::HandedOver => "handed_over",
+            Phase::Customs => "customs",
+        }
+    }
+}
+
 /// A parcel's state with its sub-state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -220,8 +266,29 @@ impl State {
     }
 
     /// The snake_case name used in JSON and on the command line.
+    ///
+    /// ```
+    /// assert_eq!(waybill_core::state::State::InLocker.name(), "in_locker");
+    /// ```
     pub fn name(self) -> &'static str {
         STATE_NAMES[self as usize]
+    }
+
+    /// Whether the parcel needs someone's attention: every sub-state of
+    /// [`Phase::Problem`] (kuaidi100 疑难, Kdniao 问题件), a failed delivery attempt, a
+    /// refusal and a customs exception. A redelivery already scheduled, a return under way
+    /// and customs still working are not problems.
+    ///
+    /// ```
+    /// use waybill_core::state::State;
+    /// assert!(State::AddressProblem.is_problem());
+    /// assert!(State::CustomsException.is_problem());
+    /// assert!(!State::CustomsInProgress.is_problem());
+    /// assert!(!State::Delivered.is_problem());
+    /// ```
+    pub fn is_problem(self) -> bool {
+        matches!(self.phase(), Phase::Problem | Phase::Refused)
+            || matches!(self, State::AttemptFailed | State::CustomsException)
     }
 }
 
@@ -437,6 +504,26 @@ mod tests {
         fn fold_equals_the_last_state_of_the_walk(events in events()) {
             let last = walk(&events).last().copied().unwrap_or(State::NoTrace);
             prop_assert_eq!(State::fold(events.iter().copied()), last);
+        }
+    }
+
+    #[test]
+    fn phase_names_are_the_serde_names() {
+        for phase in Phase::ALL {
+            let json = serde_json::to_string(&phase).unwrap();
+            assert_eq!(json.trim_matches('"'), phase.name());
+        }
+    }
+
+    #[test]
+    fn every_problem_phase_state_is_a_problem_and_no_signed_state_is() {
+        for state in State::ALL {
+            if state.phase() == Phase::Problem {
+                assert!(state.is_problem(), "{state:?}");
+            }
+            if state.is_signed() {
+                assert!(!state.is_problem(), "{state:?}");
+            }
         }
     }
 }

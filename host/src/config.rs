@@ -57,6 +57,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// The scheduler and push worker.
     pub engine: EngineConfig,
+    /// The carrier guesser's learned prior.
+    pub guess: GuessConfig,
     /// Plugin configuration by carrier code: `[carriers.<code>]` with the keys the
     /// plugin's manifest declares (`waybill plugins` lists them).
     pub carriers: BTreeMap<String, BTreeMap<String, String>>,
@@ -107,6 +109,26 @@ impl Default for SandboxConfig {
         Self {
             enabled: false,
             clock_speed: 1.0,
+        }
+    }
+}
+
+/// `[guess]`: the prior the guesser learns from confirmed waybills.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuessConfig {
+    /// How often the daemon rebuilds the prior from the store; zero never learns.
+    #[serde(with = "crate::api::friendly")]
+    pub prior_refresh: jiff::SignedDuration,
+    /// Fewest confirmed numbers of one length and start before they re-rank anything.
+    pub prior_min_samples: u64,
+}
+
+impl Default for GuessConfig {
+    fn default() -> Self {
+        Self {
+            prior_refresh: jiff::SignedDuration::from_hours(1),
+            prior_min_samples: waybill_core::guess::DEFAULT_MIN_SAMPLES,
         }
     }
 }

@@ -4,9 +4,9 @@
 use regex::{Regex, RegexBuilder};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
+use super::canonical::MAX_LEN;
 use super::matcher::Sequences;
-use super::normalize::MAX_LEN;
-use super::rules::{Algorithm, FormatRule, PrefixKind};
+use super::rules::{Algorithm, FormatRule};
 use super::GuessError;
 
 /// A rule ready to be matched.
@@ -26,8 +26,10 @@ pub(crate) struct CompiledRule {
     pub first: u128,
     /// The same for the second byte (all bits when not known).
     pub second: u128,
-    /// How much of the start is fixed: 2 per literal character, 1 per small class.
-    pub specificity: u32,
+    /// Per length: how many numbers of that length the format accepts, as quarter bits
+    /// (4 × log2). The ranking prefers the smaller space: a number drawn from a format
+    /// that allows fewer numbers is, other things equal, likelier to come from it.
+    space: Vec<u16>,
 }
 
 impl CompiledRule {
@@ -89,11 +91,21 @@ impl CompiledRule {
             ));
         }
         let first = first_bytes(&hir).set;
-        let specificity = match rule.prefix {
-            PrefixKind::None | PrefixKind::Fallback => 0,
-            _ => specificity(&hir),
-        };
         let sequences = Sequences::from_hir(&hir);
+        let space = (0..=MAX_LEN)
+            .map(|n| {
+                if lengths & (1u128 << n) == 0 {
+                    return 0;
+                }
+                // Without the fast matcher's view of the pattern, assume the widest space
+                // (any digit or capital at every position): the weakest evidence.
+                let bits = sequences
+                    .as_ref()
+                    .and_then(|s| s.log2_count(n))
+                    .unwrap_or(n as f64 * 36f64.log2());
+                (bits * 4.0).round().clamp(0.0, f64::from(u16::MAX)) as u16
+            })
+            .collect();
         let second = sequences.as_ref().map_or(u128::MAX, |s| s.class_at(1));
         Ok(CompiledRule {
             second,
@@ -104,8 +116,13 @@ impl CompiledRule {
             captures,
             lengths,
             first,
-            specificity,
+            space,
         })
+    }
+
+    /// Quarter bits of the format's number space at `len` characters.
+    pub fn space_at(&self, len: usize) -> u32 {
+        self.space.get(len).map_or(u32::MAX, |&q| u32::from(q))
     }
 
     pub fn allows_second(&self, byte: u8) -> bool {
@@ -223,41 +240,6 @@ fn class_ranges(class: &Class) -> Vec<(u32, u32)> {
     }
 }
 
-/// How much of the start of every match is fixed. Used to prefer, among numeric-prefix
-/// rules, the one with the longer prefix (ZTO's `7[3-68]` over a bare `7`).
-fn specificity(hir: &Hir) -> u32 {
-    match hir.kind() {
-        HirKind::Concat(items) => {
-            let mut total = 0;
-            for item in items {
-                match item.kind() {
-                    HirKind::Look(_) | HirKind::Empty => {}
-                    HirKind::Literal(lit) => total += 2 * lit.0.len() as u32,
-                    HirKind::Class(class) if class_size(class) <= 5 => total += 1,
-                    HirKind::Capture(_) | HirKind::Alternation(_) => {
-                        total += specificity(item);
-                        break;
-                    }
-                    _ => break,
-                }
-            }
-            total
-        }
-        HirKind::Literal(lit) => 2 * lit.0.len() as u32,
-        HirKind::Class(class) if class_size(class) <= 5 => 1,
-        HirKind::Capture(cap) => specificity(&cap.sub),
-        HirKind::Alternation(items) => items.iter().map(specificity).min().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn class_size(class: &Class) -> u32 {
-    class_ranges(class)
-        .into_iter()
-        .map(|(lo, hi)| hi - lo + 1)
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,7 +265,9 @@ mod tests {
         let c = CompiledRule::new(rule(r"^7[3-68]\d{12}$"), 0).unwrap();
         assert_eq!(c.lengths, 1 << 14);
         assert!(c.allows_first(b'7') && !c.allows_first(b'6'));
-        assert_eq!(c.specificity, 3);
+        // 5 × 10^12 numbers: log2 = 42.18, in quarter bits 169.
+        assert_eq!(c.space_at(14), 169);
+        assert_eq!(c.space_at(13), 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
-use super::normalize::MAX_LEN;
+use super::canonical::MAX_LEN;
 
 /// Cap on the expansion, so a pattern with many alternatives stays on the regex path.
 const MAX_SEQUENCES: usize = 64;
@@ -135,6 +135,36 @@ impl Sequences {
             union |= class;
         }
         union
+    }
+
+    /// log2 of how many strings of `len` characters the pattern accepts, `None` when it
+    /// accepts none. Alternatives are added up, so overlapping ones count twice: an upper
+    /// bound, which is all the ranking needs (a smaller space is stronger evidence).
+    pub fn log2_count(&self, len: usize) -> Option<f64> {
+        let mut total = 0f64;
+        for seq in &self.sequences {
+            if len < seq.min_len || len > seq.max_len {
+                continue;
+            }
+            // ways[n]: how many strings of n characters the runs so far can spell.
+            let mut ways = vec![0f64; len + 1];
+            ways[0] = 1.0;
+            for run in &seq.runs {
+                let size = f64::from(run.class.count_ones());
+                let mut next = vec![0f64; len + 1];
+                for (n, &w) in ways.iter().enumerate() {
+                    if w == 0.0 {
+                        continue;
+                    }
+                    for k in run.min..=run.max.min(len - n) {
+                        next[n + k] += w * size.powi(k as i32);
+                    }
+                }
+                ways = next;
+            }
+            total += ways[len];
+        }
+        (total > 0.0).then(|| total.log2())
     }
 
     #[cfg(test)]

@@ -13,6 +13,9 @@ pub(crate) const EMBEDDED_RULES: &str = include_str!("../../rules/carriers.json"
 /// The embedded UPU S10 country list (from tracking_number_data, MIT).
 pub(crate) const EMBEDDED_COUNTRIES: &str = include_str!("../../rules/s10_countries.json");
 
+/// The embedded table of S10 issuers: country code -> the kuaidi100 code of its post.
+pub(crate) const EMBEDDED_ISSUERS: &str = include_str!("../../rules/s10_issuers.json");
+
 /// A set of carriers and formats, as stored in a rule file.
 ///
 /// ```
@@ -203,6 +206,19 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// How much a verified check character narrows the numbers a format allows: log2 of
+    /// the number of values it can take, in quarter bits.
+    pub(crate) fn quarter_bits(&self) -> u32 {
+        let values: f64 = match self {
+            Algorithm::Mod10 { .. } | Algorithm::Luhn => 10.0,
+            Algorithm::Mod7 => 7.0,
+            Algorithm::S10 => 11.0,
+            Algorithm::SumProduct { modulo2, .. } => f64::from((*modulo2).max(1)),
+            Algorithm::Mod37_36 => 36.0,
+        };
+        (values.log2() * 4.0).round() as u32
+    }
+
     /// A short name for reasons.
     pub(crate) fn label(&self) -> &'static str {
         match self {
@@ -232,6 +248,37 @@ pub(crate) struct CountryFile {
     pub countries: Vec<Post>,
 }
 
+/// `s10_issuers.json`: which post issued an S10 item, as a kuaidi100 company code.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IssuerFile {
+    #[allow(dead_code)] // Provenance, kept in the file for readers.
+    pub source: String,
+    #[allow(dead_code)]
+    pub about: String,
+    /// Ids of the formats whose carrier is the issuing post rather than their own.
+    pub formats: Vec<String>,
+    pub issuers: Vec<Issuer>,
+}
+
+/// One row of the issuer table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Issuer {
+    /// ISO 3166 alpha-2 code, as in the S10 suffix.
+    pub country: String,
+    /// First letter of the service indicator this row is limited to (`E`: EMS items).
+    #[serde(default)]
+    pub service: Option<char>,
+    /// kuaidi100 company code (or a code or alias already in the catalogue).
+    pub carrier: String,
+    /// Names for the catalogue, when the carrier is not already in it.
+    #[serde(default)]
+    pub name_zh: Option<String>,
+    #[serde(default)]
+    pub name_en: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +294,24 @@ mod tests {
         let file: CountryFile = serde_json::from_str(EMBEDDED_COUNTRIES).unwrap();
         assert_eq!(file.countries.len(), 191);
         assert!(file.countries.iter().any(|p| p.code == "CN"));
+    }
+
+    #[test]
+    fn every_issuer_is_a_listed_s10_country_and_names_a_new_carrier_fully() {
+        let posts: CountryFile = serde_json::from_str(EMBEDDED_COUNTRIES).unwrap();
+        let file: IssuerFile = serde_json::from_str(EMBEDDED_ISSUERS).unwrap();
+        assert!(file.issuers.len() >= 100);
+        for issuer in &file.issuers {
+            assert!(
+                posts.countries.iter().any(|p| p.code == issuer.country),
+                "{}",
+                issuer.country
+            );
+            assert_eq!(issuer.name_zh.is_some(), issuer.name_en.is_some());
+            assert!(matches!(issuer.service, None | Some('E')));
+        }
+        // China's items are mapped by their own formats (ems / youzhengguoji).
+        assert!(file.issuers.iter().all(|i| i.country != "CN"));
     }
 
     #[test]

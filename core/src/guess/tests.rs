@@ -28,13 +28,21 @@ fn tnd_cases() -> Vec<TndCase> {
         .collect()
 }
 
+/// Whether a candidate is the tnd case's courier. tnd's courier `s10` means "a UPU post";
+/// the guesser names the post itself (`royalmail`, `usps`, …) with the format `s10`.
+fn is_tnd_courier(g: &Guesser, case: &TndCase, c: &Candidate<'_>) -> bool {
+    if case.courier == "s10" {
+        return c.format == "s10";
+    }
+    g.catalog().resolve(&case.courier) == Some(c.carrier)
+}
+
 /// Ranks of the expected carrier over the valid tnd cases: (top-1 hits, top-3 hits, total).
 fn tnd_ranking(g: &Guesser) -> (usize, usize, usize) {
     let (mut top1, mut top3, mut total) = (0, 0, 0);
     for case in tnd_cases().iter().filter(|c| c.valid) {
-        let code = g.catalog().resolve(&case.courier).unwrap();
         let found = g.guess(&case.number).unwrap();
-        let rank = found.iter().position(|c| c.carrier == code);
+        let rank = found.iter().position(|c| is_tnd_courier(g, case, c));
         total += 1;
         top1 += usize::from(rank == Some(0));
         top3 += usize::from(rank.is_some_and(|r| r < 3));
@@ -61,13 +69,12 @@ fn rule_file_covers_all_39_tracking_number_data_formats() {
 fn every_valid_tnd_number_has_its_courier_verified_or_matched_in_its_own_format() {
     let g = Guesser::embedded();
     for case in tnd_cases().iter().filter(|c| c.valid) {
-        let code = g.catalog().resolve(&case.courier).unwrap();
         let found = g.guess(&case.number).unwrap();
         let own = found
             .iter()
             .find(|c| c.format == case.format)
             .unwrap_or_else(|| panic!("{} not matched as {}", case.number, case.format));
-        assert_eq!(own.carrier, code);
+        assert!(is_tnd_courier(g, case, own), "{own:?}");
         assert!(
             matches!(own.checksum, Checksum::Verified | Checksum::None),
             "{} fails its own check: {:?}",
@@ -96,13 +103,13 @@ fn no_invalid_tnd_number_is_verified_for_its_own_format() {
 }
 
 #[test]
-fn tnd_ranking_reaches_the_gem_baseline_for_top_3() {
+fn tnd_ranking_reaches_190_of_192_top_1_and_every_courier_in_the_top_3() {
     let (top1, top3, total) = tnd_ranking(Guesser::embedded());
     let (top1_us, top3_us, _) = tnd_ranking(&Guesser::default().with_region("US"));
     println!("tnd valid cases: top-1 {top1}/{total}, top-3 {top3}/{total} (region CN)");
     println!("tnd valid cases: top-1 {top1_us}/{total}, top-3 {top3_us}/{total} (region US)");
     assert_eq!(total, 192);
-    assert!(top1 >= 186, "top-1 {top1}");
+    assert!(top1 >= 190, "top-1 {top1}");
     assert_eq!(top3, total, "top-3 {top3}");
 }
 
@@ -144,7 +151,7 @@ fn ems_domestic_hint_raises_rank_but_never_rejects() {
 }
 
 #[test]
-fn s10_maps_china_to_ems_or_china_post_and_others_to_s10() {
+fn s10_maps_china_to_ems_or_china_post_and_others_to_their_post() {
     let g = Guesser::embedded();
     let ems = g.guess("EA123456785CN").unwrap();
     assert_eq!(ems[0].format, "s10_cn_ems");
@@ -153,7 +160,7 @@ fn s10_maps_china_to_ems_or_china_post_and_others_to_s10() {
         "youzhengguoji"
     );
     let gb = g.guess("RB123456785GB").unwrap();
-    assert_eq!((gb[0].carrier, gb[0].format), ("s10", "s10"));
+    assert_eq!((gb[0].carrier, gb[0].format), ("royalmail", "s10"));
     assert!(
         gb[0].reason.to_string().contains("Royal Mail"),
         "{}",
@@ -298,7 +305,7 @@ proptest! {
     #[test]
     fn guessing_the_normalised_form_gives_the_same_answer(input in "[0-9a-zA-Z -]{1,40}") {
         let g = Guesser::embedded();
-        if let Ok(norm) = normalize(&input) {
+        if let Ok(norm) = canonical(&input) {
             let a: Vec<_> = g.guess(&input).unwrap().iter().map(|c| (c.format, c.score)).collect();
             let b: Vec<_> = g.guess(&norm).unwrap().iter().map(|c| (c.format, c.score)).collect();
             prop_assert_eq!(a, b);
@@ -346,7 +353,7 @@ fn every_embedded_rule_uses_the_fast_matcher() {
 fn fast_matcher_agrees_with_regex_on_every_case_number() {
     for line in TND_CASES.lines().chain(CN_CASES.lines()) {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
-        let number = normalize(value["number"].as_str().unwrap()).unwrap();
+        let number = canonical(value["number"].as_str().unwrap()).unwrap();
         assert_matchers_agree(&number).unwrap();
     }
 }
@@ -387,4 +394,107 @@ fn a_fallback_format_ranks_below_even_a_failed_check_digit() {
     assert!(last.reason.to_string().contains("catch-all"));
     // Alone, it is still a candidate.
     assert_eq!(g.guess("QQQQQQQQ").unwrap()[0].carrier, "anything");
+}
+
+const CN_NUMBERS: &str = include_str!("../../tests/data/cn_numbers.tsv");
+
+/// One labelled row of `cn_numbers.tsv`: number, carrier, format source, split.
+fn cn_numbers(split: &str) -> Vec<[&'static str; 3]> {
+    CN_NUMBERS
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 4 && f[3] == split).then(|| [f[0], f[1], f[2]])
+        })
+        .collect()
+}
+
+/// Top-1 hits and total over one split, with the misses as (number, expected, got, source).
+#[allow(clippy::type_complexity)]
+fn cn_top1(
+    g: &Guesser,
+    split: &str,
+) -> (
+    usize,
+    usize,
+    Vec<(&'static str, &'static str, String, &'static str)>,
+) {
+    let rows = cn_numbers(split);
+    let mut misses = Vec::new();
+    for [number, carrier, source] in &rows {
+        let found = g.guess(number).unwrap();
+        let top = found.first().map_or("-", |c| c.carrier);
+        if top != *carrier {
+            misses.push((*number, *carrier, top.to_owned(), *source));
+        }
+    }
+    (rows.len() - misses.len(), rows.len(), misses)
+}
+
+#[test]
+fn chinese_number_set_top_1_is_at_least_90_percent_on_the_held_back_split() {
+    let g = Guesser::embedded();
+    let (hits, total, misses) = cn_top1(g, "held");
+    let (tune_hits, tune_total, _) = cn_top1(g, "tune");
+    println!(
+        "cn_numbers held-back: top-1 {hits}/{total} ({:.1} %)",
+        100.0 * hits as f64 / total as f64
+    );
+    println!(
+        "cn_numbers tuning: top-1 {tune_hits}/{tune_total} ({:.1} %)",
+        100.0 * tune_hits as f64 / tune_total as f64
+    );
+    // Per carrier counts only: the held-back misses themselves are not for reading.
+    let mut per: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    for [_, carrier, _] in cn_numbers("held") {
+        per.entry(carrier).or_default().1 += 1;
+    }
+    for (_, carrier, _, _) in &misses {
+        per.entry(carrier).or_default().0 += 1;
+    }
+    for (carrier, (missed, n)) in &per {
+        println!("  {carrier}: {}/{n}", n - missed);
+    }
+    assert!(total >= 250);
+    assert!(hits * 10 >= total * 9, "top-1 {hits}/{total}");
+}
+
+#[test]
+fn chinese_number_set_tuning_split_misses() {
+    // The tuning split's misses, for whoever tunes the rules: `--nocapture` shows them.
+    let (hits, total, misses) = cn_top1(Guesser::embedded(), "tune");
+    for (number, expected, got, source) in &misses {
+        println!("miss {number}\t{expected}\tgot {got}\t{source}");
+    }
+    assert!(hits * 10 >= total * 9, "top-1 {hits}/{total}");
+}
+
+#[test]
+fn a_prior_learned_from_the_tuning_split_does_not_lower_held_back_top_1() {
+    // As a store would count them: every tuning number confirmed with its carrier.
+    let g = Guesser::embedded();
+    let counts = cn_numbers("tune")
+        .into_iter()
+        .map(|[number, carrier, _]| PriorCount {
+            carrier: carrier.to_owned(),
+            length: number.len(),
+            prefix: number.chars().take(PREFIX_LEN).collect(),
+            count: 1,
+        });
+    let prior = Prior::from_counts(counts, g.catalog());
+    let rows = cn_numbers("held");
+    let hits = rows
+        .iter()
+        .filter(|[number, carrier, _]| {
+            g.guess_with_prior(number, &prior).unwrap()[0].carrier == *carrier
+        })
+        .count();
+    let (rules_hits, total, _) = cn_top1(g, "held");
+    println!(
+        "cn_numbers held-back with a prior of {} tuning numbers: top-1 {hits}/{total} ({:.1} %), rules only {rules_hits}/{total}",
+        prior.confirmed(),
+        100.0 * hits as f64 / total as f64
+    );
+    assert!(hits >= rules_hits, "{hits} < {rules_hits}");
 }

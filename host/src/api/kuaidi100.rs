@@ -796,7 +796,7 @@ async fn autonumber_inner(
     let num = fields.get("num").map(|n| n.trim()).unwrap_or("");
     let bad = |m: String| Reply::new("400", format!("数据不完整: {m}"));
     let number = check_number(Some(num.to_owned()), "num").map_err(bad)?;
-    let normalized = waybill_core::guess::normalize(&number).map_err(|e| bad(e.to_string()))?;
+    let normalized = waybill_core::guess::canonical(&number).map_err(|e| bad(e.to_string()))?;
     let guesser = api.inner.guesser;
     let candidates = guesser.guess(&number).map_err(|e| bad(e.to_string()))?;
     let mut seen = std::collections::HashSet::new();

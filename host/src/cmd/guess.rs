@@ -3,10 +3,14 @@
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use waybill_core::guess::{Candidate, Guesser};
+use waybill_core::guess::{Candidate, Guesser, Prior};
+use waybill_host::guess::load_prior;
 use waybill_host::plugin::registry::{plugin_dir, Registry};
+
+use super::serve::{open_store, StoreArgs};
 
 /// Output format of `guess` and `carriers`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -34,6 +38,13 @@ pub struct GuessArgs {
     /// on which plugin files happen to be installed; the daemon's autonumber always uses them.
     #[arg(long)]
     pub plugins: bool,
+    /// Re-rank by what the store's confirmed waybills say about numbers of the same length
+    /// and start (the daemon's learned prior); the database is the one `--config`,
+    /// `--data-dir` or `--database` names. Each reason ends with the evidence.
+    #[arg(long)]
+    pub learned: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Serialize)]
@@ -72,6 +83,12 @@ pub fn run(args: GuessArgs) -> anyhow::Result<ExitCode> {
         guesser.set_region(&args.region);
         &guesser
     };
+    let prior = if args.learned {
+        Some(learned_prior(&args.store, guesser)?)
+    } else {
+        None
+    };
+    let prior = prior.as_ref();
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut candidates = Vec::new();
@@ -92,7 +109,7 @@ pub fn run(args: GuessArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 invalid += usize::from(!write_one(
-                    guesser,
+                    (guesser, prior),
                     line,
                     args.format,
                     &mut candidates,
@@ -101,7 +118,7 @@ pub fn run(args: GuessArgs) -> anyhow::Result<ExitCode> {
             }
         } else {
             invalid += usize::from(!write_one(
-                guesser,
+                (guesser, prior),
                 number,
                 args.format,
                 &mut candidates,
@@ -117,15 +134,44 @@ pub fn run(args: GuessArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The learned prior of the configured database, which must exist already.
+fn learned_prior(store: &StoreArgs, guesser: &Guesser) -> anyhow::Result<Prior> {
+    let config = store.load()?;
+    let path = config.database_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "--learned: there is no database at {} (give --database or --data-dir)",
+            path.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = open_store(&config).await?;
+        let prior = load_prior(&store, guesser, config.guess.prior_min_samples).await;
+        store.close().await;
+        let prior = prior.with_context(|| format!("cannot read {}", path.display()))?;
+        eprintln!(
+            "waybill: learned prior of {} confirmed waybills in {} (buckets of at least {})",
+            prior.confirmed(),
+            path.display(),
+            prior.min_samples()
+        );
+        Ok(prior)
+    })
+}
+
 /// Writes the line for one number; returns whether the input was a valid number.
 fn write_one<'g>(
-    guesser: &'g Guesser,
+    (guesser, prior): (&'g Guesser, Option<&Prior>),
     number: &str,
     format: OutputFormat,
     candidates: &mut Vec<Candidate<'g>>,
     out: &mut impl Write,
 ) -> io::Result<bool> {
-    let result = guesser.guess_into(number, candidates);
+    let result = guesser.guess_into_with(number, prior, candidates);
     // Shown as given, without the surrounding blanks of a pasted or piped line.
     let number = number.trim();
     let valid = result.is_ok();
@@ -174,7 +220,7 @@ mod tests {
         let mut out = Vec::new();
         let mut candidates = Vec::new();
         let ok = write_one(
-            Guesser::embedded(),
+            (Guesser::embedded(), None),
             number,
             format,
             &mut candidates,
@@ -219,5 +265,95 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dhl/dhl_ecommerce_14"));
+    }
+
+    /// A data directory whose store has confirmed sandbox waybills `77301…` (14 digits).
+    fn seeded_data_dir() -> tempfile::TempDir {
+        use std::sync::Arc;
+
+        use jiff::{SignedDuration, Timestamp};
+        use waybill_core::clock::ManualClock;
+        use waybill_host::latency::{LatencyProbe, VirtualDriver};
+        use waybill_host::sandbox::{sandbox_numbers, SandboxOptions, SandboxStack};
+
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let t0: Timestamp = "2024-06-18T08:00:00+08:00".parse().unwrap();
+            let clock = Arc::new(ManualClock::new(t0));
+            let stack = SandboxStack::start(SandboxOptions::new(dir.path()), clock.clone())
+                .await
+                .unwrap();
+            let tenant = stack.tenant("shop", "k").await.unwrap();
+            let numbers = sandbox_numbers("77301", 30);
+            stack
+                .subscribe(&tenant, &numbers, "http://127.0.0.1:9/push", "salt")
+                .await
+                .unwrap();
+            let driver = VirtualDriver {
+                engine: stack.engine.clone(),
+                clock: clock.clone(),
+                probe: LatencyProbe::new(),
+                quantum: SignedDuration::from_mins(30),
+            };
+            driver
+                .run_until(t0 + SignedDuration::from_hours(72))
+                .await
+                .unwrap();
+            stack.store.close().await;
+            stack.shutdown().await.unwrap();
+        });
+        dir
+    }
+
+    #[test]
+    fn learned_uses_the_stores_confirmed_waybills_and_says_so_in_the_reason() {
+        let dir = seeded_data_dir();
+        let store = StoreArgs {
+            config: None,
+            data_dir: Some(dir.path().to_path_buf()),
+            database: None,
+        };
+        // The sandbox carrier's own catch-all rule, as `--plugins` would add it.
+        let mut guesser = Guesser::default();
+        <waybill_carrier_sandbox::Sandbox as waybill_sdk::CarrierPlugin>::manifest()
+            .add_rules_to(&mut guesser)
+            .unwrap();
+        let prior = learned_prior(&store, &guesser).unwrap();
+        assert!(prior.confirmed() >= 20, "{}", prior.confirmed());
+        let mut out = Vec::new();
+        let mut candidates = Vec::new();
+        write_one(
+            (&guesser, Some(&prior)),
+            "77301000000777",
+            OutputFormat::Json,
+            &mut candidates,
+            &mut out,
+        )
+        .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let first = &value["candidates"][0];
+        assert_eq!(first["carrier"], "sandbox");
+        let reason = first["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("confirmed 14-digit numbers starting 7730: 100 % sandbox"),
+            "{reason}"
+        );
+        // Without --learned the rules' order stands: STO's 77 + 12 digits first.
+        let (text, _) = line("77301000000777", OutputFormat::Text);
+        assert!(text.contains("\tshentong/sto "), "{text}");
+    }
+
+    #[test]
+    fn learned_without_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreArgs {
+            config: None,
+            data_dir: None,
+            database: Some(dir.path().join("missing.db")),
+        };
+        let err = learned_prior(&store, Guesser::embedded()).unwrap_err();
+        assert!(err.to_string().contains("no database at"), "{err}");
+        assert!(!dir.path().join("missing.db").exists());
     }
 }

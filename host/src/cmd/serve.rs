@@ -16,7 +16,7 @@ use waybill_core::normalize::TextNormalizer;
 use waybill_host::api::{self, Api, CountingCarrier, CountingNotifier, Metrics};
 use waybill_host::config::Config;
 use waybill_host::engine::Engine;
-use waybill_host::guess::CoreGuesser;
+use waybill_host::guess::{CoreGuesser, LearnedPrior};
 use waybill_host::plugin::adapter::AdapterSettings;
 use waybill_host::plugin::registry::{config_from_table, plugin_dir, settings_from_env, Registry};
 use waybill_host::push::HttpNotifier;
@@ -182,6 +182,16 @@ pub async fn serve(
         None
     };
     let (carriers, guesser) = load_carriers(&config, &carrier_tables, &metrics)?;
+    // The autoCheck's order learns from the confirmed waybills, recounted periodically.
+    let learn_every = Duration::try_from(config.guess.prior_refresh)
+        .ok()
+        .filter(|d| !d.is_zero());
+    let prior = Arc::new(LearnedPrior::new(config.guess.prior_min_samples));
+    let rules = guesser.guesser().clone();
+    let guesser = match learn_every {
+        Some(_) => guesser.with_prior(prior.clone()),
+        None => guesser,
+    };
 
     let timeout = Duration::try_from(config.engine.push_timeout).unwrap_or(Duration::from_secs(20));
     let http = HttpNotifier::new(timeout, config.engine.allow_private_callbacks)?;
@@ -224,6 +234,10 @@ pub async fn serve(
         let rx = stop_rx.clone();
         async move { engine.run(stopped(rx)).await }
     });
+    if let Some(every) = learn_every {
+        let store = store.clone() as Arc<dyn Store>;
+        tokio::spawn(prior.run(store, rules, every, stopped(stop_rx.clone())));
+    }
     // Without TCP_NODELAY a client that writes headers and body separately waits out
     // delayed ACKs (~40 ms per request on Linux).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

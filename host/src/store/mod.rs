@@ -797,6 +797,14 @@ pub trait Store: Send + Sync {
         number: &str,
         at: Timestamp,
     ) -> StoreResult<()>;
+
+    // --- what the guesser learns ---
+
+    /// Distinct confirmed waybills (at least one event came back) counted by company, length
+    /// of the number (without spaces and dashes, upper-cased) and its first
+    /// [`waybill_core::guess::PREFIX_LEN`] characters: the facts of the guesser's learned
+    /// prior. One aggregate read.
+    async fn confirmed_number_counts(&self) -> StoreResult<Vec<waybill_core::guess::PriorCount>>;
 }
 
 /// kuaidi100's billing month (`YYYY-MM` at UTC+8) of an instant.

@@ -1176,6 +1176,29 @@ impl Store for SqliteStore {
         }
         Ok(stats)
     }
+
+    async fn confirmed_number_counts(&self) -> StoreResult<Vec<waybill_core::guess::PriorCount>> {
+        // `company` is the carrier the trace came from: an autoCheck correction rewrites it.
+        let rows = sqlx::query(
+            "SELECT company, length(n) AS len, substr(n, 1, ?) AS prefix, COUNT(DISTINCT n) AS confirmed \
+             FROM (SELECT company, upper(replace(replace(number, ' ', ''), '-', '')) AS n \
+                   FROM subscriptions WHERE event_count > 0) \
+             GROUP BY company, len, prefix",
+        )
+        .bind(waybill_core::guess::PREFIX_LEN as i64)
+        .fetch_all(&self.read)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(waybill_core::guess::PriorCount {
+                carrier: r.try_get("company")?,
+                length: usize::try_from(r.try_get::<i64, _>("len")?).unwrap_or(0),
+                prefix: r.try_get("prefix")?,
+                count: u64::try_from(r.try_get::<i64, _>("confirmed")?).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,20 @@
-//! Turning what a user typed or pasted into the canonical form the rules match.
+//! Turning what a user typed or pasted into the canonical form of a tracking number, the
+//! form the rules match. (Trace lines are *normalised* by [`crate::normalize`]; numbers
+//! are made *canonical* here, so the two never share a name.)
 
 use super::GuessError;
 
-/// The longest normalised number the guesser accepts, in characters.
+/// The longest canonical number the guesser accepts, in characters.
 ///
 /// The longest known format (FedEx 34, USPS IMpb with routing) has 34 characters; the
 /// limit leaves room for DHL eCommerce (up to 41) and rules added at runtime.
 pub const MAX_LEN: usize = 64;
 
-/// Normalises a tracking number: trims it, drops spaces (any Unicode space, including the
-/// ideographic one) and dashes, folds full-width ASCII (as typed with a Chinese IME) to
-/// ASCII, and upper-cases ASCII letters.
+/// The canonical form of a tracking number: trimmed, without spaces (any Unicode space, including the
+/// ideographic one) and dashes, full-width ASCII (as typed with a Chinese IME) folded to
+/// ASCII, ASCII letters upper-cased.
 ///
-/// The result is idempotent: normalising it again gives the same string.
+/// It is idempotent: the canonical form of a canonical number is itself.
 ///
 /// # Errors
 ///
@@ -20,18 +22,18 @@ pub const MAX_LEN: usize = 64;
 /// characters, [`GuessError::ControlCharacter`] for a control character inside the number.
 ///
 /// ```
-/// use waybill_core::guess::normalize;
-/// assert_eq!(normalize(" sf 1234-5678 90123 ").unwrap(), "SF1234567890123");
-/// assert_eq!(normalize("ＳＦ１２３").unwrap(), "SF123");
-/// assert!(normalize(" - ").is_err());
+/// use waybill_core::guess::canonical;
+/// assert_eq!(canonical(" sf 1234-5678 90123 ").unwrap(), "SF1234567890123");
+/// assert_eq!(canonical("ＳＦ１２３").unwrap(), "SF123");
+/// assert!(canonical(" - ").is_err());
 /// ```
-pub fn normalize(input: &str) -> Result<String, GuessError> {
+pub fn canonical(input: &str) -> Result<String, GuessError> {
     let mut out = String::with_capacity(input.len().min(MAX_LEN));
     walk(input, |c| out.push(c))?;
     Ok(out)
 }
 
-/// Feeds the normalised characters of `input` to `push`, at most [`MAX_LEN`] of them.
+/// Feeds the canonical characters of `input` to `push`, at most [`MAX_LEN`] of them.
 pub(crate) fn walk(input: &str, mut push: impl FnMut(char)) -> Result<(), GuessError> {
     if input.is_ascii() {
         walk_ascii(input.as_bytes(), |b| push(char::from(b)))
@@ -130,27 +132,27 @@ mod tests {
 
     #[test]
     fn spaces_dashes_and_case_are_removed() {
-        assert_eq!(normalize("  1z 8v92-a703 ").unwrap(), "1Z8V92A703");
+        assert_eq!(canonical("  1z 8v92-a703 ").unwrap(), "1Z8V92A703");
         assert_eq!(
-            normalize("1LS7119013618127-1").unwrap(),
+            canonical("1LS7119013618127-1").unwrap(),
             "1LS71190136181271"
         );
     }
 
     #[test]
     fn full_width_input_is_folded_to_ascii() {
-        assert_eq!(normalize("ｊｔ１２３\u{3000}４").unwrap(), "JT1234");
+        assert_eq!(canonical("ｊｔ１２３\u{3000}４").unwrap(), "JT1234");
     }
 
     #[test]
     fn empty_or_separator_only_input_is_an_error() {
-        assert!(matches!(normalize(""), Err(GuessError::Empty)));
-        assert!(matches!(normalize(" -\u{3000}- "), Err(GuessError::Empty)));
+        assert!(matches!(canonical(""), Err(GuessError::Empty)));
+        assert!(matches!(canonical(" -\u{3000}- "), Err(GuessError::Empty)));
     }
 
     #[test]
     fn inner_control_character_is_an_error_with_its_position() {
-        let err = normalize("SF12\t34").unwrap_err();
+        let err = canonical("SF12\t34").unwrap_err();
         assert!(matches!(
             err,
             GuessError::ControlCharacter {
@@ -162,18 +164,18 @@ mod tests {
 
     #[test]
     fn trailing_line_end_is_trimmed_not_an_error() {
-        assert_eq!(normalize("SF123\r\n").unwrap(), "SF123");
+        assert_eq!(canonical("SF123\r\n").unwrap(), "SF123");
     }
 
     #[test]
     fn sixty_four_characters_pass_and_sixty_five_fail() {
-        assert_eq!(normalize(&"1".repeat(64)).unwrap().len(), 64);
+        assert_eq!(canonical(&"1".repeat(64)).unwrap().len(), 64);
         assert!(matches!(
-            normalize(&"1".repeat(65)),
+            canonical(&"1".repeat(65)),
             Err(GuessError::TooLong { max: 64 })
         ));
         // Separators do not count towards the limit.
-        assert!(normalize(&"1 ".repeat(64)).is_ok());
+        assert!(canonical(&"1 ".repeat(64)).is_ok());
     }
 
     proptest! {
@@ -188,15 +190,15 @@ mod tests {
         }
 
         #[test]
-        fn normalisation_is_idempotent(input in any::<String>()) {
-            if let Ok(once) = normalize(&input) {
-                prop_assert_eq!(normalize(&once).unwrap(), once);
+        fn canonical_form_is_idempotent(input in any::<String>()) {
+            if let Ok(once) = canonical(&input) {
+                prop_assert_eq!(canonical(&once).unwrap(), once);
             }
         }
 
         #[test]
-        fn normalised_output_has_no_separators_or_lower_case(input in "[ a-zA-Z0-9-]{0,80}") {
-            if let Ok(out) = normalize(&input) {
+        fn canonical_output_has_no_separators_or_lower_case(input in "[ a-zA-Z0-9-]{0,80}") {
+            if let Ok(out) = canonical(&input) {
                 prop_assert!(out.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
             }
         }
