@@ -10,6 +10,8 @@
 //! - [`model`]: [`model::Waybill`], [`model::TrackEvent`], [`model::Trace`].
 //! - [`sign`]: kuaidi100 and Kdniao MD5 signs, Standard Webhooks and AfterShip HMACs, and
 //!   their constant-time checks.
+//! - [`place`]: the place of every trace line and of an address ([`place::Place`],
+//!   GB/T 2260 codes, kuaidi100 `areaCode`/`areaName`).
 //! - [`policy`]: when to check a waybill next, or stop (shutdown / abort).
 //! - [`clock`]: time as an input ([`clock::Clock`], [`clock::ManualClock`]).
 //! - [`carrier`]: the [`carrier::Carrier`], [`carrier::Normalizer`] and
@@ -29,6 +31,7 @@ pub mod dialect;
 pub mod guess;
 pub mod model;
 pub mod normalize;
+pub mod place;
 pub mod policy;
 pub mod sign;
 pub mod state;
