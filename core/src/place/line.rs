@@ -1,6 +1,8 @@
 //! Reading places out of one line, a whole trace, or an address.
 use std::collections::HashMap;
 
+use aho_corasick::{Anchored, Input};
+
 use super::table::{divisions, Division, Divisions, Entry, Level};
 use super::{LinePlace, Located, Place, Resolution};
 
@@ -74,17 +76,28 @@ fn hits<'t>(t: &'t Divisions, text: &str) -> Vec<Hit<'t>> {
         });
     }
     if text.bytes().any(|b| b.is_ascii_alphabetic()) {
+        // Pinyin is matched only from the start of a word to the end of one, so that
+        // "facility in" never reads as a place name running across the space.
         let bytes = text.as_bytes();
+        let letter = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
         let before = out.len();
-        for m in t.en.find_iter(text) {
-            let letter = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
-            let bounded = (m.start() == 0 || !letter(m.start() - 1)) && !letter(m.end());
-            if bounded {
-                out.push(Hit {
-                    start: m.start(),
-                    end: m.end(),
-                    entries: &t.en_entries[m.pattern().as_usize()],
-                });
+        let mut i = 0;
+        while i < bytes.len() {
+            if !bytes[i].is_ascii_alphabetic() || (i > 0 && letter(i - 1)) {
+                i += 1;
+                continue;
+            }
+            let input = Input::new(text).span(i..text.len()).anchored(Anchored::Yes);
+            match t.en.find(input) {
+                Some(m) if !letter(m.end()) => {
+                    out.push(Hit {
+                        start: m.start(),
+                        end: m.end(),
+                        entries: &t.en_entries[m.pattern().as_usize()],
+                    });
+                    i = m.end();
+                }
+                _ => i += 1,
             }
         }
         if out.len() > before && before > 0 {

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind, StartKind};
 
 const TABLE: &str = include_str!("divisions.tsv");
 
@@ -154,7 +154,7 @@ impl Divisions {
             let dropped = name.chars().count() - short.chars().count();
             let syllables: Vec<&str> = py.split(' ').collect();
             let kept = syllables.len().saturating_sub(dropped);
-            pinyin.push(syllables[..kept].concat());
+            pinyin.push(syllables[..kept].join(" "));
             by_code.insert(code, list.len() as u16);
             list.push(Division {
                 code,
@@ -275,6 +275,12 @@ fn finish(
     let ac = AhoCorasickBuilder::new()
         .match_kind(MatchKind::LeftmostLongest)
         .ascii_case_insensitive(ascii_ci)
+        // English names are searched anchored at word starts, Chinese ones anywhere.
+        .start_kind(if ascii_ci {
+            StartKind::Anchored
+        } else {
+            StartKind::Unanchored
+        })
         .build(&order)
         // The patterns are our own non-empty table rows; a failure here is a broken
         // checked-in table, caught by every test.
@@ -320,21 +326,36 @@ fn en_automaton(
     let mut map = HashMap::new();
     let mut order = Vec::new();
     for (i, d) in list.iter().enumerate() {
-        // Districts and counties are left out: their pinyin collides too often
-        // (nanshan, chaoyang, gulou) to be read without the Chinese characters.
-        if d.level == Level::District || pinyin[i].len() < 4 {
+        // Districts and counties are left out, their pinyin collides too often (nanshan,
+        // chaoyang, gulou) to be read without the characters; county-level cities
+        // (义乌市, 昆山市) stay, carriers name their export hubs by them.
+        if d.level == Level::District && !d.name.ends_with('市') {
             continue;
         }
-        let division = i as u16;
-        push_pattern(
-            &mut map,
-            &mut order,
-            &pinyin[i],
-            Entry {
-                division,
-                full: false,
-            },
-        );
+        let syllables: Vec<&str> = pinyin[i].split(' ').collect();
+        let joined = syllables.concat();
+        if joined.len() < 4 {
+            continue;
+        }
+        let entry = Entry {
+            division: i as u16,
+            full: false,
+        };
+        push_pattern(&mut map, &mut order, &joined, entry);
+        // Xi'an: an apostrophe marks a syllable that starts with a vowel.
+        if syllables[1..]
+            .iter()
+            .any(|s| s.starts_with(['a', 'e', 'o']))
+        {
+            let mut marked = String::from(syllables[0]);
+            for s in &syllables[1..] {
+                if s.starts_with(['a', 'e', 'o']) {
+                    marked.push('\'');
+                }
+                marked.push_str(s);
+            }
+            push_pattern(&mut map, &mut order, &marked, entry);
+        }
     }
     for (name, code) in EXONYMS {
         if let Some(&division) = by_code.get(&code) {
