@@ -326,6 +326,7 @@ impl Checker {
     ) -> StoreResult<(CheckOutcome, bool)> {
         let mut error = None;
         let mut new_trace: Option<(Trace, String)> = None;
+        let mut seen_location: Option<String> = None;
         let last = match outcome {
             Ok(mut trace) if !trace.data.is_empty() => {
                 trace.com.clone_from(&sub.company);
@@ -333,6 +334,10 @@ impl Checker {
                 if self.is_news(sub, &trace) {
                     let hash = trace_hash(&trace);
                     new_trace = Some((trace, hash));
+                } else {
+                    // Unchanged, but the fresh trace still says where the parcel is: the
+                    // policy's near-destination rule needs it on this path too.
+                    seen_location = TraceSummary::of(&trace).newest_location.map(str::to_owned);
                 }
                 LastOutcome::Ok { at: now }
             }
@@ -358,7 +363,7 @@ impl Checker {
                 state: sub.state,
                 newest_event_at: sub.last_event_at,
                 last_change_at: sub.last_change_at,
-                newest_location: None,
+                newest_location: seen_location.as_deref(),
             },
         };
         let waybill = sub.waybill();
