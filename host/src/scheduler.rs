@@ -164,6 +164,12 @@ impl Carriers {
                     };
                     out = chunk.iter().map(|_| Err(err.clone())).collect();
                 }
+                // Every carrier's lines get their place here, where no carrier gave one.
+                for (w, o) in chunk.iter().zip(out.iter_mut()) {
+                    if let Ok(trace) = o {
+                        trace.locate(w.from.as_deref(), w.to.as_deref());
+                    }
+                }
                 (i, out)
             });
         }

@@ -8,4 +8,5 @@
 
 mod crash;
 mod lifecycle;
+mod place;
 mod support;

@@ -256,10 +256,7 @@ impl PluginCarrier {
             event.raw_code = ev.raw_code;
             out.push(event);
         }
-        let mut trace = Trace::from_events(&waybill.company, &waybill.number, out);
-        // Lines without a carrier-given area get the place their text names.
-        trace.locate(waybill.from.as_deref(), waybill.to.as_deref());
-        Ok(trace)
+        Ok(Trace::from_events(&waybill.company, &waybill.number, out))
     }
 }
 
