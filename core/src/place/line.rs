@@ -1,7 +1,9 @@
 //! Reading places out of one line, a whole trace, or an address.
 use std::collections::HashMap;
 
-use aho_corasick::{Anchored, Input};
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, Anchored, Input};
 
 use super::table::{divisions, Division, Divisions, Entry, Level};
 use super::{LinePlace, Located, Place, Resolution};
@@ -24,9 +26,19 @@ const NEXT_WORDS: [&str; 14] = [
     "派往",
 ];
 /// English ones, matched case-insensitively on word boundaries.
-const NEXT_WORDS_EN: [&str; 5] = ["to", "destination", "next", "towards", "bound for"];
+const NEXT_WORDS_EN: [&str; 4] = ["to", "destination", "next", "towards"];
 /// Words before a group that name where the parcel came from: neither here nor next.
 const PREVIOUS_WORDS: [&str; 3] = ["上一站", "来自", "上站"];
+
+/// [`NEXT_WORDS`] then [`PREVIOUS_WORDS`], as one automaton.
+fn keywords() -> &'static AhoCorasick {
+    static CELL: OnceLock<AhoCorasick> = OnceLock::new();
+    CELL.get_or_init(|| {
+        AhoCorasick::new(NEXT_WORDS.iter().chain(&PREVIOUS_WORDS))
+            // Our own constant, non-empty words: building cannot fail.
+            .expect("keywords build an automaton")
+    })
+}
 
 /// How far back (bytes) a keyword may stand before the group it qualifies.
 const KEYWORD_REACH: usize = 15;
@@ -141,6 +153,13 @@ fn read_group(t: &Divisions, group: &[Hit<'_>]) -> Reading {
         .iter()
         .map(|h| h.entries.len())
         .try_fold(1usize, |acc, n| acc.checked_mul(n).filter(|&p| p <= 256));
+    // Most groups name each division unambiguously: nothing to choose.
+    if total == Some(1) {
+        return Reading {
+            chosen: group.iter().map(|h| h.entries[0].division).collect(),
+            ties: Vec::new(),
+        };
+    }
     let Some(total) = total else {
         return Reading {
             chosen: group.iter().map(|h| h.entries[0].division).collect(),
@@ -212,7 +231,7 @@ fn most_specific(t: &Divisions, chosen: &[u16]) -> u16 {
 }
 
 fn place_of(t: &Divisions, i: u16) -> Option<Place> {
-    Place::from_code(t.list[i as usize].code)
+    t.place(i)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,26 +249,26 @@ fn role(text: &str, from: usize, start: usize) -> Role {
         lo += 1;
     }
     let before = &text[lo..start];
-    if PREVIOUS_WORDS.iter().any(|w| before.contains(w)) {
-        return Role::Previous;
+    // One pass of a small automaton over the words before the group, rather than a
+    // substring search per keyword.
+    let mut next = false;
+    for m in keywords().find_iter(before) {
+        if m.pattern().as_usize() >= NEXT_WORDS.len() {
+            return Role::Previous;
+        }
+        next = true;
     }
-    if NEXT_WORDS.iter().any(|w| before.contains(w)) {
+    if next {
         return Role::Next;
     }
     if before.is_ascii() && !before.is_empty() {
-        let lower = before.to_ascii_lowercase();
-        let words: Vec<&str> = lower
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .collect();
-        let tail = words.iter().rev().take(3);
-        for w in tail {
-            if NEXT_WORDS_EN.contains(w) {
+        let words = before
+            .rsplit(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty());
+        for w in words.take(3) {
+            if NEXT_WORDS_EN.iter().any(|n| n.eq_ignore_ascii_case(w)) {
                 return Role::Next;
             }
-        }
-        if lower.contains("bound for") {
-            return Role::Next;
         }
     }
     Role::At

@@ -38,7 +38,7 @@ mod tests;
 use serde::Serialize;
 
 pub use line::{locate_line, locate_trace, parse_address};
-use table::{divisions, Level};
+use table::divisions;
 
 /// A division-level place: the most specific division named and its parents.
 ///
@@ -65,19 +65,7 @@ impl Place {
     /// The place of a 6-digit GB/T 2260 code in the table, with its parents.
     pub fn from_code(code: u32) -> Option<Self> {
         let t = divisions();
-        let d = t.get(code)?;
-        let province = t.get(d.province)?.name;
-        let city = match d.city {
-            0 => None,
-            c => Some(t.get(c)?.name),
-        };
-        let district = (d.level == Level::District).then_some(d.name);
-        Some(Self {
-            code,
-            province,
-            city,
-            district,
-        })
+        t.place(*t.index_of(code)?)
     }
 
     /// The place of a kuaidi100 `areaCode` (`440305000000`, also with a `CN` prefix).

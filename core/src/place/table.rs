@@ -76,6 +76,10 @@ pub(crate) struct Division {
     /// four municipalities (the province row included), 0 for any other province.
     pub city: u32,
     pub province: u32,
+    /// Indices in the list of the province and city rows, so a hit becomes a
+    /// [`super::Place`] without hashing ([`u16::MAX`] for none).
+    pub province_index: u16,
+    pub city_index: u16,
 }
 
 /// A pattern hit: which division, and whether the full name matched.
@@ -163,7 +167,13 @@ impl Divisions {
                 level,
                 city,
                 province: province * 10000,
+                province_index: u16::MAX,
+                city_index: u16::MAX,
             });
+        }
+        for d in &mut list {
+            d.province_index = by_code.get(&d.province).copied().unwrap_or(u16::MAX);
+            d.city_index = by_code.get(&d.city).copied().unwrap_or(u16::MAX);
         }
         let (zh, zh_entries) = zh_automaton(&list);
         let (en, en_entries) = en_automaton(&list, &pinyin, &by_code);
@@ -179,6 +189,26 @@ impl Divisions {
 
     pub fn get(&self, code: u32) -> Option<&Division> {
         self.by_code.get(&code).map(|&i| &self.list[i as usize])
+    }
+
+    pub fn index_of(&self, code: u32) -> Option<&u16> {
+        self.by_code.get(&code)
+    }
+
+    /// The place of the division at `index`.
+    pub fn place(&self, index: u16) -> Option<super::Place> {
+        let d = self.list.get(index as usize)?;
+        let province = self.list.get(d.province_index as usize)?.name;
+        let city = match d.city {
+            0 => None,
+            _ => Some(self.list.get(d.city_index as usize)?.name),
+        };
+        Some(super::Place {
+            code: d.code,
+            province,
+            city,
+            district: (d.level == Level::District).then_some(d.name),
+        })
     }
 }
 
