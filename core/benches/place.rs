@@ -37,6 +37,13 @@ fn place(c: &mut Criterion) {
             }
         })
     });
+    group.bench_function("state_only", |b| {
+        b.iter(|| {
+            for line in &lines {
+                black_box(normalizer.classify_text(black_box(line)));
+            }
+        })
+    });
     group.bench_function("state_and_place", |b| {
         b.iter(|| {
             for line in &lines {
