@@ -10,7 +10,6 @@
 //! - [`model`]: [`model::Waybill`], [`model::TrackEvent`], [`model::Trace`].
 //! - [`normalize`]: reading trace lines: a carrier's text to a [`state::State`] with the
 //!   rule (or model) that decided it ([`normalize::TextNormalizer`]).
-//! - `place`: where each trace line happened (division codes and names).
 //! - [`guess`]: which carrier issued a tracking number ([`guess::Guesser`]), from number
 //!   formats kept as data, a learned [`guess::Prior`], and the number's
 //!   [`guess::canonical`] form.
@@ -19,6 +18,8 @@
 //!   their constant-time checks.
 //! - [`receive`]: the subscriber's side of a push: [`receive::Kuaidi100Push`] checked and
 //!   parsed.
+//! - [`place`]: the place of every trace line and of an address ([`place::Place`],
+//!   GB/T 2260 codes, kuaidi100 `areaCode`/`areaName`).
 //! - [`clock`]: time as an input ([`clock::Clock`], [`clock::ManualClock`]).
 //! - [`time`]: the `jiff` types of the API ([`time::Timestamp`], [`time::Offset`],
 //!   [`time::SignedDuration`]), re-exported; the whole crate is [`jiff`].
@@ -41,6 +42,7 @@ pub mod dialect;
 pub mod guess;
 pub mod model;
 pub mod normalize;
+pub mod place;
 pub mod policy;
 pub mod receive;
 pub mod sign;

@@ -12,6 +12,7 @@ use jiff::tz::Offset;
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::place::Place;
 use crate::state::State;
 
 /// A parcel to follow: the carrier's code and the number on the label.
@@ -184,6 +185,23 @@ impl<'de> Deserialize<'de> for EventTime {
 }
 
 /// One line of a carrier's trace.
+///
+/// Build one with [`TrackEvent::new`] and the `with_*` setters; the fields stay public
+/// for reading.
+///
+/// ```
+/// use waybill_core::model::{EventTime, TrackEvent};
+/// use waybill_core::place::Place;
+/// use waybill_core::state::State;
+/// let time: EventTime = "2024-05-01 10:00:00".parse().unwrap();
+/// let e = TrackEvent::new(time, "快件到达【深圳宝安集散中心】", State::AtTransferCentre)
+///     .with_raw_code("30")
+///     .with_rule("sf:30")
+///     .with_place(&Place::from_code(440306).unwrap());
+/// assert_eq!(e.area_code.as_deref(), Some("440306000000"));
+/// assert_eq!(e.area_name.as_deref(), Some("广东,深圳市,宝安区"));
+/// assert_eq!(e.place().map(|p| p.city), Some(Some("深圳市")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackEvent {
     /// When it happened.
@@ -209,6 +227,58 @@ pub struct TrackEvent {
     pub rule: Option<String>,
 }
 
+impl TrackEvent {
+    /// A line with its time, the carrier's text and the state it reports; nothing else
+    /// known yet.
+    pub fn new(time: EventTime, context: impl Into<String>, state: State) -> Self {
+        Self {
+            time,
+            context: context.into(),
+            location: None,
+            area_code: None,
+            area_name: None,
+            state,
+            raw_code: None,
+            rule: None,
+        }
+    }
+
+    /// The same line with the carrier's location text.
+    pub fn with_location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
+        self
+    }
+
+    /// The same line with an area as kuaidi100 writes it (`440305000000`, `广东,深圳市,南山区`).
+    pub fn with_area(mut self, code: impl Into<String>, name: impl Into<String>) -> Self {
+        self.area_code = Some(code.into());
+        self.area_name = Some(name.into());
+        self
+    }
+
+    /// The same line located at `place` (its kuaidi100 `areaCode` and `areaName`).
+    pub fn with_place(self, place: &Place) -> Self {
+        self.with_area(place.area_code(), place.area_name())
+    }
+
+    /// The same line with the carrier's own status code.
+    pub fn with_raw_code(mut self, code: impl Into<String>) -> Self {
+        self.raw_code = Some(code.into());
+        self
+    }
+
+    /// The same line with the rule that decided its state.
+    pub fn with_rule(mut self, rule: impl Into<String>) -> Self {
+        self.rule = Some(rule.into());
+        self
+    }
+
+    /// The division this line's `areaCode` names, when it is a GB/T 2260 code.
+    pub fn place(&self) -> Option<Place> {
+        Place::from_area_code(self.area_code.as_deref()?)
+    }
+}
+
 /// A parcel's whole trace: events newest first and the state they add up to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trace {
@@ -232,11 +302,7 @@ impl Trace {
     /// ```
     /// use waybill_core::model::{EventTime, Trace, TrackEvent, CHINA_OFFSET};
     /// use waybill_core::state::State;
-    /// let ev = |t: &str, s| TrackEvent {
-    ///     time: EventTime::parse(t, CHINA_OFFSET).unwrap(),
-    ///     context: String::new(), location: None, area_code: None, area_name: None,
-    ///     state: s, raw_code: None, rule: None,
-    /// };
+    /// let ev = |t: &str, s| TrackEvent::new(EventTime::parse(t, CHINA_OFFSET).unwrap(), "", s);
     /// let trace = Trace::from_events("sandbox", "SB1", vec![
     ///     ev("2024-05-01 10:00", State::Collected),
     ///     ev("2024-05-03 09:00", State::Delivered),
@@ -263,6 +329,43 @@ impl Trace {
             state,
             ischeck: state.is_signed(),
             data: events,
+        }
+    }
+
+    /// Fills the area (kuaidi100 `areaCode`/`areaName`) of every line the carrier left
+    /// without one, from the line's text (else its location text), reading ambiguous
+    /// names with the rest of the trace and the waybill's `from`/`to`
+    /// ([`crate::place::locate_trace`]). Areas the carrier gave are kept.
+    ///
+    /// ```
+    /// use waybill_core::model::{EventTime, Trace, TrackEvent};
+    /// use waybill_core::state::State;
+    /// let t: EventTime = "2024-05-01 10:00:00".parse().unwrap();
+    /// let mut trace = Trace::from_events("sandbox", "SB1", vec![
+    ///     TrackEvent::new(t, "快件到达【杭州转运中心】", State::AtTransferCentre),
+    /// ]);
+    /// trace.locate(None, Some("浙江省杭州市西湖区"));
+    /// assert_eq!(trace.data[0].area_code.as_deref(), Some("330100000000"));
+    /// assert_eq!(trace.data[0].area_name.as_deref(), Some("浙江,杭州市"));
+    /// ```
+    pub fn locate(&mut self, from: Option<&str>, to: Option<&str>) {
+        if self.data.iter().all(|e| e.area_code.is_some()) {
+            return;
+        }
+        let found =
+            crate::place::locate_trace(self.data.iter().map(|e| e.context.as_str()), from, to);
+        for (e, line) in self.data.iter_mut().zip(found) {
+            if e.area_code.is_some() {
+                continue;
+            }
+            let at = line.at.map(|l| l.place).or_else(|| {
+                let location = e.location.as_deref()?;
+                crate::place::parse_address(location).map(|l| l.place)
+            });
+            if let Some(p) = at {
+                e.area_code = Some(p.area_code());
+                e.area_name = Some(p.area_name());
+            }
         }
     }
 }

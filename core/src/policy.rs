@@ -54,6 +54,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Trace, Waybill};
+use crate::place;
 use crate::state::State;
 
 /// Every duration and share the policy uses. `Default` gives the documented defaults.
@@ -308,7 +309,8 @@ pub struct TraceSummary<'a> {
     pub newest_event_at: Option<Timestamp>,
     /// When the stored trace last changed, by the host's clock, if known.
     pub last_change_at: Option<Timestamp>,
-    /// Where the newest event happened (location or area name), if the carrier said.
+    /// Where the newest event happened: its area name, else the carrier's location, else
+    /// the line's text (the policy reads the place out of it).
     pub newest_location: Option<&'a str>,
 }
 
@@ -329,7 +331,14 @@ impl<'a> TraceSummary<'a> {
             state: trace.state,
             newest_event_at: newest.map(|e| e.time.at),
             last_change_at: None,
-            newest_location: newest.and_then(|e| e.location.as_deref().or(e.area_name.as_deref())),
+            // The area (filled from the text when the carrier gave none) is the canonical
+            // place; the carrier's location text and then the line itself are fallbacks.
+            newest_location: newest.map(|e| {
+                e.area_name
+                    .as_deref()
+                    .or(e.location.as_deref())
+                    .unwrap_or(&e.context)
+            }),
         }
     }
 }
@@ -468,8 +477,9 @@ impl std::fmt::Display for Decision {
 }
 
 /// The policy: what to do next with one subscription. See the [module docs](self) for the
-/// rules. Pure, allocation-free and cheap (a hash of company and number, a few integer
-/// operations): the scheduler calls it after every check.
+/// rules. Pure and cheap (a hash of company and number, a few integer operations, and,
+/// when a destination is set, two reads of the division table, see `place` in
+/// BENCHMARKS.md): the scheduler calls it after every check.
 ///
 /// ```
 /// use jiff::{SignedDuration, Timestamp};
@@ -592,10 +602,27 @@ fn near_destination(facts: &SubscriptionFacts<'_>, trace: &TraceSummary<'_>) -> 
             | Redelivery
     );
     by_state
-        || match (facts.to.and_then(destination_city), trace.newest_location) {
-            (Some(city), Some(location)) => location.contains(city),
+        || match (facts.to, trace.newest_location) {
+            (Some(to), Some(location)) => in_city_of(to, location),
             _ => false,
         }
+}
+
+/// Is `location` (an area name, a hub's name, a pinyin place) in the city of the
+/// address `to`, written in any format (`广东省深圳市南山区`, `广东-深圳-南山`,
+/// `北京市朝阳区`)? Both are read against the division table; an ambiguous location
+/// counts when any of its readings is in that city. Only an address the table cannot
+/// read falls back to finding its city's name in the text.
+fn in_city_of(to: &str, location: &str) -> bool {
+    let Some(city) = place::parse_address(to).and_then(|l| l.place.city_code()) else {
+        return destination_city(to).is_some_and(|c| location.contains(c));
+    };
+    let Some(here) = place::parse_address(location) else {
+        return false;
+    };
+    std::iter::once(&here.place)
+        .chain(&here.alternatives)
+        .any(|p| p.city_code() == Some(city))
 }
 
 /// The city of a "province-city-district" destination without its 市 suffix, as carriers
@@ -899,6 +926,52 @@ mod tests {
             due(next(&f, &elsewhere, &ok, checked, &config), checked).1,
             CheckReason::Regular
         );
+    }
+
+    #[test]
+    fn near_destination_by_city_reads_every_address_format() {
+        let config = PolicyConfig::default();
+        let checked = t0() + hours(30);
+        let ok = LastOutcome::Ok { at: checked };
+        let reason = |to: &'static str, location: &'static str| {
+            let mut f = facts("SB0001");
+            f.to = Some(to);
+            let trace = TraceSummary {
+                newest_location: Some(location),
+                ..in_transit(t0())
+            };
+            due(next(&f, &trace, &ok, checked, &config), checked).1
+        };
+        for to in [
+            "广东省深圳市南山区",
+            "广东省-深圳市-南山区",
+            "广东 深圳 南山",
+            "深圳市",
+        ] {
+            for here in [
+                "广东,深圳市,宝安区",
+                "快件到达【深圳宝安集散中心】",
+                "SHENZHEN - CHINA",
+            ] {
+                assert_eq!(
+                    reason(to, here),
+                    CheckReason::NearDestination,
+                    "{to} / {here}"
+                );
+            }
+            assert_eq!(reason(to, "广州转运中心"), CheckReason::Regular, "{to}");
+            assert_eq!(reason(to, "广东,东莞市"), CheckReason::Regular, "{to}");
+        }
+        // A Beijing district named without its city is read against the destination.
+        assert_eq!(
+            reason("北京市朝阳区", "朝阳区望京营业部"),
+            CheckReason::NearDestination
+        );
+        assert_eq!(
+            reason("北京市朝阳区", "北京顺义集散中心"),
+            CheckReason::NearDestination
+        );
+        assert_eq!(reason("北京市朝阳区", "辽宁省朝阳市"), CheckReason::Regular);
     }
 
     #[test]

@@ -447,16 +447,11 @@ mod tests {
                 .expect("lock")
                 .entry(number.into())
                 .or_default()
-                .push(TrackEvent {
-                    time: EventTime::new(at, CHINA_OFFSET),
-                    context: text.into(),
-                    location: None,
-                    area_code: None,
-                    area_name: None,
+                .push(TrackEvent::new(
+                    EventTime::new(at, CHINA_OFFSET),
+                    text,
                     state,
-                    raw_code: None,
-                    rule: None,
-                });
+                ));
         }
     }
 

@@ -164,6 +164,12 @@ impl Carriers {
                     };
                     out = chunk.iter().map(|_| Err(err.clone())).collect();
                 }
+                // Every carrier's lines get their place here, where no carrier gave one.
+                for (w, o) in chunk.iter().zip(out.iter_mut()) {
+                    if let Ok(trace) = o {
+                        trace.locate(w.from.as_deref(), w.to.as_deref());
+                    }
+                }
                 (i, out)
             });
         }
@@ -352,6 +358,7 @@ impl Checker {
                 false,
             ));
         }
+        let mut seen_location: Option<String> = None;
         let last = match outcome {
             Ok(mut trace) if !trace.data.is_empty() => {
                 trace.com.clone_from(&sub.company);
@@ -359,6 +366,10 @@ impl Checker {
                 if self.is_news(sub, &trace) {
                     let hash = trace_hash(&trace);
                     new_trace = Some((trace, hash));
+                } else {
+                    // Unchanged, but the fresh trace still says where the parcel is: the
+                    // policy's near-destination rule needs it on this path too.
+                    seen_location = TraceSummary::of(&trace).newest_location.map(str::to_owned);
                 }
                 LastOutcome::Ok { at: now }
             }
@@ -384,7 +395,7 @@ impl Checker {
                 state: sub.state,
                 newest_event_at: sub.last_event_at,
                 last_change_at: sub.last_change_at,
-                newest_location: None,
+                newest_location: seen_location.as_deref(),
             },
         };
         let waybill = sub.waybill();

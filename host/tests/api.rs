@@ -100,15 +100,8 @@ fn t0() -> Timestamp {
 }
 
 fn trace(number: &str) -> Trace {
-    let ev = |t: &str, text: &str, state| TrackEvent {
-        time: EventTime::parse(t, CHINA_OFFSET).unwrap(),
-        context: text.into(),
-        location: None,
-        area_code: None,
-        area_name: None,
-        state,
-        raw_code: None,
-        rule: None,
+    let ev = |t: &str, text: &str, state| {
+        TrackEvent::new(EventTime::parse(t, CHINA_OFFSET).unwrap(), text, state)
     };
     Trace::from_events(
         "sandbox",

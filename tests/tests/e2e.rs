@@ -10,4 +10,5 @@ mod crash;
 mod import;
 mod lifecycle;
 mod log;
+mod place;
 mod support;

@@ -684,7 +684,9 @@ async fn find_trace(
             }
         };
     match outcome {
-        Ok(trace) => {
+        Ok(mut trace) => {
+            // The same place filling as the scheduler's checks (`Carriers::track`).
+            trace.locate(waybill.from.as_deref(), waybill.to.as_deref());
             api.metrics().query("carrier");
             if let Err(e) = api
                 .store()

@@ -11,11 +11,13 @@ use anyhow::Context;
 use clap::ValueEnum;
 use serde::Serialize;
 use waybill_core::normalize::TextNormalizer;
+use waybill_core::place::locate_line;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// `state<TAB>rule<TAB>text`, one line per input line.
+    /// `state<TAB>rule<TAB>place<TAB>text`, one line per input line (place is kuaidi100's
+    /// `areaName`, or `-`).
     Text,
     /// One JSON object per input line (JSON Lines).
     Json,
@@ -46,6 +48,14 @@ struct Record<'a> {
     /// Kdniao `StateEx`.
     kdniao: u16,
     rule: &'a str,
+    /// Where the line's scan happened ([`waybill_core::place`]), when it names a place.
+    province: Option<&'static str>,
+    city: Option<&'static str>,
+    district: Option<&'static str>,
+    /// kuaidi100 `areaCode` of that place (6-digit GB/T 2260 code padded to 12).
+    area_code: Option<String>,
+    /// The next place's city, when the line names one (发往【北京】).
+    next_city: Option<&'static str>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -101,8 +111,13 @@ fn write_one(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let c = n.classify_text(text);
+    let place = locate_line(text);
+    let at = place.at.map(|l| l.place);
     match format {
-        Format::Text => writeln!(out, "{}\t{}\t{}", c.state.name(), c.rule, text),
+        Format::Text => {
+            let area = at.map_or_else(|| "-".to_owned(), |p| p.area_name());
+            writeln!(out, "{}\t{}\t{area}\t{text}", c.state.name(), c.rule)
+        }
         Format::Json => {
             let record = Record {
                 text,
@@ -111,6 +126,11 @@ fn write_one(
                 kuaidi100_advanced: c.state.kuaidi100_advanced(),
                 kdniao: c.state.kdniao().1,
                 rule: &c.rule,
+                province: at.map(|p| p.province),
+                city: at.and_then(|p| p.city),
+                district: at.and_then(|p| p.district),
+                area_code: at.map(|p| p.area_code()),
+                next_city: place.next.and_then(|l| l.place.city),
             };
             serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
             out.write_all(b"\n")
@@ -141,7 +161,7 @@ mod tests {
         let out = output(&args(&["快件已被 门卫 代签收"], Format::Text));
         assert_eq!(
             out,
-            "delivered_by_proxy\tdelivered.proxy\t快件已被 门卫 代签收\n"
+            "delivered_by_proxy\tdelivered.proxy\t-\t快件已被 门卫 代签收\n"
         );
     }
 
@@ -158,6 +178,24 @@ mod tests {
         assert_eq!(v["kdniao"], 211);
         assert_eq!(v["text"], "快件已放入【南山丰巢柜】，请凭取件码取件");
         assert!(v["rule"].is_string());
+    }
+
+    #[test]
+    fn json_and_text_carry_the_place_and_the_next_city() {
+        let line = "快件离开【深圳宝安集散中心】，发往【北京】";
+        let out = output(&args(&[line], Format::Json));
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(
+            (&v["province"], &v["city"], &v["district"]),
+            (&"广东省".into(), &"深圳市".into(), &"宝安区".into())
+        );
+        assert_eq!(v["area_code"], "440306000000");
+        assert_eq!(v["next_city"], "北京市");
+        let out = output(&args(&[line], Format::Text));
+        assert!(out.contains("\t广东,深圳市,宝安区\t"), "{out}");
+        let out = output(&args(&["已签收"], Format::Json));
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert!(v["city"].is_null() && v["area_code"].is_null() && v["next_city"].is_null());
     }
 
     #[test]

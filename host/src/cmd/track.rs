@@ -134,15 +134,9 @@ mod tests {
 
     #[test]
     fn table_aligns_cjk_places_and_shows_the_state() {
-        let ev = |t: &str, place: &str, s| TrackEvent {
-            time: EventTime::parse(t, CHINA_OFFSET).unwrap(),
-            context: "text".into(),
-            location: Some(place.into()),
-            area_code: None,
-            area_name: None,
-            state: s,
-            raw_code: None,
-            rule: None,
+        let ev = |t: &str, place: &str, s| {
+            TrackEvent::new(EventTime::parse(t, CHINA_OFFSET).unwrap(), "text", s)
+                .with_location(place)
         };
         let trace = Trace::from_events(
             "hexi",

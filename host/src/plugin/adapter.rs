@@ -251,16 +251,10 @@ impl PluginCarrier {
                     (c.state, c.rule)
                 }
             };
-            out.push(TrackEvent {
-                time,
-                context: ev.text,
-                location: ev.location,
-                area_code: None,
-                area_name: None,
-                state,
-                raw_code: ev.raw_code,
-                rule: Some(rule),
-            });
+            let mut event = TrackEvent::new(time, ev.text, state).with_rule(rule);
+            event.location = ev.location;
+            event.raw_code = ev.raw_code;
+            out.push(event);
         }
         Ok(Trace::from_events(&waybill.company, &waybill.number, out))
     }

@@ -366,14 +366,13 @@ mod tests {
 
     fn trace() -> Trace {
         let ev = |t: &str, text: &str, state, area: Option<(&str, &str)>| TrackEvent {
-            time: EventTime::parse(t, CHINA_OFFSET).expect("time"),
-            context: text.into(),
-            location: None,
             area_code: area.map(|a| a.0.into()),
             area_name: area.map(|a| a.1.into()),
-            state,
-            raw_code: None,
-            rule: None,
+            ..TrackEvent::new(
+                EventTime::parse(t, CHINA_OFFSET).expect("time"),
+                text,
+                state,
+            )
         };
         Trace::from_events(
             "sandbox",
@@ -478,14 +477,14 @@ mod tests {
         let events = lines
             .iter()
             .map(|(t, text, state, area, location)| TrackEvent {
-                time: EventTime::parse(t, CHINA_OFFSET).expect("time"),
-                context: (*text).into(),
                 location: location.map(str::to_owned),
                 area_code: area.map(|a| a.0.into()),
                 area_name: area.map(|a| a.1.into()),
-                state: *state,
-                raw_code: None,
-                rule: None,
+                ..TrackEvent::new(
+                    EventTime::parse(t, CHINA_OFFSET).expect("time"),
+                    *text,
+                    *state,
+                )
             })
             .collect();
         Trace::from_events(com, nu, events)
@@ -700,14 +699,14 @@ mod tests {
     #[test]
     fn event_countries_come_from_area_codes_then_locations() {
         let ev = |code: Option<&str>, name: Option<&str>, location: Option<&str>| TrackEvent {
-            time: EventTime::parse("2024-06-01 10:00:00", CHINA_OFFSET).expect("time"),
-            context: String::new(),
             location: location.map(str::to_owned),
             area_code: code.map(str::to_owned),
             area_name: name.map(str::to_owned),
-            state: State::InTransit,
-            raw_code: None,
-            rule: None,
+            ..TrackEvent::new(
+                EventTime::parse("2024-06-01 10:00:00", CHINA_OFFSET).expect("time"),
+                "",
+                State::InTransit,
+            )
         };
         let country = |e: &TrackEvent| international::event_country(e);
         assert_eq!(
@@ -777,9 +776,12 @@ mod tests {
         assert_eq!(r.info.cur, place(Some("110105000000"), "北京市,朝阳区"));
         assert_eq!(r.info.to, place(Some("110105000000"), "北京市朝阳区"));
         assert!(!r.is_loop, "Beijing city and district are one city");
-        // An address no event lies in keeps its name without a code.
+        // An address no event lies in still has the code of the division it names; one
+        // that names none has no code.
         let r = route::Route::of(&t, Some("浙江省杭州市"), None);
-        assert_eq!(r.info.from, place(None, "浙江省杭州市"));
+        assert_eq!(r.info.from, place(Some("330100000000"), "浙江省杭州市"));
+        let r = route::Route::of(&t, Some("somewhere far"), None);
+        assert_eq!(r.info.from, place(None, "somewhere far"));
         assert_eq!(r.info.to, None, "not signed and no `to`");
     }
 

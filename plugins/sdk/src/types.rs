@@ -734,7 +734,10 @@ pub struct RawEvent {
     pub offset_minutes: Option<i32>,
     /// The carrier's text, unchanged.
     pub text: String,
-    /// Where, as the carrier names it.
+    /// Where, as the carrier names it. When the carrier gives a structured area, put it
+    /// here as text (`广东省深圳市南山区`, `SHENZHEN, GUANGDONG`): the host reads the
+    /// line's kuaidi100 `areaCode`/`areaName` from the text, and from this field when the
+    /// text names no place.
     pub location: Option<String>,
     /// The carrier's own status code for this line.
     pub raw_code: Option<String>,

@@ -5,10 +5,12 @@
 //! An event's place is its area (`areaCode`, `areaName`), else its carrier location as a
 //! name without a code.
 //! - `from`: the subscription's (or query's) `from` as the name, with the area code of
-//!   the oldest event whose area lies in it; without `from`, the oldest event's place.
+//!   the division it names ([`waybill_core::place::parse_address`]), else of the oldest
+//!   event whose area lies in it; without `from`, the oldest event's place.
 //! - `cur`: the newest event's place.
-//! - `to`: the `to` given as the name, with the area code of the newest event whose area
-//!   lies in it; without `to`, the place it was signed at once signed, else `null`.
+//! - `to`: the `to` given as the name, with the code of the division it names, else of
+//!   the newest event whose area lies in it; without `to`, the place it was signed at
+//!   once signed, else `null`.
 //!
 //! An area lies in an address when the area name's most specific part ("朝阳区" of
 //! "北京市,朝阳区") occurs in the address text.
@@ -58,14 +60,14 @@ impl Route {
         let cur = trace.data.iter().find_map(place);
         let from = match from.map(str::trim).filter(|t| !t.is_empty()) {
             Some(text) => Some(Place {
-                number: code_within(trace.data.iter().rev(), text),
+                number: address_code(text).or_else(|| code_within(trace.data.iter().rev(), text)),
                 name: text.to_owned(),
             }),
             None => trace.data.iter().rev().find_map(place),
         };
         let to = match to.map(str::trim).filter(|t| !t.is_empty()) {
             Some(text) => Some(Place {
-                number: code_within(trace.data.iter(), text),
+                number: address_code(text).or_else(|| code_within(trace.data.iter(), text)),
                 name: text.to_owned(),
             }),
             None if trace.ischeck => cur.clone(),
@@ -91,6 +93,11 @@ fn place(e: &TrackEvent) -> Option<Place> {
             name: name.unwrap_or_default().to_owned(),
         }),
     }
+}
+
+/// The area code of the division an address names (`广东省深圳市南山区` → `440305000000`).
+fn address_code(address: &str) -> Option<String> {
+    waybill_core::place::parse_address(address).map(|l| l.place.area_code())
 }
 
 /// The area code of the first of `events` with a code whose area lies in `address`.
