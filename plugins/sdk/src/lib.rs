@@ -70,5 +70,6 @@ pub use types::{
     HttpRequest, HttpResponse, Manifest, NumberRule, PluginError, Query, QueryWaybill, RawEvent,
     RuleRank, Step, WaybillOutcome,
 };
-/// The status model, re-exported so plugins need no direct `waybill-core` dependency.
-pub use waybill_core::state::State;
+/// The status model (a state and its phase), re-exported so plugins need no direct
+/// `waybill-core` dependency.
+pub use waybill_core::state::{Phase, State};
