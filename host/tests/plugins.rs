@@ -631,3 +631,76 @@ fn track_sandbox_prints_a_trace_from_a_running_simulator() {
     runtime.block_on(sim.shutdown()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `waybill track COMPANY NUMBER --format json` against a fake carrier; the trace.
+fn track_json(
+    dir: &Path,
+    company: &str,
+    number: &str,
+    env: &[(&str, String)],
+) -> serde_json::Value {
+    let (code, stdout, stderr) = waybill(dir, &["track", company, number, "--format", "json"], env);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn the_carriers_own_examples_read_right_end_to_end() {
+    let dir = all_plugins_dir("fidelity");
+
+    // SF's documentation example: taken in at a partner point (655/701, remark 已代收),
+    // with `success` as the string "true". Collected, not signed for.
+    let (base, _) = fake_carrier(|_| {
+        (
+            200,
+            include_bytes!("../../plugins/shunfeng/fixtures/doc_example.json").to_vec(),
+        )
+    });
+    let env = [
+        ("WAYBILL_SHUNFENG_PARTNER_ID", "PARTNER01".to_owned()),
+        ("WAYBILL_SHUNFENG_CHECKWORD", "cw-fidelity".to_owned()),
+        ("WAYBILL_SHUNFENG_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "shunfeng", "SF1400000000017", &env);
+    assert_eq!(trace["state"], "collected", "{trace}");
+    assert_eq!(trace["ischeck"], false);
+
+    // DHL's return shipment: delivered back at the sender is returned.
+    let (base, _) = fake_carrier(|_| {
+        (
+            200,
+            include_bytes!("../../plugins/dhl/fixtures/returned.json").to_vec(),
+        )
+    });
+    let env = [
+        ("WAYBILL_DHL_API_KEY", "dhl-key".to_owned()),
+        ("WAYBILL_DHL_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "dhl", "00340434161094000019", &env);
+    assert_eq!(trace["state"], "returned", "{trace}");
+
+    // FedEx scans printed without an offset: a Memphis delivery is Central time.
+    let (base, _) = fake_carrier(|req| {
+        if req.first_line.starts_with("POST /oauth/token") {
+            (
+                200,
+                include_bytes!("../../plugins/fedex/fixtures/token_ok.json").to_vec(),
+            )
+        } else {
+            (
+                200,
+                include_bytes!("../../plugins/fedex/fixtures/track_no_offset.json").to_vec(),
+            )
+        }
+    });
+    let env = [
+        ("WAYBILL_FEDEX_CLIENT_ID", "l7xx-id".to_owned()),
+        ("WAYBILL_FEDEX_CLIENT_SECRET", "fx-secret".to_owned()),
+        ("WAYBILL_FEDEX_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "fedex", "794600000017", &env);
+    assert_eq!(trace["state"], "delivered", "{trace}");
+    let newest = trace["data"][0].to_string();
+    assert!(newest.contains("2025-03-05T10:02:00-06:00"), "{newest}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
