@@ -236,20 +236,22 @@ fn track_queries_the_example_plugin_and_prints_the_normalized_trace() {
 }
 
 /// The plugins of this workspace: library file stem and carrier codes.
-const ALL_PLUGINS: [(&str, &[&str]); 6] = [
+const ALL_PLUGINS: [(&str, &[&str]); 8] = [
     ("dhl", &["dhl"]),
     ("fedex", &["fedex"]),
     ("hexi", &["hexi", "hexiexpress"]),
     ("kuaidi100", &["kuaidi100"]),
     ("sandbox", &["sandbox"]),
     ("shunfeng", &["shunfeng", "sf"]),
+    ("ups", &["ups"]),
+    ("usps", &["usps"]),
 ];
 
 fn lib_file(stem: &str) -> String {
     format!("libwaybill_carrier_{stem}.so")
 }
 
-/// A directory with the six plugins of the workspace.
+/// A directory with the eight plugins of the workspace.
 fn all_plugins_dir(name: &str) -> PathBuf {
     let libs = built_libraries();
     let dir = temp_dir(name);
@@ -269,7 +271,7 @@ fn codes_of(v: &serde_json::Value) -> Vec<Vec<String>> {
 }
 
 #[test]
-fn the_five_plugins_and_the_example_load_together_and_a_corrupt_one_is_refused_by_name() {
+fn the_plugins_and_the_example_load_together_and_a_corrupt_one_is_refused_by_name() {
     let libs = built_libraries();
     let dir = all_plugins_dir("all");
     // The first 4 KiB of a real plugin: an ELF header whose segments are missing. (Half
@@ -702,5 +704,86 @@ fn the_carriers_own_examples_read_right_end_to_end() {
     assert_eq!(trace["state"], "delivered", "{trace}");
     let newest = trace["data"][0].to_string();
     assert!(newest.contains("2025-03-05T10:02:00-06:00"), "{newest}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ups_and_usps_track_through_oauth_against_fake_servers() {
+    let dir = all_plugins_dir("ups-usps");
+
+    // UPS: Basic-auth token, then the track call with transId and transactionSrc.
+    let (base, seen) = fake_carrier(|req| {
+        if req.first_line.starts_with("POST /security/v1/oauth/token") {
+            (
+                200,
+                include_bytes!("../../plugins/ups/fixtures/token_ok.json").to_vec(),
+            )
+        } else if req.first_line.contains("/1Z999AA10123456784?") {
+            (
+                200,
+                include_bytes!("../../plugins/ups/fixtures/track_delivered.json").to_vec(),
+            )
+        } else {
+            // UPS's quirk: an unknown number is HTTP 200 with a TW0001 warning.
+            (
+                200,
+                include_bytes!("../../plugins/ups/fixtures/not_found.json").to_vec(),
+            )
+        }
+    });
+    let env = [
+        ("WAYBILL_UPS_CLIENT_ID", "ups-id".to_owned()),
+        ("WAYBILL_UPS_CLIENT_SECRET", "ups-secret-value".to_owned()),
+        ("WAYBILL_UPS_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "ups", "1Z999AA10123456784", &env);
+    assert_eq!(trace["state"], "delivered", "{trace}");
+    assert_eq!(trace["ischeck"], true);
+    let (code, stdout, stderr) = waybill(
+        &dir,
+        &["track", "ups", "1Z999AA10000000001", "--format", "json"],
+        &env,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "not_found", "{v}");
+    assert!(!stderr.contains("ups-secret-value"));
+    assert!(seen.lock().unwrap().iter().any(|r| r
+        .first_line
+        .starts_with("GET /api/track/v1/details/1Z999AA10123456784?locale=en_US")));
+
+    // USPS: token with the tracking scope, then the v3 detail query.
+    let (base, seen) = fake_carrier(|req| {
+        if req.first_line.starts_with("POST /oauth2/v3/token") {
+            (
+                200,
+                include_bytes!("../../plugins/usps/fixtures/token_ok.json").to_vec(),
+            )
+        } else {
+            (
+                200,
+                include_bytes!("../../plugins/usps/fixtures/track_delivered.json").to_vec(),
+            )
+        }
+    });
+    let env = [
+        ("WAYBILL_USPS_CLIENT_ID", "usps-id".to_owned()),
+        ("WAYBILL_USPS_CLIENT_SECRET", "usps-secret".to_owned()),
+        ("WAYBILL_USPS_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "usps", "9400100000000000000017", &env);
+    assert_eq!(trace["state"], "delivered", "{trace}");
+    // 11:20 in Austin with GMTOffset -06:00.
+    assert!(
+        trace["data"][0]
+            .to_string()
+            .contains("2025-03-06T11:20:00-06:00"),
+        "{trace}"
+    );
+    let seen = seen.lock().unwrap();
+    assert!(form_field(&seen[0].body, "scope").as_deref() == Some("tracking"));
+    assert!(seen[1]
+        .first_line
+        .starts_with("GET /tracking/v3/tracking/9400100000000000000017?expand=DETAIL"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
