@@ -236,13 +236,15 @@ fn track_queries_the_example_plugin_and_prints_the_normalized_trace() {
 }
 
 /// The plugins of this workspace: library file stem and carrier codes.
-const ALL_PLUGINS: [(&str, &[&str]); 8] = [
+const ALL_PLUGINS: [(&str, &[&str]); 10] = [
     ("dhl", &["dhl"]),
     ("fedex", &["fedex"]),
     ("hexi", &["hexi", "hexiexpress"]),
+    ("kdniao", &["kdniao"]),
     ("kuaidi100", &["kuaidi100"]),
     ("sandbox", &["sandbox"]),
     ("shunfeng", &["shunfeng", "sf"]),
+    ("track17", &["17track"]),
     ("ups", &["ups"]),
     ("usps", &["usps"]),
 ];
@@ -251,7 +253,7 @@ fn lib_file(stem: &str) -> String {
     format!("libwaybill_carrier_{stem}.so")
 }
 
-/// A directory with the eight plugins of the workspace.
+/// A directory with the ten plugins of the workspace.
 fn all_plugins_dir(name: &str) -> PathBuf {
     let libs = built_libraries();
     let dir = temp_dir(name);
@@ -299,8 +301,10 @@ fn the_plugins_and_the_example_load_together_and_a_corrupt_one_is_refused_by_nam
         );
         assert_eq!(p["sdk_version"], waybill_sdk::SDK_VERSION);
     }
-    let kuaidi100 = &v["plugins"][3];
-    assert_eq!(kuaidi100["aggregator"], true, "{kuaidi100}");
+    for i in [3, 4, 7] {
+        let aggregator = &v["plugins"][i];
+        assert_eq!(aggregator["aggregator"], true, "{aggregator}");
+    }
 
     let refused = v["refused"].as_array().unwrap();
     let files: Vec<&str> = refused
@@ -785,5 +789,72 @@ fn ups_and_usps_track_through_oauth_against_fake_servers() {
     assert!(seen[1]
         .first_line
         .starts_with("GET /tracking/v3/tracking/9400100000000000000017?expand=DETAIL"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn kdniao_and_17track_track_a_company_without_a_plugin_as_upstreams() {
+    let dir = all_plugins_dir("upstreams");
+
+    let (base, seen) = fake_carrier(|_| {
+        (
+            200,
+            include_bytes!("../../plugins/kdniao/fixtures/in_transit.json").to_vec(),
+        )
+    });
+    let env = [
+        ("WAYBILL_KDNIAO_EBUSINESS_ID", "1700000".to_owned()),
+        ("WAYBILL_KDNIAO_APP_KEY", "kdn-secret-key".to_owned()),
+        ("WAYBILL_KDNIAO_BASE_URL", base),
+        ("WAYBILL_UPSTREAM", "kdniao".to_owned()),
+    ];
+    let trace = track_json(&dir, "yuantong", "YT7300000000202", &env);
+    assert_eq!(trace["com"], "yuantong", "{trace}");
+    assert_eq!(trace["state"], "out_for_delivery", "{trace}");
+    let seen = seen.lock().unwrap();
+    assert!(seen[0]
+        .first_line
+        .starts_with("POST /Ebusiness/EbusinessOrderHandle.aspx"));
+    let data: serde_json::Value =
+        serde_json::from_str(&form_field(&seen[0].body, "RequestData").unwrap()).unwrap();
+    assert_eq!(data["ShipperCode"], "YTO");
+    assert_eq!(
+        form_field(&seen[0].body, "RequestType").as_deref(),
+        Some("8001")
+    );
+    drop(seen);
+
+    // 17TRACK: the number is not registered yet, so register, then read again.
+    let calls = Arc::new(Mutex::new(0usize));
+    let counter = calls.clone();
+    let (base, seen) = fake_carrier(move |req| {
+        *counter.lock().unwrap() += 1;
+        let body: &[u8] = if req.first_line.contains("/register") {
+            include_bytes!("../../plugins/track17/fixtures/register_ok.json")
+        } else if *counter.lock().unwrap() == 1 {
+            include_bytes!("../../plugins/track17/fixtures/trackinfo_ok.json")
+        } else {
+            include_bytes!("../../plugins/track17/fixtures/trackinfo_final.json")
+        };
+        (200, body.to_vec())
+    });
+    let env = [
+        ("WAYBILL_17TRACK_API_KEY", "17t-secret".to_owned()),
+        ("WAYBILL_17TRACK_BASE_URL", base),
+        ("WAYBILL_UPSTREAM", "17track".to_owned()),
+    ];
+    let trace = track_json(&dir, "yuantong", "YT7300000000202", &env);
+    assert_eq!(trace["state"], "collected", "{trace}");
+    let lines: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.first_line.clone())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[1].starts_with("POST /track/v2.2/register"),
+        "{lines:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
