@@ -261,20 +261,24 @@ fn track_queries_the_example_plugin_and_prints_the_normalized_trace() {
 }
 
 /// The plugins of this workspace: library file stem and carrier codes.
-const ALL_PLUGINS: [(&str, &[&str]); 6] = [
+const ALL_PLUGINS: [(&str, &[&str]); 10] = [
     ("dhl", &["dhl"]),
     ("fedex", &["fedex"]),
     ("hexi", &["hexi", "hexiexpress"]),
+    ("kdniao", &["kdniao"]),
     ("kuaidi100", &["kuaidi100"]),
     ("sandbox", &["sandbox"]),
     ("shunfeng", &["shunfeng", "sf"]),
+    ("track17", &["17track"]),
+    ("ups", &["ups"]),
+    ("usps", &["usps"]),
 ];
 
 fn lib_file(stem: &str) -> String {
     format!("libwaybill_carrier_{stem}.so")
 }
 
-/// A directory with the six plugins of the workspace.
+/// A directory with the ten plugins of the workspace.
 fn all_plugins_dir(name: &str) -> PathBuf {
     let libs = built_libraries();
     let dir = temp_dir(name);
@@ -294,7 +298,7 @@ fn codes_of(v: &serde_json::Value) -> Vec<Vec<String>> {
 }
 
 #[test]
-fn the_five_plugins_and_the_example_load_together_and_a_corrupt_one_is_refused_by_name() {
+fn the_plugins_and_the_example_load_together_and_a_corrupt_one_is_refused_by_name() {
     let libs = built_libraries();
     let dir = all_plugins_dir("all");
     // The first 4 KiB of a real plugin: an ELF header whose segments are missing. (Half
@@ -322,8 +326,10 @@ fn the_five_plugins_and_the_example_load_together_and_a_corrupt_one_is_refused_b
         );
         assert_eq!(p["sdk_version"], waybill_sdk::SDK_VERSION);
     }
-    let kuaidi100 = &v["plugins"][3];
-    assert_eq!(kuaidi100["aggregator"], true, "{kuaidi100}");
+    for i in [3, 4, 7] {
+        let aggregator = &v["plugins"][i];
+        assert_eq!(aggregator["aggregator"], true, "{aggregator}");
+    }
 
     let refused = v["refused"].as_array().unwrap();
     let files: Vec<&str> = refused
@@ -654,5 +660,226 @@ fn track_sandbox_prints_a_trace_from_a_running_simulator() {
     assert!(lines.len() >= 3, "no events: {stdout}");
     assert!(lines[2].starts_with("2024-05-"), "{stdout}");
     runtime.block_on(sim.shutdown()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `waybill track COMPANY NUMBER --format json` against a fake carrier; the trace.
+fn track_json(
+    dir: &Path,
+    company: &str,
+    number: &str,
+    env: &[(&str, String)],
+) -> serde_json::Value {
+    let (code, stdout, stderr) = waybill(dir, &["track", company, number, "--format", "json"], env);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn the_carriers_own_examples_read_right_end_to_end() {
+    let dir = all_plugins_dir("fidelity");
+
+    // SF's documentation example: taken in at a partner point (655/701, remark 已代收),
+    // with `success` as the string "true". Collected, not signed for.
+    let (base, _) = fake_carrier(|_| {
+        (
+            200,
+            include_bytes!("../../plugins/shunfeng/fixtures/doc_example.json").to_vec(),
+        )
+    });
+    let env = [
+        ("WAYBILL_SHUNFENG_PARTNER_ID", "PARTNER01".to_owned()),
+        ("WAYBILL_SHUNFENG_CHECKWORD", "cw-fidelity".to_owned()),
+        ("WAYBILL_SHUNFENG_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "shunfeng", "SF1400000000017", &env);
+    assert_eq!(trace["state"], "collected", "{trace}");
+    assert_eq!(trace["ischeck"], false);
+
+    // DHL's return shipment: delivered back at the sender is returned.
+    let (base, _) = fake_carrier(|_| {
+        (
+            200,
+            include_bytes!("../../plugins/dhl/fixtures/returned.json").to_vec(),
+        )
+    });
+    let env = [
+        ("WAYBILL_DHL_API_KEY", "dhl-key".to_owned()),
+        ("WAYBILL_DHL_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "dhl", "00340434161094000019", &env);
+    assert_eq!(trace["state"], "returned", "{trace}");
+
+    // FedEx scans printed without an offset: a Memphis delivery is Central time.
+    let (base, _) = fake_carrier(|req| {
+        if req.first_line.starts_with("POST /oauth/token") {
+            (
+                200,
+                include_bytes!("../../plugins/fedex/fixtures/token_ok.json").to_vec(),
+            )
+        } else {
+            (
+                200,
+                include_bytes!("../../plugins/fedex/fixtures/track_no_offset.json").to_vec(),
+            )
+        }
+    });
+    let env = [
+        ("WAYBILL_FEDEX_CLIENT_ID", "l7xx-id".to_owned()),
+        ("WAYBILL_FEDEX_CLIENT_SECRET", "fx-secret".to_owned()),
+        ("WAYBILL_FEDEX_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "fedex", "794600000017", &env);
+    assert_eq!(trace["state"], "delivered", "{trace}");
+    let newest = trace["data"][0].to_string();
+    assert!(newest.contains("2025-03-05T10:02:00-06:00"), "{newest}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ups_and_usps_track_through_oauth_against_fake_servers() {
+    let dir = all_plugins_dir("ups-usps");
+
+    // UPS: Basic-auth token, then the track call with transId and transactionSrc.
+    let (base, seen) = fake_carrier(|req| {
+        if req.first_line.starts_with("POST /security/v1/oauth/token") {
+            (
+                200,
+                include_bytes!("../../plugins/ups/fixtures/token_ok.json").to_vec(),
+            )
+        } else if req.first_line.contains("/1Z999AA10123456784?") {
+            (
+                200,
+                include_bytes!("../../plugins/ups/fixtures/track_delivered.json").to_vec(),
+            )
+        } else {
+            // UPS's quirk: an unknown number is HTTP 200 with a TW0001 warning.
+            (
+                200,
+                include_bytes!("../../plugins/ups/fixtures/not_found.json").to_vec(),
+            )
+        }
+    });
+    let env = [
+        ("WAYBILL_UPS_CLIENT_ID", "ups-id".to_owned()),
+        ("WAYBILL_UPS_CLIENT_SECRET", "ups-secret-value".to_owned()),
+        ("WAYBILL_UPS_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "ups", "1Z999AA10123456784", &env);
+    assert_eq!(trace["state"], "delivered", "{trace}");
+    assert_eq!(trace["ischeck"], true);
+    let (code, stdout, stderr) = waybill(
+        &dir,
+        &["track", "ups", "1Z999AA10000000001", "--format", "json"],
+        &env,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "not_found", "{v}");
+    assert!(!stderr.contains("ups-secret-value"));
+    assert!(seen.lock().unwrap().iter().any(|r| r
+        .first_line
+        .starts_with("GET /api/track/v1/details/1Z999AA10123456784?locale=en_US")));
+
+    // USPS: token with the tracking scope, then the v3 detail query.
+    let (base, seen) = fake_carrier(|req| {
+        if req.first_line.starts_with("POST /oauth2/v3/token") {
+            (
+                200,
+                include_bytes!("../../plugins/usps/fixtures/token_ok.json").to_vec(),
+            )
+        } else {
+            (
+                200,
+                include_bytes!("../../plugins/usps/fixtures/track_delivered.json").to_vec(),
+            )
+        }
+    });
+    let env = [
+        ("WAYBILL_USPS_CLIENT_ID", "usps-id".to_owned()),
+        ("WAYBILL_USPS_CLIENT_SECRET", "usps-secret".to_owned()),
+        ("WAYBILL_USPS_BASE_URL", base),
+    ];
+    let trace = track_json(&dir, "usps", "9400100000000000000017", &env);
+    assert_eq!(trace["state"], "delivered", "{trace}");
+    // 11:20 in Austin with GMTOffset -06:00.
+    assert!(
+        trace["data"][0]
+            .to_string()
+            .contains("2025-03-06T11:20:00-06:00"),
+        "{trace}"
+    );
+    let seen = seen.lock().unwrap();
+    assert!(form_field(&seen[0].body, "scope").as_deref() == Some("tracking"));
+    assert!(seen[1]
+        .first_line
+        .starts_with("GET /tracking/v3/tracking/9400100000000000000017?expand=DETAIL"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn kdniao_and_17track_track_a_company_without_a_plugin_as_upstreams() {
+    let dir = all_plugins_dir("upstreams");
+
+    let (base, seen) = fake_carrier(|_| {
+        (
+            200,
+            include_bytes!("../../plugins/kdniao/fixtures/in_transit.json").to_vec(),
+        )
+    });
+    let env = [
+        ("WAYBILL_KDNIAO_EBUSINESS_ID", "1700000".to_owned()),
+        ("WAYBILL_KDNIAO_APP_KEY", "kdn-secret-key".to_owned()),
+        ("WAYBILL_KDNIAO_BASE_URL", base),
+        ("WAYBILL_UPSTREAM", "kdniao".to_owned()),
+    ];
+    let trace = track_json(&dir, "yuantong", "YT7300000000202", &env);
+    assert_eq!(trace["com"], "yuantong", "{trace}");
+    assert_eq!(trace["state"], "out_for_delivery", "{trace}");
+    let seen = seen.lock().unwrap();
+    assert!(seen[0]
+        .first_line
+        .starts_with("POST /Ebusiness/EbusinessOrderHandle.aspx"));
+    let data: serde_json::Value =
+        serde_json::from_str(&form_field(&seen[0].body, "RequestData").unwrap()).unwrap();
+    assert_eq!(data["ShipperCode"], "YTO");
+    assert_eq!(
+        form_field(&seen[0].body, "RequestType").as_deref(),
+        Some("8001")
+    );
+    drop(seen);
+
+    // 17TRACK: the number is not registered yet, so register, then read again.
+    let calls = Arc::new(Mutex::new(0usize));
+    let counter = calls.clone();
+    let (base, seen) = fake_carrier(move |req| {
+        *counter.lock().unwrap() += 1;
+        let body: &[u8] = if req.first_line.contains("/register") {
+            include_bytes!("../../plugins/track17/fixtures/register_ok.json")
+        } else if *counter.lock().unwrap() == 1 {
+            include_bytes!("../../plugins/track17/fixtures/trackinfo_ok.json")
+        } else {
+            include_bytes!("../../plugins/track17/fixtures/trackinfo_final.json")
+        };
+        (200, body.to_vec())
+    });
+    let env = [
+        ("WAYBILL_17TRACK_API_KEY", "17t-secret".to_owned()),
+        ("WAYBILL_17TRACK_BASE_URL", base),
+        ("WAYBILL_UPSTREAM", "17track".to_owned()),
+    ];
+    let trace = track_json(&dir, "yuantong", "YT7300000000202", &env);
+    assert_eq!(trace["state"], "collected", "{trace}");
+    let lines: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.first_line.clone())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[1].starts_with("POST /track/v2.2/register"),
+        "{lines:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,16 +6,21 @@
 //! and `events[]` of one shape: `timestamp, location.address.addressLocality,
 //! statusCode, status, description`.
 //!
-//! **States.** `statusCode` is coarse (`pre-transit`, `transit`, `delivered`, `failure`,
-//! `unknown`, no out-for-delivery), so [`state_of`] refines it from the English
-//! `status`/`description`; `unknown` and anything unrecognised give `None` (core's text
-//! normalizer decides).
+//! **States.** DHL's codes decide first. `status` carries, for several divisions, an
+//! UPPER_SNAKE code (`OUT_FOR_DELIVERY`, `NOT_HOME`, `DELIVERED_AT_PARCELSHOP`, ...): the
+//! finest DHL gives, mapped by [`status_codes`]. Otherwise `statusCode` ([`status_code_table`]:
+//! `pre-transit`, `transit`, `delivered`, `failure`; `unknown` has no state) fixes the
+//! phase, and the English `status`/`description` only refine it within that phase
+//! ([`state_of`]). `returnFlag` (a boolean, or its string) marks a return shipment: its
+//! delivery is back at the sender (returned), its journey a return (returning).
 //!
 //! **Times.** DHL often prints `timestamp` without an offset (`2025-03-04T09:12:00`): the
-//! local time of the event's location, whose zone the API does not give. We take such a
-//! civil time as **UTC** (`offset_minutes = Some(0)`), not as the SDK's default +08:00:
-//! most DHL events are in Europe (UTC+0…+2), so the error is at most a few hours and never
-//! the eight of the Chinese default; a timestamp with an offset keeps its own.
+//! local time of the event's place. Its offset is that of the event's
+//! `location.address.countryCode` at that time ([`waybill_sdk::zone`], summer time
+//! included); without one, that of the shipment's service home country (`parcel-de`,
+//! `post-de` → DE, `parcel-nl` → NL, `parcel-pl` → PL, `parcel-uk` → GB) or of its
+//! origin when origin and destination share a country; only when none is known, UTC
+//! ([`NO_OFFSET_MINUTES`]). A timestamp with an offset keeps its own.
 //!
 //! **Errors** are ProblemDetail JSON `{title, status, detail, instance}`: 404 → not found
 //! (for the number), 400 → invalid input (for the number), 401/403 → unauthorized,
@@ -24,14 +29,16 @@
 
 use serde::Deserialize;
 use waybill_sdk::{
-    percent_encode, redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest,
-    HttpResponse, Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
+    percent_encode, redact, zone, Capabilities, CarrierPlugin, CodeTable, Config, ConfigKey,
+    HttpRequest, HttpResponse, Manifest, NumberRule, PluginError, Query, RawEvent, State, Step,
+    WaybillOutcome,
 };
 
 /// DHL's production API host.
 pub const DEFAULT_BASE_URL: &str = "https://api-eu.dhl.com";
 
-/// The offset taken for a timestamp printed without one: UTC (see the crate docs).
+/// The offset taken for a timestamp printed without one when no place settles it: UTC
+/// (see the crate docs).
 pub const NO_OFFSET_MINUTES: i32 = 0;
 
 const TRACK_STEP: &str = "track";
@@ -51,12 +58,43 @@ struct Reply {
 
 #[derive(Debug, Deserialize)]
 struct Shipment {
-    #[serde(default)]
+    /// A string in most answers, an integer in the specification's own example.
+    #[serde(default, deserialize_with = "string_or_number")]
     id: String,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    origin: Option<Location>,
+    #[serde(default)]
+    destination: Option<Location>,
+    #[serde(rename = "returnFlag", default, deserialize_with = "lenient_bool")]
+    return_flag: bool,
     #[serde(default)]
     status: Option<Event>,
     #[serde(default)]
     events: Vec<Event>,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    })
+}
+
+/// A boolean, or the strings `"true"`/`"false"`; anything else is an error, since the flag
+/// turns a delivery into a return.
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Bool(b) => Ok(b),
+        serde_json::Value::Null => Ok(false),
+        serde_json::Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+        serde_json::Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "`returnFlag` must be true or false, got {other}"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,7 +190,143 @@ const DELIVERED_PHRASES: &[(&str, State)] = &[
     ("collected by the recipient", State::DeliveredFromLocker),
 ];
 
-/// The state of a DHL event from its `statusCode` and its English text.
+/// Where DHL documents its codes.
+const CODE_SOURCE: &str =
+    "DHL Shipment Tracking - Unified API 1.5.6 (statusCode); DHL Parcel status codes (status)";
+
+/// DHL's `statusCode` table: the phase; the text refines it within the phase.
+pub fn status_code_table() -> CodeTable {
+    CodeTable::new("statusCode", CODE_SOURCE)
+        .code(
+            "pre-transit",
+            "awaiting the shipment",
+            Some(State::OrderReceived),
+        )
+        .code("transit", "accepted, on its way", Some(State::InTransit))
+        .code("delivered", "delivered", Some(State::Delivered))
+        .code(
+            "failure",
+            "undeliverable, customs, expired or returned",
+            Some(State::Problem),
+        )
+        .code("unknown", "status unknown", None)
+}
+
+/// The UPPER_SNAKE codes DHL divisions send in `status`.
+pub fn status_codes() -> CodeTable {
+    use State::*;
+    [
+        (
+            "PRENOTIFICATION_RECEIVED",
+            "the sender announced the shipment",
+            OrderReceived,
+        ),
+        ("DATA_RECEIVED", "shipment data received", OrderReceived),
+        (
+            "DATA_RECEIVED_WITH_PREFIX_LABEL",
+            "label created",
+            OrderReceived,
+        ),
+        ("SHIPMENT_ACCEPTANCE", "accepted by DHL", Collected),
+        (
+            "SHIPMENT_ACCEPTANCE_PARCELSHOP",
+            "handed in at a DHL point",
+            Collected,
+        ),
+        ("PARCEL_SORTED_AT_HUB", "sorted at a hub", AtTransferCentre),
+        ("SHIPMENT_SORTED", "sorted", AtTransferCentre),
+        ("DEPOT_SCAN", "scanned at a depot", AtTransferCentre),
+        ("SCAN_OK_GATEWAY", "scanned at a gateway", AtTransferCentre),
+        ("DEPART_FACILITY", "left a facility", InTransit),
+        ("GATEWAY_DEPARTED", "left the gateway", InTransit),
+        ("IN_TRANSIT", "in transit", InTransit),
+        ("UNDERWAY", "under way", InTransit),
+        ("CUSTOMS", "in customs", CustomsInProgress),
+        (
+            "PARCEL_ARRIVED_AT_LOCAL_DEPOT",
+            "at the local depot",
+            AtDeliveryOutlet,
+        ),
+        (
+            "ARRIVED_AT_DELIVERY_FACILITY",
+            "at the delivery facility",
+            AtDeliveryOutlet,
+        ),
+        (
+            "DELIVERY_PLANNED_IN_ROUTE",
+            "planned in a delivery route",
+            OutForDelivery,
+        ),
+        ("OUT_FOR_DELIVERY", "out for delivery", OutForDelivery),
+        ("IN_DELIVERY", "in delivery", OutForDelivery),
+        ("NOT_HOME", "recipient not at home", AttemptFailed),
+        (
+            "NEW_DELIVERY_ATTEMPT",
+            "another delivery attempt planned",
+            Redelivery,
+        ),
+        ("TRANSPORT_DELAY", "delayed in transport", Delayed),
+        ("EXCEPTION", "exception", Problem),
+        ("DELIVERED", "delivered", Delivered),
+        (
+            "DELIVERED_AT_NEIGHBOURS",
+            "delivered to a neighbour",
+            DeliveredByProxy,
+        ),
+        (
+            "DELIVERED_AT_PARCELSHOP",
+            "at a DHL point, awaiting collection",
+            InLocker,
+        ),
+        (
+            "AWAITING_RECEIVER_COLLECTION",
+            "awaiting collection by the recipient",
+            InLocker,
+        ),
+        (
+            "COLLECTED_AT_PARCELSHOP",
+            "collected by the recipient at a DHL point",
+            DeliveredFromLocker,
+        ),
+        (
+            "COLLECTED_AT_PARCELSTATION",
+            "collected by the recipient at a parcel station",
+            DeliveredFromLocker,
+        ),
+        ("REFUSED", "refused by the recipient", Refused),
+        (
+            "PARCEL_READY_FOR_RETURN_TO_HUB",
+            "ready to go back",
+            Returning,
+        ),
+        (
+            "PARCEL_SCANNED_AT_RETURN_HUB",
+            "at the return hub",
+            Returning,
+        ),
+        ("RETURNED_TO_SHIPPER", "returned to the shipper", Returned),
+        (
+            "DELIVERED_AT_SHIPPER",
+            "delivered back to the shipper",
+            Returned,
+        ),
+        (
+            "SHIPMENT_STOPPED",
+            "stopped at the sender's request",
+            Intercepted,
+        ),
+        ("DESTROYED", "destroyed", Lost),
+    ]
+    .into_iter()
+    .fold(
+        CodeTable::new("status", CODE_SOURCE),
+        |t, (code, meaning, state)| t.code(code, meaning, Some(state)),
+    )
+}
+
+/// The state of a DHL event from its `statusCode` and its English text: the code fixes
+/// the phase, the text refines within it. (An UPPER_SNAKE `status` is read first, by the
+/// caller, from [`status_codes`].)
 ///
 /// ```
 /// use waybill_carrier_dhl::state_of;
@@ -181,33 +355,108 @@ pub fn state_of(status_code: &str, text: &str) -> Option<State> {
     })
 }
 
-fn event(e: &Event) -> RawEvent {
-    let text_parts: Vec<&str> = [&e.description, &e.status, &e.status_detailed]
-        .into_iter()
-        .filter_map(|s| s.as_deref())
-        .filter(|s| !s.trim().is_empty())
-        .collect();
-    let text = text_parts.first().copied().unwrap_or_default().to_owned();
-    let location = e
-        .location
-        .as_ref()
-        .and_then(|l| l.address.as_ref())
-        .and_then(|a| match (a.locality.as_deref(), a.country.as_deref()) {
+/// A status is an UPPER_SNAKE code, not a sentence: DHL sends both in the same field.
+fn is_snake_code(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The country of a service's home network, for times printed without an offset.
+fn service_country(service: &str) -> Option<&'static str> {
+    Some(match service {
+        "parcel-de" | "post-de" => "DE",
+        "parcel-nl" => "NL",
+        "parcel-pl" => "PL",
+        "parcel-uk" => "GB",
+        _ => return None,
+    })
+}
+
+fn country_of(l: Option<&Location>) -> Option<&str> {
+    l?.address
+        .as_ref()?
+        .country
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| c.len() == 2)
+}
+
+/// What the events of one shipment share: its tables and where an offset-less time is.
+struct Context<'a> {
+    status_codes: CodeTable,
+    fallback_country: Option<&'a str>,
+    return_flag: bool,
+}
+
+impl<'a> Context<'a> {
+    fn new(s: &'a Shipment, configured_service: Option<&'a str>) -> Self {
+        let origin = country_of(s.origin.as_ref());
+        let same_country = origin.filter(|o| country_of(s.destination.as_ref()) == Some(*o));
+        Context {
+            status_codes: status_codes(),
+            fallback_country: s
+                .service
+                .as_deref()
+                .or(configured_service)
+                .and_then(service_country)
+                .or(same_country),
+            return_flag: s.return_flag,
+        }
+    }
+
+    fn event(&self, e: &Event) -> RawEvent {
+        let text_parts: Vec<&str> = [&e.description, &e.status, &e.status_detailed]
+            .into_iter()
+            .filter_map(|s| s.as_deref())
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        let text = text_parts.first().copied().unwrap_or_default().to_owned();
+        let address = e.location.as_ref().and_then(|l| l.address.as_ref());
+        let location = address.and_then(|a| match (a.locality.as_deref(), a.country.as_deref()) {
             (Some(l), Some(c)) if !l.is_empty() && !c.is_empty() => Some(format!("{l}, {c}")),
             (Some(l), _) if !l.is_empty() => Some(l.to_owned()),
             (_, Some(c)) if !c.is_empty() => Some(c.to_owned()),
             _ => None,
         });
-    let code = e.status_code.clone().filter(|c| !c.trim().is_empty());
-    RawEvent {
-        time: e.timestamp.clone(),
-        offset_minutes: Some(NO_OFFSET_MINUTES),
-        text,
-        location,
-        state: code
+        let code = e.status_code.as_deref().map(str::trim).unwrap_or_default();
+        let status = e
+            .status
             .as_deref()
-            .and_then(|c| state_of(c, &text_parts.join(" | "))),
-        raw_code: code,
+            .map(str::trim)
+            .filter(|s| is_snake_code(s))
+            .unwrap_or_default();
+        let state = self
+            .status_codes
+            .state_of(status)
+            .or_else(|| state_of(code, &text_parts.join(" | ")))
+            .map(|s| self.as_return(s));
+        let country = country_of(e.location.as_ref()).or(self.fallback_country);
+        let offset = country
+            .and_then(|c| zone::offset_minutes_at(&e.timestamp, c, None))
+            .unwrap_or(NO_OFFSET_MINUTES);
+        let mut ev = RawEvent::new(e.timestamp.clone(), text)
+            .with_offset_minutes(offset)
+            .with_codes([("statusCode", code), ("status", status)]);
+        ev.location = location;
+        ev.state = state;
+        ev
+    }
+
+    /// A return shipment's delivery is back at the sender, its journey a return.
+    fn as_return(&self, s: State) -> State {
+        use waybill_sdk::Phase;
+        if !self.return_flag {
+            return s;
+        }
+        match s.phase() {
+            Phase::Delivered => State::Returned,
+            Phase::Collected
+            | Phase::InTransit
+            | Phase::OutForDelivery
+            | Phase::AvailableForPickup => State::Returning,
+            _ => s,
+        }
     }
 }
 
@@ -253,12 +502,15 @@ impl Dhl {
             .find(|s| s.id.eq_ignore_ascii_case(number))
             .or(reply.shipments.first());
         let events: Vec<RawEvent> = match shipment {
-            Some(s) if !s.events.is_empty() => s.events.iter().map(event).collect(),
-            Some(Shipment {
-                status: Some(status),
-                ..
-            }) => vec![event(status)],
-            _ => vec![],
+            Some(s) => {
+                let cx = Context::new(s, self.service.as_deref());
+                match (&s.status, s.events.is_empty()) {
+                    (_, false) => s.events.iter().map(|e| cx.event(e)).collect(),
+                    (Some(status), true) => vec![cx.event(status)],
+                    (None, true) => vec![],
+                }
+            }
+            None => vec![],
         };
         if events.is_empty() {
             return Step::Done(vec![WaybillOutcome::error(
@@ -301,6 +553,7 @@ impl CarrierPlugin for Dhl {
                 ),
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            code_tables: vec![status_code_table(), status_codes()],
             ..Default::default()
         }
     }
@@ -446,17 +699,23 @@ mod tests {
             ]
         );
         assert_eq!(events[0].location.as_deref(), Some("Leipzig, DE"));
-        assert_eq!(events[0].raw_code.as_deref(), Some("transit"));
+        assert_eq!(events[0].raw_code.as_deref(), Some("statusCode=transit"));
     }
 
     #[test]
-    fn a_timestamp_without_offset_is_taken_as_utc_and_one_with_offset_keeps_it() {
+    fn a_timestamp_without_offset_takes_the_offset_of_its_country_and_one_with_offset_keeps_it() {
         let Step::Done(out) = resume(200, include_bytes!("../fixtures/in_transit.json")) else {
             panic!()
         };
+        // Leipzig, DE, in March: CET.
         let e = &out[0].result.as_ref().unwrap()[0];
         assert_eq!(e.time, "2025-03-05T07:41:00");
-        assert_eq!(e.offset_minutes, Some(0));
+        assert_eq!(e.offset_minutes, Some(60));
+        // Bonn in July: CEST.
+        let Step::Done(out) = resume(200, include_bytes!("../fixtures/returned.json")) else {
+            panic!()
+        };
+        assert_eq!(out[0].result.as_ref().unwrap()[0].offset_minutes, Some(120));
         let Step::Done(out) = resume(200, include_bytes!("../fixtures/delivered.json")) else {
             panic!()
         };
@@ -464,6 +723,243 @@ mod tests {
             out[0].result.as_ref().unwrap()[0].time,
             "2025-03-06T11:27:00+01:00"
         );
+    }
+
+    #[test]
+    fn without_a_country_the_service_home_or_utc_gives_the_offset() {
+        let body = |service: &str| {
+            format!(
+                r#"{{"shipments":[{{"id":"X","service":"{service}","events":[{{"timestamp":"2025-07-01T10:00:00","statusCode":"transit","location":{{"address":{{"addressLocality":"Warszawa"}}}}}}]}}]}}"#
+            )
+        };
+        let offset = |service: &str| {
+            let Step::Done(out) = resume(200, body(service).as_bytes()) else {
+                panic!()
+            };
+            out[0].result.as_ref().unwrap()[0].offset_minutes
+        };
+        assert_eq!(offset("parcel-pl"), Some(120));
+        assert_eq!(offset("parcel-uk"), Some(60));
+        // The answer's own service wins over the configured one (parcel-de): freight has
+        // no home country, and no country is printed, so only UTC is left.
+        assert_eq!(offset("freight"), Some(NO_OFFSET_MINUTES));
+    }
+
+    #[test]
+    fn the_specification_example_with_an_integer_id_is_read() {
+        let r = HttpResponse::new(
+            200,
+            include_bytes!("../fixtures/spec_example.json").to_vec(),
+        );
+        let Step::Done(out) = plugin().resume("track:7777777770", &r) else {
+            panic!()
+        };
+        assert_eq!(out[0].number, "7777777770");
+        let events = out[0].result.as_ref().unwrap();
+        let states: Vec<_> = events.iter().map(|e| e.state.unwrap()).collect();
+        assert_eq!(
+            states,
+            [
+                State::Delivered,
+                State::OutForDelivery,
+                State::AtTransferCentre,
+                State::Collected
+            ]
+        );
+        // Amsterdam in March, no offset printed: CET.
+        assert_eq!(events[0].offset_minutes, Some(60));
+        assert_eq!(
+            events[1].raw_code.as_deref(),
+            Some("statusCode=transit status=OUT_FOR_DELIVERY")
+        );
+    }
+
+    #[test]
+    fn a_return_shipment_is_returning_then_returned() {
+        let Step::Done(out) = resume(200, include_bytes!("../fixtures/returned.json")) else {
+            panic!()
+        };
+        let states: Vec<_> = out[0]
+            .result
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.state.unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            [
+                State::Returned,
+                State::Returning,
+                State::Returning,
+                State::Returning
+            ]
+        );
+        // The flag as a string reads the same; a flag that is neither is refused.
+        let body = |flag: &str| {
+            format!(
+                r#"{{"shipments":[{{"id":"X","returnFlag":{flag},"events":[{{"timestamp":"2025-07-01T10:00:00","statusCode":"delivered"}}]}}]}}"#
+            )
+        };
+        let Step::Done(out) = resume(200, body(r#""true""#).as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(
+            out[0].result.as_ref().unwrap()[0].state,
+            Some(State::Returned)
+        );
+        let Step::Done(out) = resume(200, body("false").as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(
+            out[0].result.as_ref().unwrap()[0].state,
+            Some(State::Delivered)
+        );
+        assert!(matches!(
+            resume(200, body(r#""maybe""#).as_bytes()),
+            Step::Failed(PluginError::BadResponse { .. })
+        ));
+    }
+
+    #[test]
+    fn every_documented_code_maps_to_its_state() {
+        let Step::Done(out) = resume(200, include_bytes!("../fixtures/every_code.json")) else {
+            panic!()
+        };
+        let mut got: Vec<(String, Option<State>)> = out[0]
+            .result
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.raw_code.clone().unwrap(), e.state))
+            .collect();
+        got.reverse(); // oldest first, as the fixture was written
+        use State::*;
+        let want: [(&str, Option<State>); 41] = [
+            (
+                "statusCode=pre-transit status=PRENOTIFICATION_RECEIVED",
+                Some(OrderReceived),
+            ),
+            (
+                "statusCode=pre-transit status=DATA_RECEIVED",
+                Some(OrderReceived),
+            ),
+            (
+                "statusCode=pre-transit status=DATA_RECEIVED_WITH_PREFIX_LABEL",
+                Some(OrderReceived),
+            ),
+            (
+                "statusCode=transit status=SHIPMENT_ACCEPTANCE",
+                Some(Collected),
+            ),
+            (
+                "statusCode=transit status=SHIPMENT_ACCEPTANCE_PARCELSHOP",
+                Some(Collected),
+            ),
+            (
+                "statusCode=transit status=PARCEL_SORTED_AT_HUB",
+                Some(AtTransferCentre),
+            ),
+            (
+                "statusCode=transit status=SHIPMENT_SORTED",
+                Some(AtTransferCentre),
+            ),
+            (
+                "statusCode=transit status=DEPOT_SCAN",
+                Some(AtTransferCentre),
+            ),
+            (
+                "statusCode=transit status=SCAN_OK_GATEWAY",
+                Some(AtTransferCentre),
+            ),
+            ("statusCode=transit status=DEPART_FACILITY", Some(InTransit)),
+            (
+                "statusCode=transit status=GATEWAY_DEPARTED",
+                Some(InTransit),
+            ),
+            ("statusCode=transit status=IN_TRANSIT", Some(InTransit)),
+            ("statusCode=transit status=UNDERWAY", Some(InTransit)),
+            ("statusCode=transit status=CUSTOMS", Some(CustomsInProgress)),
+            (
+                "statusCode=transit status=PARCEL_ARRIVED_AT_LOCAL_DEPOT",
+                Some(AtDeliveryOutlet),
+            ),
+            (
+                "statusCode=transit status=ARRIVED_AT_DELIVERY_FACILITY",
+                Some(AtDeliveryOutlet),
+            ),
+            (
+                "statusCode=transit status=DELIVERY_PLANNED_IN_ROUTE",
+                Some(OutForDelivery),
+            ),
+            (
+                "statusCode=transit status=OUT_FOR_DELIVERY",
+                Some(OutForDelivery),
+            ),
+            (
+                "statusCode=transit status=IN_DELIVERY",
+                Some(OutForDelivery),
+            ),
+            ("statusCode=failure status=NOT_HOME", Some(AttemptFailed)),
+            (
+                "statusCode=transit status=NEW_DELIVERY_ATTEMPT",
+                Some(Redelivery),
+            ),
+            ("statusCode=transit status=TRANSPORT_DELAY", Some(Delayed)),
+            ("statusCode=failure status=EXCEPTION", Some(Problem)),
+            ("statusCode=delivered status=DELIVERED", Some(Delivered)),
+            (
+                "statusCode=delivered status=DELIVERED_AT_NEIGHBOURS",
+                Some(DeliveredByProxy),
+            ),
+            (
+                "statusCode=transit status=DELIVERED_AT_PARCELSHOP",
+                Some(InLocker),
+            ),
+            (
+                "statusCode=transit status=AWAITING_RECEIVER_COLLECTION",
+                Some(InLocker),
+            ),
+            (
+                "statusCode=delivered status=COLLECTED_AT_PARCELSHOP",
+                Some(DeliveredFromLocker),
+            ),
+            (
+                "statusCode=delivered status=COLLECTED_AT_PARCELSTATION",
+                Some(DeliveredFromLocker),
+            ),
+            ("statusCode=failure status=REFUSED", Some(Refused)),
+            (
+                "statusCode=failure status=PARCEL_READY_FOR_RETURN_TO_HUB",
+                Some(Returning),
+            ),
+            (
+                "statusCode=failure status=PARCEL_SCANNED_AT_RETURN_HUB",
+                Some(Returning),
+            ),
+            (
+                "statusCode=failure status=RETURNED_TO_SHIPPER",
+                Some(Returned),
+            ),
+            (
+                "statusCode=delivered status=DELIVERED_AT_SHIPPER",
+                Some(Returned),
+            ),
+            (
+                "statusCode=failure status=SHIPMENT_STOPPED",
+                Some(Intercepted),
+            ),
+            ("statusCode=failure status=DESTROYED", Some(Lost)),
+            ("statusCode=unknown", None),
+            ("statusCode=pre-transit", Some(OrderReceived)),
+            ("statusCode=transit", Some(ArrivedDestinationCity)),
+            ("statusCode=delivered", Some(Delivered)),
+            ("statusCode=failure", Some(Held)),
+        ];
+        assert_eq!(got.len(), want.len());
+        for ((code, state), (want_code, want_state)) in got.iter().zip(want) {
+            assert_eq!((code.as_str(), *state), (want_code, want_state));
+        }
     }
 
     #[test]

@@ -16,13 +16,26 @@
 //! `TRACKING.TRACKINGNUMBER.NOTFOUND` → not found, `…INVALID`/`…EMPTY` → invalid input.
 //!
 //! Duplicate numbers can come back with several `trackResults`: the one with the latest
-//! scan wins. Scan times carry their offset (RFC 3339) and are kept as sent.
+//! scan wins. A result holding both an `error` and scans keeps its scans (FedEx adds
+//! warnings to good results); an `error` without code and message is no error.
+//!
+//! **States.** The scan's `eventType` decides ([`event_types`], FedEx's tracking status
+//! table), else its `derivedStatusCode` ([`derived_status_codes`]); only a scan neither
+//! settles goes to core's text normalizer.
+//!
+//! **Times.** Scan dates normally carry their offset (RFC 3339) and are kept as sent. A
+//! date printed without one is the local time of the scan's place: its offset is that of
+//! `scanLocation` (`countryCode`, and `stateOrProvinceCode` for the US, Canada and
+//! Australia) at that time ([`waybill_sdk::zone`], summer time included); a scan whose place
+//! does not settle it takes the offset of the nearest scan of the same result that has
+//! one, and only when none has, UTC. Never the SDK's +08:00 default: a Memphis scan is
+//! not Beijing time.
 
 use serde::Deserialize;
 use serde_json::json;
 use waybill_sdk::{
-    redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
-    NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
+    redact, zone, Capabilities, CarrierPlugin, CodeTable, Config, ConfigKey, HttpRequest,
+    HttpResponse, Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
 };
 
 /// FedEx's production API host (sandbox: `https://apis-sandbox.fedex.com`).
@@ -58,6 +71,13 @@ struct ApiError {
     code: String,
     #[serde(default)]
     message: String,
+}
+
+impl ApiError {
+    /// `"error": {}` (or blank fields) says nothing went wrong.
+    fn is_error(&self) -> bool {
+        !self.code.trim().is_empty() || !self.message.trim().is_empty()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,47 +133,132 @@ struct ScanLocation {
     country: Option<String>,
 }
 
-/// The state of a FedEx scan code (`eventType`, or `derivedStatusCode` when the event
-/// type is unknown). `None` leaves the event to core's text normalizer.
+const CODE_SOURCE: &str = "FedEx Track API 1.0 (track.json) and its Tracking Status Codes table";
+
+/// FedEx's scan `eventType` codes, with the state each stands for.
+pub fn event_types() -> CodeTable {
+    use State::*;
+    [
+        (
+            "OC",
+            "shipment information sent to FedEx (order created)",
+            OrderReceived,
+        ),
+        ("PU", "picked up", Collected),
+        ("PX", "picked up (by a partner)", Collected),
+        ("OX", "shipment information sent to USPS", HandedOver),
+        ("IT", "in transit", InTransit),
+        ("IX", "in transit (international)", InTransit),
+        ("DP", "departed a FedEx location", InTransit),
+        ("TR", "transfer", InTransit),
+        ("SP", "split status: pieces travel separately", InTransit),
+        ("AO", "arriving on time", InTransit),
+        ("AR", "arrived at a FedEx location", AtTransferCentre),
+        ("SF", "at a sort facility", AtTransferCentre),
+        ("OF", "at the origin facility", AtTransferCentre),
+        ("AF", "at the local FedEx facility", AtDeliveryOutlet),
+        ("LO", "left the origin", DepartedOrigin),
+        ("FD", "at the destination", ArrivedDestinationCity),
+        ("PF", "plane in flight", LineHaul),
+        ("PL", "plane landed", LineHaul),
+        ("OD", "on a FedEx vehicle for delivery", OutForDelivery),
+        ("ED", "en route to delivery", OutForDelivery),
+        ("AD", "at delivery", OutForDelivery),
+        ("DL", "delivered", Delivered),
+        ("DE", "delivery exception", AttemptFailed),
+        ("SE", "shipment exception", Problem),
+        ("DD", "delivery delay", Delayed),
+        ("DY", "delay", Delayed),
+        ("CA", "shipment cancelled", Cancelled),
+        ("CD", "clearance delay", CustomsException),
+        ("CC", "cleared customs", CustomsCleared),
+        ("CP", "clearance in progress", CustomsInProgress),
+        ("HL", "held at a FedEx location for pickup", InLocker),
+        ("HP", "ready for recipient pickup", InLocker),
+        ("RS", "return to shipper", Returning),
+    ]
+    .into_iter()
+    .fold(CodeTable::new("eventType", CODE_SOURCE), |t, (c, m, s)| {
+        t.code(c, m, Some(s))
+    })
+}
+
+/// FedEx's `derivedStatusCode` (and `latestStatusDetail.derivedCode`) values: the coarse
+/// status FedEx derives from a scan.
+pub fn derived_status_codes() -> CodeTable {
+    use State::*;
+    [
+        ("IN", "initiated: label created", OrderReceived),
+        ("PU", "picked up", Collected),
+        ("IT", "in transit", InTransit),
+        ("OD", "out for delivery", OutForDelivery),
+        ("DL", "delivered", Delivered),
+        ("DE", "delivery exception", AttemptFailed),
+        ("SE", "shipment exception", Problem),
+        ("DY", "delay", Delayed),
+        ("CA", "cancelled", Cancelled),
+        ("HL", "held at a location for pickup", InLocker),
+        ("RS", "return to shipper", Returning),
+    ]
+    .into_iter()
+    .fold(
+        CodeTable::new("derivedStatusCode", CODE_SOURCE),
+        |t, (c, m, s)| t.code(c, m, Some(s)),
+    )
+}
+
+/// The state of a FedEx scan from its `eventType`, else its `derivedStatusCode`; `None`
+/// leaves the scan to core's text normalizer.
 ///
 /// ```
 /// use waybill_carrier_fedex::state_of;
 /// use waybill_sdk::State;
-/// assert_eq!(state_of("DL"), Some(State::Delivered));
-/// assert_eq!(state_of("OD"), Some(State::OutForDelivery));
-/// assert_eq!(state_of("DE"), Some(State::AttemptFailed));
-/// assert_eq!(state_of("ZZ"), None);
+/// assert_eq!(state_of(Some("DL"), None), Some(State::Delivered));
+/// assert_eq!(state_of(Some("OD"), Some("IT")), Some(State::OutForDelivery));
+/// assert_eq!(state_of(Some("ZZ"), Some("DE")), Some(State::AttemptFailed));
+/// assert_eq!(state_of(Some("ZZ"), None), None);
 /// ```
-pub fn state_of(code: &str) -> Option<State> {
-    Some(match code.trim() {
-        "OC" | "IN" => State::OrderReceived,
-        "PU" | "PX" => State::Collected,
-        "OX" => State::HandedOver,
-        "IT" | "IX" | "DP" | "TR" | "SP" | "AO" => State::InTransit,
-        "AR" | "AF" | "OF" | "SF" => State::AtTransferCentre,
-        "LO" => State::DepartedOrigin,
-        "FD" => State::ArrivedDestinationCity,
-        "PF" | "PL" => State::LineHaul,
-        "OD" | "ED" | "AD" => State::OutForDelivery,
-        "DL" => State::Delivered,
-        "DE" => State::AttemptFailed,
-        "SE" => State::Problem,
-        "DD" | "DY" => State::Delayed,
-        "CA" => State::Cancelled,
-        "CD" => State::CustomsException,
-        "CC" => State::CustomsCleared,
-        "CP" => State::CustomsInProgress,
-        "HL" | "HP" => State::InLocker,
-        "RS" => State::Returning,
-        _ => return None,
-    })
+pub fn state_of(event_type: Option<&str>, derived: Option<&str>) -> Option<State> {
+    Tables::new().state_of(event_type, derived)
+}
+
+struct Tables {
+    event_types: CodeTable,
+    derived: CodeTable,
+}
+
+impl Tables {
+    fn new() -> Self {
+        Tables {
+            event_types: event_types(),
+            derived: derived_status_codes(),
+        }
+    }
+
+    fn state_of(&self, event_type: Option<&str>, derived: Option<&str>) -> Option<State> {
+        event_type
+            .and_then(|c| self.event_types.state_of(c.trim()))
+            .or_else(|| derived.and_then(|c| self.derived.state_of(c.trim())))
+    }
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn event(e: &ScanEvent) -> RawEvent {
+/// The offset a scan date prints (`-06:00`, `Z`), if it prints one.
+fn printed_offset(date: &str) -> Option<i32> {
+    let pieces = jiff::fmt::temporal::Pieces::parse(date.trim()).ok()?;
+    pieces.to_numeric_offset().map(|o| o.seconds() / 60)
+}
+
+/// The offset of a scan date printed without one, from the scan's place.
+fn place_offset(e: &ScanEvent) -> Option<i32> {
+    let l = e.scan_location.as_ref()?;
+    zone::offset_minutes_at(&e.date, non_empty(&l.country)?, non_empty(&l.state))
+}
+
+fn event(tables: &Tables, e: &ScanEvent, offset: Option<i32>) -> RawEvent {
     let description = non_empty(&e.event_description).unwrap_or_default();
     let text = match non_empty(&e.exception_description) {
         Some(x) if !description.is_empty() => format!("{description}: {x}"),
@@ -168,39 +273,75 @@ fn event(e: &ScanEvent) -> RawEvent {
         (!parts.is_empty()).then(|| parts.join(", "))
     });
     let event_type = non_empty(&e.event_type);
-    let state = event_type
-        .and_then(state_of)
-        .or_else(|| non_empty(&e.derived_status_code).and_then(state_of));
-    RawEvent {
-        time: e.date.clone(),
-        offset_minutes: None, // FedEx scan dates carry their own offset.
-        text,
-        location,
-        raw_code: event_type
-            .or(non_empty(&e.derived_status_code))
-            .map(str::to_owned),
-        state,
-    }
+    let derived = non_empty(&e.derived_status_code);
+    let mut ev = RawEvent::new(e.date.clone(), text).with_codes([
+        ("eventType", event_type.unwrap_or_default()),
+        ("derivedStatusCode", derived.unwrap_or_default()),
+    ]);
+    ev.offset_minutes = offset;
+    ev.location = location;
+    ev.state = tables.state_of(event_type, derived);
+    ev
 }
 
-/// The newest scan of a result, as an instant (unreadable dates sort first).
+/// The events of one result, each offset-less date given the offset of its place, else
+/// of the nearest scan that has one, else UTC (see the crate docs).
+fn events(scans: &[ScanEvent]) -> Vec<RawEvent> {
+    let tables = Tables::new();
+    // The offset each scan prints or its place gives, where either does.
+    let known: Vec<Option<i32>> = scans
+        .iter()
+        .map(|e| printed_offset(&e.date).or_else(|| place_offset(e)))
+        .collect();
+    scans
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let offset = if printed_offset(&e.date).is_some() {
+                None // kept as sent
+            } else {
+                let nearest = (0..scans.len())
+                    .filter(|&j| known[j].is_some())
+                    .min_by_key(|&j| j.abs_diff(i))
+                    .and_then(|j| known[j]);
+                Some(nearest.unwrap_or(0))
+            };
+            event(&tables, e, offset)
+        })
+        .collect()
+}
+
+/// The newest scan of a result, as an instant (unreadable dates sort first; an
+/// offset-less date is compared as UTC, close enough to rank duplicates).
 fn latest_scan(r: &TrackResult) -> Option<jiff::Timestamp> {
     r.scan_events
         .iter()
-        .filter_map(|e| e.date.trim().parse::<jiff::Timestamp>().ok())
+        .filter_map(|e| {
+            let d = e.date.trim();
+            d.parse::<jiff::Timestamp>().ok().or_else(|| {
+                d.parse::<jiff::civil::DateTime>()
+                    .ok()
+                    .and_then(|c| c.to_zoned(jiff::tz::TimeZone::UTC).ok())
+                    .map(|z| z.timestamp())
+            })
+        })
         .max()
 }
 
 fn outcome(number: &str, results: &[&TrackResult]) -> WaybillOutcome {
+    // Scans count even beside an `error`: FedEx reports warnings on good results.
     let best = results
         .iter()
         .copied()
-        .filter(|r| r.error.is_none() && !r.scan_events.is_empty())
+        .filter(|r| !r.scan_events.is_empty())
         .max_by_key(|r| latest_scan(r));
     if let Some(r) = best {
-        return WaybillOutcome::events(number, r.scan_events.iter().map(event).collect());
+        return WaybillOutcome::events(number, events(&r.scan_events));
     }
-    let error = match results.iter().find_map(|r| r.error.as_ref()) {
+    let error = match results
+        .iter()
+        .find_map(|r| r.error.as_ref().filter(|e| e.is_error()))
+    {
         Some(e) => {
             let message = format!("FedEx {}: {}", e.code, e.message);
             if e.code.ends_with("NOTFOUND") {
@@ -335,6 +476,7 @@ impl CarrierPlugin for Fedex {
                 ),
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            code_tables: vec![event_types(), derived_status_codes()],
             ..Default::default()
         }
     }
@@ -490,10 +632,131 @@ mod tests {
         );
         assert_eq!(events[0].time, "2025-03-05T08:12:00-06:00");
         assert_eq!(events[0].location.as_deref(), Some("AUSTIN, TX, US"));
-        assert_eq!(events[0].raw_code.as_deref(), Some("OD"));
+        assert_eq!(
+            events[0].raw_code.as_deref(),
+            Some("eventType=OD derivedStatusCode=OD")
+        );
+        assert_eq!(events[0].offset_minutes, None, "printed offsets are kept");
         let e = out[1].result.as_ref().unwrap_err();
         assert_eq!(e.kind(), "not_found");
         assert!(e.to_string().contains("TRACKING.TRACKINGNUMBER.NOTFOUND"));
+    }
+
+    #[test]
+    fn a_scan_date_without_offset_takes_the_zone_of_its_place() {
+        let Step::Done(out) = track(200, include_bytes!("../fixtures/track_no_offset.json")) else {
+            panic!()
+        };
+        let offsets: Vec<_> = out[0]
+            .result
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.offset_minutes)
+            .collect();
+        // Memphis in early March is CST; the placeless scan takes its nearest
+        // neighbour's; Phoenix keeps MST; a `Z` date is kept as sent.
+        assert_eq!(
+            offsets,
+            [Some(-360), Some(-360), Some(-360), Some(-420), None]
+        );
+        let europe: Vec<_> = out[1]
+            .result
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.offset_minutes)
+            .collect();
+        assert_eq!(europe, [Some(120), Some(120)]);
+        // The delivery in Memphis at 10:02 local is 16:02 UTC, not 02:02.
+        let e = &out[0].result.as_ref().unwrap()[0];
+        let offset = jiff::tz::Offset::from_seconds(e.offset_minutes.unwrap() * 60).unwrap();
+        let t = waybill_core::model::EventTime::parse(&e.time, offset).unwrap();
+        assert_eq!(t.at.to_string(), "2025-03-05T16:02:00Z");
+    }
+
+    #[test]
+    fn scans_beside_an_error_are_kept_and_an_empty_error_is_none() {
+        let Step::Done(out) = track(
+            200,
+            include_bytes!("../fixtures/track_error_and_scans.json"),
+        ) else {
+            panic!()
+        };
+        let first = out[0].result.as_ref().unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].state, Some(State::OutForDelivery));
+        let second = out[1].result.as_ref().unwrap();
+        assert_eq!(second[0].state, Some(State::OrderReceived));
+        // An empty error and no scans is "nothing yet", not a bad response.
+        let body = br#"{"output":{"completeTrackResults":[{"trackingNumber":"794600000017","trackResults":[{"error":{},"scanEvents":[]}]}]}}"#;
+        let Step::Done(out) = track(200, body) else {
+            panic!()
+        };
+        assert_eq!(out[0].result.as_ref().unwrap_err().kind(), "not_found");
+    }
+
+    #[test]
+    fn every_documented_code_maps_to_its_state() {
+        let Step::Done(out) = track(200, include_bytes!("../fixtures/track_every_code.json"))
+        else {
+            panic!()
+        };
+        let mut got: Vec<(String, State)> = out[0]
+            .result
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.raw_code.clone().unwrap(), e.state.unwrap()))
+            .collect();
+        got.reverse();
+        use State::*;
+        let want = [
+            ("OC", "IN", OrderReceived),
+            ("PU", "PU", Collected),
+            ("PX", "PU", Collected),
+            ("OX", "IT", HandedOver),
+            ("IT", "IT", InTransit),
+            ("IX", "IT", InTransit),
+            ("DP", "IT", InTransit),
+            ("TR", "IT", InTransit),
+            ("SP", "IT", InTransit),
+            ("AO", "IT", InTransit),
+            ("AR", "IT", AtTransferCentre),
+            ("SF", "IT", AtTransferCentre),
+            ("OF", "IT", AtTransferCentre),
+            ("AF", "IT", AtDeliveryOutlet),
+            ("LO", "IT", DepartedOrigin),
+            ("FD", "IT", ArrivedDestinationCity),
+            ("PF", "IT", LineHaul),
+            ("PL", "IT", LineHaul),
+            ("OD", "OD", OutForDelivery),
+            ("ED", "OD", OutForDelivery),
+            ("AD", "OD", OutForDelivery),
+            ("DL", "DL", Delivered),
+            ("DE", "DE", AttemptFailed),
+            ("SE", "SE", Problem),
+            ("DD", "DY", Delayed),
+            ("DY", "DY", Delayed),
+            ("CA", "CA", Cancelled),
+            ("CD", "IT", CustomsException),
+            ("CC", "IT", CustomsCleared),
+            ("CP", "IT", CustomsInProgress),
+            ("HL", "HL", InLocker),
+            ("HP", "HL", InLocker),
+            ("RS", "RS", Returning),
+            ("ZZ", "DE", AttemptFailed), // the derived code decides an undocumented type
+        ];
+        assert_eq!(got.len(), want.len());
+        for ((code, state), (et, ds, want_state)) in got.iter().zip(want) {
+            assert_eq!(
+                (code.as_str(), *state),
+                (
+                    format!("eventType={et} derivedStatusCode={ds}").as_str(),
+                    want_state
+                )
+            );
+        }
     }
 
     #[test]

@@ -278,6 +278,7 @@ impl CarrierPlugin for Kuaidi100 {
             plugin_version: env!("CARGO_PKG_VERSION").into(),
             // Serves every company kuaidi100 knows, named by each waybill.
             aggregator: true,
+            ..Default::default()
         }
     }
 

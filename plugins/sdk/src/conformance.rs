@@ -30,7 +30,11 @@
 //! 5. failures are classified (never a caught panic);
 //! 6. garbage: random bytes, truncated fixtures and random statuses never panic, for
 //!    every state the fixtures use (proptest);
-//! 7. step sequences terminate within [`MAX_STEPS`] whatever the transport answers.
+//! 7. step sequences terminate within [`MAX_STEPS`] whatever the transport answers;
+//! 8. every code of the manifest's [`code_tables`](Manifest::code_tables) appears in an
+//!    event of a `Done` fixture (as a `field=code` token of its `raw_code`), and an event
+//!    carrying a code the table gives a state for has a state of its own: the carrier's
+//!    code decides, not the text normalizer.
 
 use std::path::PathBuf;
 
@@ -40,7 +44,7 @@ use waybill_core::model::EventTime;
 
 use crate::loader::{self, LoadedPlugin};
 use crate::plugin::{drive, StepMachine, MAX_STEPS};
-use crate::types::{Config, HttpResponse, Manifest, PluginError, Query, Step};
+use crate::types::{Config, HttpResponse, Manifest, PluginError, Query, RawEvent, Step};
 
 /// The step a fixture must produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,6 +403,60 @@ fn kind_of(step: &Step) -> String {
     }
 }
 
+/// Checks that the events of the `Done` fixtures cover every documented code of the
+/// manifest's code tables, and that an event carrying a code with a documented state got a
+/// state from the plugin (check 8). `events` pairs each event with its fixture's name.
+///
+/// ```should_panic
+/// use waybill_sdk::{conformance::check_code_coverage, CodeTable, Manifest, RawEvent, State};
+/// let m = Manifest {
+///     codes: vec!["hexi".into()],
+///     code_tables: vec![CodeTable::new("status", "Hexi API 2.0")
+///         .code("DL", "Delivered", Some(State::Delivered))
+///         .code("IT", "In transit", Some(State::InTransit))],
+///     ..Default::default()
+/// };
+/// let seen = RawEvent::new("2024-05-01 10:00", "Delivered")
+///     .with_codes([("status", "DL")])
+///     .with_state(State::Delivered);
+/// check_code_coverage(&m, &[("delivered".into(), seen)]); // panics: IT is not covered
+/// ```
+pub fn check_code_coverage(manifest: &Manifest, events: &[(String, RawEvent)]) {
+    let mut missing = Vec::new();
+    for table in &manifest.code_tables {
+        for c in &table.codes {
+            let covered = events
+                .iter()
+                .any(|(_, e)| e.codes().any(|(f, v)| f == table.field && v == c.code));
+            if !covered {
+                missing.push(format!("{}={}", table.field, c.code));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "conformance: code tables: no `done` fixture has an event with {}",
+        missing.join(", ")
+    );
+    for (fixture, e) in events {
+        if e.state.is_some() {
+            continue;
+        }
+        let decided = e.codes().find(|(f, v)| {
+            manifest
+                .code_tables
+                .iter()
+                .any(|t| t.field == *f && t.state_of(v).is_some())
+        });
+        if let Some((f, v)) = decided {
+            panic!(
+                "conformance: fixture {fixture:?}: event {:?} carries {f}={v}, which the code table maps to a state, but the plugin left it to the text normalizer",
+                e.text
+            );
+        }
+    }
+}
+
 /// Checks the manifest alone (check 1).
 pub fn check_manifest(manifest: &Manifest) {
     if let Err(e) = manifest.validate() {
@@ -465,10 +523,18 @@ impl Suite {
         states.sort();
         states.dedup();
 
+        let mut done_events: Vec<(String, RawEvent)> = Vec::new();
         for f in &self.fixtures {
             let what = format!("fixture {:?}", f.name);
             let step = machine.resume(&f.state, &f.response);
             check_step(&what, &step);
+            if let Step::Done(outcomes) = &step {
+                for o in outcomes {
+                    if let Ok(events) = &o.result {
+                        done_events.extend(events.iter().map(|e| (f.name.clone(), e.clone())));
+                    }
+                }
+            }
             let ok = match (&f.expect, &step) {
                 (Expect::Send, Step::Send(_)) | (Expect::Done, Step::Done(_)) => true,
                 (Expect::Failed(kind), Step::Failed(e)) => e.kind() == *kind,
@@ -482,6 +548,7 @@ impl Suite {
             );
         }
 
+        check_code_coverage(manifest, &done_events);
         self.check_garbage(machine, &states);
         self.check_termination(machine);
     }
@@ -582,7 +649,8 @@ impl Suite {
 mod tests {
     use super::*;
     use crate::plugin::{CarrierPlugin, InProcess};
-    use crate::types::{HttpRequest, RawEvent, WaybillOutcome};
+    use crate::types::{CodeTable, HttpRequest, WaybillOutcome};
+    use waybill_core::state::State;
 
     #[test]
     fn every_plugin_error_kind_reads_as_an_expected_failure() {
@@ -685,6 +753,33 @@ mod tests {
     fn a_plugin_that_panics_on_an_empty_body_fails() {
         let m = InProcess::<Counter<true>>::new(&Config::new()).unwrap();
         suite().run(&Counter::<true>::manifest(), &m);
+    }
+
+    #[test]
+    #[should_panic(expected = "left it to the text normalizer")]
+    fn a_documented_code_left_to_the_text_normalizer_fails() {
+        let m = Manifest {
+            codes: vec!["x".into()],
+            code_tables: vec![CodeTable::new("op", "doc").code(
+                "80",
+                "signed",
+                Some(State::Delivered),
+            )],
+            ..Default::default()
+        };
+        let e = RawEvent::new("2024-05-01 10:00", "已签收").with_codes([("op", "80")]);
+        check_code_coverage(&m, &[("f".into(), e)]);
+    }
+
+    #[test]
+    fn codes_without_a_state_may_be_left_to_the_text() {
+        let m = Manifest {
+            codes: vec!["x".into()],
+            code_tables: vec![CodeTable::new("op", "doc").code("607", "see remark", None)],
+            ..Default::default()
+        };
+        let e = RawEvent::new("2024-05-01 10:00", "运送中").with_codes([("op", "607")]);
+        check_code_coverage(&m, &[("f".into(), e)]);
     }
 
     #[test]

@@ -39,6 +39,7 @@
 //! - [`types`]: the plain data types (re-exported at the root).
 //! - [`plugin`]: [`CarrierPlugin`], [`StepMachine`], [`InProcess`], [`drive`].
 //! - [`ffi`]: the `abi_stable` boundary (prefix-type root module, [`SDK_VERSION`]).
+//! - [`zone`]: the time zone of a scan's place, for carriers that print local times.
 //! - [`guess`]: number rules and manifests as rules of core's carrier guesser.
 //! - [`loader`]: load one file or a directory of `libwaybill_carrier_*.so`.
 //! - `conformance` (feature `conformance`): the suite every plugin runs.
@@ -57,6 +58,7 @@ pub mod guess;
 pub mod loader;
 pub mod plugin;
 pub mod types;
+pub mod zone;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -64,8 +66,10 @@ pub mod conformance;
 pub use ffi::SDK_VERSION;
 pub use plugin::{drive, CarrierPlugin, InProcess, StepMachine, MAX_STEPS};
 pub use types::{
-    percent_encode, redact, Capabilities, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
-    NumberRule, PluginError, Query, QueryWaybill, RawEvent, RuleRank, Step, WaybillOutcome,
+    percent_encode, redact, Capabilities, CodeTable, Config, ConfigKey, DocumentedCode,
+    HttpRequest, HttpResponse, Manifest, NumberRule, PluginError, Query, QueryWaybill, RawEvent,
+    RuleRank, Step, WaybillOutcome,
 };
-/// The status model, re-exported so plugins need no direct `waybill-core` dependency.
-pub use waybill_core::state::State;
+/// The status model (a state and its phase), re-exported so plugins need no direct
+/// `waybill-core` dependency.
+pub use waybill_core::state::{Phase, State};

@@ -56,6 +56,82 @@ pub struct Manifest {
     /// route a company code without a dedicated plugin to it (`WAYBILL_UPSTREAM`).
     /// Added in SDK 1.1.
     pub aggregator: bool,
+    /// The carrier's documented status code tables the plugin maps (SF `opCode`, DHL
+    /// `statusCode`, ...): every code listed here is one the plugin decides a state for,
+    /// and the conformance suite checks that a fixture covers each. Added in SDK 1.2.
+    pub code_tables: Vec<CodeTable>,
+}
+
+/// One of a carrier's documented status code tables, as the plugin maps it.
+///
+/// An event's [`RawEvent::raw_code`] names the codes it carries as whitespace-separated
+/// `field=code` tokens ([`RawEvent::with_codes`]), so a code is traced to its table even
+/// where two tables share a value (SF `opCode` 204 is out for delivery, `secondaryStatusCode`
+/// 204 is customs).
+///
+/// ```
+/// use waybill_sdk::{CodeTable, State};
+/// let t = CodeTable::new("statusCode", "DHL Unified Tracking API 1.5.6")
+///     .code("delivered", "Delivered", Some(State::Delivered))
+///     .code("unknown", "Status unknown", None);
+/// assert_eq!(t.state_of("delivered"), Some(State::Delivered));
+/// assert_eq!(t.state_of("unknown"), None);
+/// assert!(t.documents("unknown"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CodeTable {
+    /// The carrier's field name (`opCode`, `statusCode`, `eventType`).
+    pub field: String,
+    /// Where the table is documented (document, version, page).
+    pub source: String,
+    /// The documented codes.
+    pub codes: Vec<DocumentedCode>,
+}
+
+/// One documented code of a [`CodeTable`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DocumentedCode {
+    /// The code as the carrier sends it.
+    pub code: String,
+    /// What the documentation says it means.
+    pub meaning: String,
+    /// The state the code stands for by itself; `None` when the documentation gives it no
+    /// state of its own (another field or the text decides).
+    pub state: Option<State>,
+}
+
+impl CodeTable {
+    /// An empty table for the carrier's field `field`, documented in `source`.
+    pub fn new(field: impl Into<String>, source: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            source: source.into(),
+            codes: Vec::new(),
+        }
+    }
+
+    /// The table with one more documented code.
+    #[must_use]
+    pub fn code(mut self, code: &str, meaning: &str, state: Option<State>) -> Self {
+        self.codes.push(DocumentedCode {
+            code: code.to_owned(),
+            meaning: meaning.to_owned(),
+            state,
+        });
+        self
+    }
+
+    /// Whether the table documents `code`.
+    pub fn documents(&self, code: &str) -> bool {
+        self.codes.iter().any(|c| c.code == code)
+    }
+
+    /// The state `code` stands for by itself, if the table gives one.
+    pub fn state_of(&self, code: &str) -> Option<State> {
+        self.codes.iter().find(|c| c.code == code)?.state
+    }
 }
 
 impl Manifest {
@@ -66,7 +142,8 @@ impl Manifest {
 
     /// Checks what the host relies on: at least one code; codes lower-case ASCII letters,
     /// digits, `_` or `-`; no duplicate code; every number rule has a format id and a
-    /// regex that compiles; `max_batch` at least 1; a rate limit, if any, positive.
+    /// regex that compiles; code tables named, without empty or duplicate codes;
+    /// `max_batch` at least 1; a rate limit, if any, positive.
     ///
     /// ```
     /// use waybill_sdk::{Manifest, NumberRule};
@@ -103,6 +180,28 @@ impl Manifest {
             if let Some(code) = self.canonical_code() {
                 rule.to_format_rule(code, &self.name_en)
                     .map_err(|e| format!("number rule {:?}: {e}", rule.format))?;
+            }
+        }
+        for table in &self.code_tables {
+            if table.field.is_empty() || table.field.contains(['=', ' ']) {
+                return Err(format!(
+                    "code table field {:?} must be a non-empty name without '=' or spaces",
+                    table.field
+                ));
+            }
+            for (i, c) in table.codes.iter().enumerate() {
+                if c.code.is_empty() || c.code.contains(char::is_whitespace) {
+                    return Err(format!(
+                        "code table {}: code {:?} is empty or has spaces",
+                        table.field, c.code
+                    ));
+                }
+                if table.codes[..i].iter().any(|d| d.code == c.code) {
+                    return Err(format!(
+                        "code table {}: code {:?} is listed twice",
+                        table.field, c.code
+                    ));
+                }
             }
         }
         if self.capabilities.max_batch == 0 {
@@ -778,6 +877,35 @@ impl RawEvent {
     pub fn with_offset_minutes(mut self, minutes: i32) -> Self {
         self.offset_minutes = Some(minutes);
         self
+    }
+
+    /// With the carrier's codes as `field=code` tokens (see [`CodeTable`]); empty codes
+    /// are left out, and no code at all leaves `raw_code` unset.
+    ///
+    /// ```
+    /// use waybill_sdk::RawEvent;
+    /// let e = RawEvent::new("2025-03-04 10:00:00", "已代收")
+    ///     .with_codes([("opCode", "655"), ("firstStatusCode", ""), ("secondaryStatusCode", "701")]);
+    /// assert_eq!(e.raw_code.as_deref(), Some("opCode=655 secondaryStatusCode=701"));
+    /// assert_eq!(e.codes().collect::<Vec<_>>(), [("opCode", "655"), ("secondaryStatusCode", "701")]);
+    /// ```
+    pub fn with_codes<'a>(mut self, codes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let tokens: Vec<String> = codes
+            .into_iter()
+            .filter(|(_, c)| !c.trim().is_empty())
+            .map(|(f, c)| format!("{f}={}", c.trim()))
+            .collect();
+        self.raw_code = (!tokens.is_empty()).then(|| tokens.join(" "));
+        self
+    }
+
+    /// The `field=code` tokens of [`raw_code`](Self::raw_code) (see [`CodeTable`]).
+    pub fn codes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.raw_code
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|t| t.split_once('='))
     }
 }
 

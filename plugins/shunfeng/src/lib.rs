@@ -12,6 +12,17 @@
 //! `{"success","errorCode","errorMsg","msgData":{"routeResps":[{"mailNo","routes":[...]}]}}`;
 //! routes are oldest first, `acceptTime` is Beijing time without offset.
 //!
+//! States: SF's own codes decide, finest first: `opCode` ([`op_codes`]), else
+//! `secondaryStatusCode` ([`secondary_codes`]), else `firstStatusCode` ([`first_codes`]);
+//! only a line none of them settles goes to core's text normalizer. The remark only
+//! refines a signature the codes already gave (locker, proxy), so a remark like 已代收 on
+//! a partner-point intake (655/701) never reads as signed. A signature after a return
+//! route (99/631) is the sender's: returned. `success` is read as a boolean or the string
+//! `"true"`/`"false"`, as SF documents it.
+//!
+//! Time zone: SF documents `acceptTime` as Beijing time without offset, so events carry
+//! no offset (the host reads them as +08:00), wherever the scan was.
+//!
 //! Classification: `apiResultCode` A1000 ok; A1002/A1003/A1004/A1006 → unauthorized;
 //! A1005 → rate limited; A1009/A1099 → transient; A1001 → invalid input. Business codes
 //! 8003 (too many numbers), 8013 (no number), 8247 (invalid waybill) → invalid input. A
@@ -26,8 +37,8 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use waybill_sdk::{
-    redact, Capabilities, CarrierPlugin, Config, ConfigKey, HttpRequest, HttpResponse, Manifest,
-    NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
+    redact, Capabilities, CarrierPlugin, CodeTable, Config, ConfigKey, HttpRequest, HttpResponse,
+    Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
 };
 
 /// SF's production gateway host.
@@ -74,7 +85,8 @@ struct Envelope {
 
 #[derive(Debug, Deserialize)]
 struct ResultData {
-    #[serde(default)]
+    /// Documented as a string (`"true"`), sent as a boolean by some gateways.
+    #[serde(default, deserialize_with = "lenient_bool")]
     success: bool,
     #[serde(rename = "errorCode", default)]
     error_code: Option<String>,
@@ -108,8 +120,24 @@ struct Route {
     remark: String,
     #[serde(rename = "opCode", default)]
     op_code: Option<Value>,
+    #[serde(rename = "firstStatusCode", default)]
+    first_status_code: Option<Value>,
     #[serde(rename = "secondaryStatusCode", default)]
     secondary_status_code: Option<Value>,
+}
+
+/// `true`/`false` as a JSON boolean or as the strings `"true"`/`"false"` (any case);
+/// anything else is an error, since `success` decides whether the routes are read at all.
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Bool(b) => Ok(b),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+        Value::Null => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "`success` must be true or false, got {other}"
+        ))),
+    }
 }
 
 /// Java's `URLEncoder.encode(s, "UTF-8")`, which SF's signature is defined over: ASCII
@@ -149,52 +177,226 @@ pub fn msg_digest(msg_data: &str, timestamp: &str, checkword: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(Md5::digest(encoded.as_bytes()))
 }
 
-/// The state an SF route line stands for, from its `opCode` (the published part of SF's
-/// table), then its `secondaryStatusCode`; `None` leaves the line to core's text
-/// normalizer, which reads `remark` (SF says the remark is the ground truth).
-///
-/// A signature (80/8000) is refined from the remark: proxy (代收/代签) or locker/station
-/// (丰巢, 快递柜, 驿站).
+/// Where SF documents its route codes: the 丰桥 route query and route push pages, and
+/// the opCode table at open.sf-express.com/developSupport/734349.
+const CODE_SOURCE: &str =
+    "SF 丰桥 EXP_RECE_SEARCH_ROUTES / RoutePushService; opCode table open.sf-express.com/developSupport/734349";
+
+/// SF's `opCode` table, as far as it is published or seen in real routes: the finest of
+/// SF's three codes (the scan itself), so it decides first. 80/8000 (signed) are refined
+/// from the remark into locker or proxy signatures by [`delivered_kind`]; the remark never
+/// turns another code into a signature.
+pub fn op_codes() -> CodeTable {
+    CodeTable::new("opCode", CODE_SOURCE)
+        .code("50", "收件 (picked up)", Some(State::Collected))
+        .code(
+            "54",
+            "收件 (picked up at the outlet)",
+            Some(State::Collected),
+        )
+        .code(
+            "655",
+            "合作点已代收 (taken in at a partner point, awaiting SF's courier)",
+            Some(State::Collected),
+        )
+        .code(
+            "30",
+            "分拣/装车 (sorted, loaded)",
+            Some(State::AtTransferCentre),
+        )
+        .code(
+            "31",
+            "到达 (arrived at a facility)",
+            Some(State::AtTransferCentre),
+        )
+        .code(
+            "310",
+            "中转场分拣 (sorted at a transfer centre)",
+            Some(State::AtTransferCentre),
+        )
+        .code("36", "离开 (departed a facility)", Some(State::InTransit))
+        .code(
+            "105",
+            "装车发出 (loaded for the line haul)",
+            Some(State::LineHaul),
+        )
+        .code(
+            "106",
+            "到达目的地 (arrived in the destination city)",
+            Some(State::ArrivedDestinationCity),
+        )
+        .code(
+            "407",
+            "已发往 (sent on to the next site)",
+            Some(State::InTransit),
+        )
+        .code("501", "运输中 (in transit)", Some(State::InTransit))
+        .code(
+            "130",
+            "到达派件网点 (at the delivery outlet)",
+            Some(State::AtDeliveryOutlet),
+        )
+        .code(
+            "44",
+            "分配收派员 (assigning a courier)",
+            Some(State::AtDeliveryOutlet),
+        )
+        .code(
+            "204",
+            "派送途中 (out for delivery)",
+            Some(State::OutForDelivery),
+        )
+        .code(
+            "634",
+            "派送途中 (out for delivery, again)",
+            Some(State::OutForDelivery),
+        )
+        .code(
+            "125",
+            "投递至自助柜 (placed in a locker)",
+            Some(State::InLocker),
+        )
+        .code(
+            "642",
+            "到达自取点 (at a pickup point)",
+            Some(State::InLocker),
+        )
+        .code(
+            "70",
+            "派送不成功 (delivery attempt failed)",
+            Some(State::AttemptFailed),
+        )
+        .code("33", "滞留 (held)", Some(State::Held))
+        .code("80", "已签收 (signed for)", Some(State::Delivered))
+        .code("8000", "已签收 (signed for)", Some(State::Delivered))
+        .code("99", "退回中 (returning)", Some(State::Returning))
+        .code("631", "已退回 (returned)", Some(State::Returning))
+        .code("648", "转寄 (forwarded)", Some(State::Redirected))
+        // Seen in customs routes; the secondary code (204/205) says which step.
+        .code("607", "清关 (customs step)", None)
+}
+
+/// SF's `secondaryStatusCode` table (newer responses), with `secondaryStatusName`.
+pub fn secondary_codes() -> CodeTable {
+    CodeTable::new("secondaryStatusCode", CODE_SOURCE)
+        .code("101", "已揽收 (collected)", Some(State::Collected))
+        .code("201", "运送中 (in transit)", Some(State::InTransit))
+        .code("204", "清关中 (in customs)", Some(State::CustomsInProgress))
+        .code(
+            "205",
+            "已清关 (cleared customs)",
+            Some(State::CustomsCleared),
+        )
+        .code(
+            "301",
+            "派送中 (out for delivery)",
+            Some(State::OutForDelivery),
+        )
+        .code("401", "已签收 (signed for)", Some(State::Delivered))
+        .code("501", "异常 (exception)", Some(State::Problem))
+        .code(
+            "701",
+            "已代收 (taken in at a partner point, awaiting collection by SF)",
+            Some(State::Collected),
+        )
+        .code(
+            "1101",
+            "待取件 (awaiting pickup by the recipient)",
+            Some(State::InLocker),
+        )
+        .code(
+            "1301",
+            "待再派送 (awaiting redelivery)",
+            Some(State::Redelivery),
+        )
+}
+
+/// SF's `firstStatusCode` table, the coarsest (with `firstStatusName`); return and
+/// forwarding routes send `-`, which is no code.
+pub fn first_codes() -> CodeTable {
+    CodeTable::new("firstStatusCode", CODE_SOURCE)
+        .code("1", "已揽收 (collected)", Some(State::Collected))
+        .code("2", "运送中 (in transit)", Some(State::InTransit))
+        .code(
+            "3",
+            "派送中 (out for delivery)",
+            Some(State::OutForDelivery),
+        )
+        .code("4", "已签收 (signed for)", Some(State::Delivered))
+        .code("5", "异常 (exception)", Some(State::Problem))
+        .code(
+            "11",
+            "待取件 (awaiting pickup by the recipient)",
+            Some(State::InLocker),
+        )
+        .code(
+            "13",
+            "待再派送 (awaiting redelivery)",
+            Some(State::Redelivery),
+        )
+}
+
+/// The three tables, built once per call site that needs them.
+struct Tables {
+    op: CodeTable,
+    secondary: CodeTable,
+    first: CodeTable,
+}
+
+impl Tables {
+    fn new() -> Self {
+        Tables {
+            op: op_codes(),
+            secondary: secondary_codes(),
+            first: first_codes(),
+        }
+    }
+
+    /// The state an SF route line stands for: its `opCode`, else its
+    /// `secondaryStatusCode`, else its `firstStatusCode` (finest first); `None` leaves the
+    /// line to core's text normalizer. A signature is refined from the remark (locker,
+    /// proxy), but only once a code says signed.
+    fn state_of(
+        &self,
+        op: Option<&str>,
+        first: Option<&str>,
+        secondary: Option<&str>,
+        remark: &str,
+    ) -> Option<State> {
+        let state = op
+            .and_then(|c| self.op.state_of(c))
+            .or_else(|| secondary.and_then(|c| self.secondary.state_of(c)))
+            .or_else(|| first.and_then(|c| self.first.state_of(c)))?;
+        Some(if state == State::Delivered {
+            delivered_kind(remark)
+        } else {
+            state
+        })
+    }
+}
+
+/// The state of an SF route line from its codes (see [`op_codes`] for the order).
 ///
 /// ```
 /// use waybill_carrier_shunfeng::state_of;
 /// use waybill_sdk::State;
-/// assert_eq!(state_of(Some("54"), None, "已收取快件"), Some(State::Collected));
-/// assert_eq!(state_of(Some("80"), None, "已由【丰巢智能柜】代收"), Some(State::DeliveredFromLocker));
-/// assert_eq!(state_of(Some("607"), Some("201"), "运送中"), Some(State::InTransit));
-/// assert_eq!(state_of(Some("607"), None, "?"), None);
+/// // SF's own documentation example: taken in at a partner point, not signed for.
+/// assert_eq!(state_of(Some("655"), None, Some("701"), "已代收"), Some(State::Collected));
+/// assert_eq!(state_of(Some("80"), None, None, "已由【丰巢智能柜】代收"), Some(State::DeliveredFromLocker));
+/// assert_eq!(state_of(Some("607"), Some("2"), Some("204"), "清关中"), Some(State::CustomsInProgress));
+/// assert_eq!(state_of(Some("999"), None, None, "已签收"), None); // the text decides
 /// ```
-pub fn state_of(op_code: Option<&str>, secondary: Option<&str>, remark: &str) -> Option<State> {
-    let by_op = op_code.and_then(|op| {
-        Some(match op {
-            "50" | "54" => State::Collected,
-            "30" | "31" => State::AtTransferCentre,
-            "36" => State::InTransit,
-            "44" | "130" => State::AtDeliveryOutlet,
-            "204" => State::OutForDelivery,
-            "70" => State::AttemptFailed,
-            "33" => State::Held,
-            "80" | "8000" => delivered_kind(remark),
-            "99" => State::Returning,
-            "648" => State::Redirected,
-            _ => return None,
-        })
-    });
-    by_op.or_else(|| {
-        Some(match secondary? {
-            "101" => State::Collected,
-            "201" => State::InTransit,
-            "204" => State::CustomsInProgress,
-            "205" => State::CustomsCleared,
-            "301" => State::OutForDelivery,
-            "401" => delivered_kind(remark),
-            _ => return None,
-        })
-    })
+pub fn state_of(
+    op_code: Option<&str>,
+    first: Option<&str>,
+    secondary: Option<&str>,
+    remark: &str,
+) -> Option<State> {
+    Tables::new().state_of(op_code, first, secondary, remark)
 }
 
 fn delivered_kind(remark: &str) -> State {
-    if ["丰巢", "快递柜", "智能柜", "驿站"]
+    if ["丰巢", "快递柜", "智能柜", "自助柜", "驿站"]
         .iter()
         .any(|w| remark.contains(w))
     {
@@ -208,7 +410,8 @@ fn delivered_kind(remark: &str) -> State {
 
 fn code_text(v: &Value) -> Option<String> {
     match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        // Return and forwarding routes send `-` for the codes they have none of.
+        Value::String(s) if !s.trim().is_empty() && s.trim() != "-" => Some(s.trim().to_owned()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
@@ -377,6 +580,7 @@ impl Shunfeng {
             });
         }
         let resps = data.msg_data.map(|d| d.route_resps).unwrap_or_default();
+        let tables = Tables::new();
         let outcomes = numbers
             .split(',')
             .map(|number| {
@@ -384,9 +588,10 @@ impl Shunfeng {
                     .iter()
                     .find(|r| r.mail_no.eq_ignore_ascii_case(number))
                 {
-                    Some(r) if !r.routes.is_empty() => {
-                        WaybillOutcome::events(number, r.routes.iter().map(event).collect())
-                    }
+                    Some(r) if !r.routes.is_empty() => WaybillOutcome::events(
+                        number,
+                        returned_signatures(r.routes.iter().map(|route| event(&tables, route)).collect()),
+                    ),
                     _ => WaybillOutcome::error(
                         number,
                         PluginError::NotFound {
@@ -400,21 +605,48 @@ impl Shunfeng {
     }
 }
 
-fn event(r: &Route) -> RawEvent {
+fn event(tables: &Tables, r: &Route) -> RawEvent {
     let op = r.op_code.as_ref().and_then(code_text);
+    let first = r.first_status_code.as_ref().and_then(code_text);
     let secondary = r.secondary_status_code.as_ref().and_then(code_text);
-    RawEvent {
-        time: r.accept_time.clone(),
-        offset_minutes: None, // Beijing time, no offset on the wire.
-        text: r.remark.clone(),
-        location: r
-            .accept_address
-            .as_deref()
-            .filter(|a| !a.trim().is_empty())
-            .map(str::to_owned),
-        state: state_of(op.as_deref(), secondary.as_deref(), &r.remark),
-        raw_code: op,
+    let state = tables.state_of(
+        op.as_deref(),
+        first.as_deref(),
+        secondary.as_deref(),
+        &r.remark,
+    );
+    let mut e = RawEvent::new(r.accept_time.clone(), r.remark.clone()).with_codes([
+        ("opCode", op.as_deref().unwrap_or_default()),
+        ("firstStatusCode", first.as_deref().unwrap_or_default()),
+        (
+            "secondaryStatusCode",
+            secondary.as_deref().unwrap_or_default(),
+        ),
+    ]);
+    // Beijing time, no offset on the wire: `None` is +08:00.
+    e.location = r
+        .accept_address
+        .as_deref()
+        .filter(|a| !a.trim().is_empty())
+        .map(str::to_owned);
+    e.state = state;
+    e
+}
+
+/// A signature after the parcel turned back (99/631) is the sender's: returned, not
+/// delivered. Routes come oldest first.
+fn returned_signatures(mut events: Vec<RawEvent>) -> Vec<RawEvent> {
+    let mut turned_back = false;
+    for e in &mut events {
+        match e.state {
+            Some(State::Returning) => turned_back = true,
+            Some(s) if turned_back && s.phase() == State::Delivered.phase() => {
+                e.state = Some(State::Returned)
+            }
+            _ => {}
+        }
     }
+    events
 }
 
 impl CarrierPlugin for Shunfeng {
@@ -445,6 +677,7 @@ impl CarrierPlugin for Shunfeng {
                 ),
             ],
             plugin_version: env!("CARGO_PKG_VERSION").into(),
+            code_tables: vec![op_codes(), secondary_codes(), first_codes()],
             ..Default::default()
         }
     }
@@ -623,7 +856,10 @@ mod tests {
         assert_eq!(first[0].time, "2025-03-03 18:02:11");
         assert_eq!(first[0].offset_minutes, None);
         assert_eq!(first[0].location.as_deref(), Some("深圳市"));
-        assert_eq!(first[0].raw_code.as_deref(), Some("54"));
+        assert_eq!(
+            first[0].raw_code.as_deref(),
+            Some("opCode=54 firstStatusCode=1 secondaryStatusCode=101")
+        );
         let second = out[1].result.as_ref().unwrap();
         assert_eq!(second[1].state, Some(State::Held));
     }
@@ -638,7 +874,119 @@ mod tests {
         assert_eq!(first[3].state, Some(State::DeliveredFromLocker));
         let second = out[1].result.as_ref().unwrap();
         assert_eq!(second[1].state, Some(State::Delivered));
-        assert_eq!(second[1].raw_code.as_deref(), Some("8000"));
+        assert_eq!(second[1].raw_code.as_deref(), Some("opCode=8000"));
+    }
+
+    #[test]
+    fn the_documentation_example_is_collected_at_a_partner_point_not_signed() {
+        // SF's own success example: `success` as the string "true", one route 655/701
+        // whose remark says 已代收 (which alone would read as a locker signature).
+        let Step::Done(out) = resume(include_bytes!("../fixtures/doc_example.json")) else {
+            panic!("expected Done")
+        };
+        let routes = out[0].result.as_ref().unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].state, Some(State::Collected));
+        assert_eq!(
+            routes[0].raw_code.as_deref(),
+            Some("opCode=655 secondaryStatusCode=701")
+        );
+        assert_eq!(out[1].result.as_ref().unwrap_err().kind(), "not_found");
+    }
+
+    #[test]
+    fn every_documented_code_maps_to_its_state() {
+        let Step::Done(out) = resume(include_bytes!("../fixtures/every_code.json")) else {
+            panic!("expected Done")
+        };
+        let states = |i: usize| -> Vec<(String, State)> {
+            out[i]
+                .result
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|e| (e.raw_code.clone().unwrap(), e.state.unwrap()))
+                .collect()
+        };
+        use State::*;
+        let expected_a = [
+            ("655", Collected),
+            ("54", Collected),
+            ("50", Collected),
+            ("30", AtTransferCentre),
+            ("36", InTransit),
+            ("407", InTransit),
+            ("31", AtTransferCentre),
+            ("501", InTransit),
+            ("105", LineHaul),
+            ("106", ArrivedDestinationCity),
+            ("310", AtTransferCentre),
+            ("130", AtDeliveryOutlet),
+            ("44", AtDeliveryOutlet),
+            ("204", OutForDelivery),
+            ("70", AttemptFailed),
+            ("634", OutForDelivery),
+            ("125", InLocker),
+            ("642", InLocker),
+            ("80", Delivered),
+        ];
+        let a = states(0);
+        assert_eq!(a.len(), expected_a.len());
+        for ((code, state), (op, want)) in a.iter().zip(expected_a) {
+            assert!(code.starts_with(&format!("opCode={op} ")), "{code}");
+            assert_eq!(*state, want, "{code}");
+        }
+        let b: Vec<State> = states(1).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            b,
+            [
+                Collected,
+                CustomsInProgress, // 607 has no state: secondary 204 decides
+                CustomsCleared,    // 607 with secondary 205
+                Held,
+                Redirected,
+                Returning,
+                Returning,
+                Returned, // signed for after the return: the sender's signature
+            ]
+        );
+    }
+
+    #[test]
+    fn the_secondary_then_first_code_decide_when_the_op_code_is_unknown() {
+        use State::*;
+        assert_eq!(
+            state_of(Some("999"), Some("2"), Some("1301"), "?"),
+            Some(Redelivery)
+        );
+        assert_eq!(
+            state_of(Some("999"), Some("5"), None, "已签收"),
+            Some(Problem)
+        );
+        assert_eq!(state_of(None, Some("11"), None, "?"), Some(InLocker));
+        // No code settles it: the text normalizer reads the remark.
+        assert_eq!(state_of(Some("999"), Some("-"), None, "已签收"), None);
+    }
+
+    #[test]
+    fn success_must_be_a_boolean_or_its_string() {
+        let body = |success: &str| {
+            let data = format!(
+                r#"{{"success":{success},"errorCode":"S0000","msgData":{{"routeResps":[]}}}}"#
+            );
+            serde_json::json!({"apiResultCode": "A1000", "apiResultData": data}).to_string()
+        };
+        for ok in ["true", r#""true""#, r#""TRUE""#] {
+            assert!(matches!(resume(body(ok).as_bytes()), Step::Done(_)), "{ok}");
+        }
+        let Step::Failed(e) = resume(body(r#""yes""#).as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(e.kind(), "bad_response");
+        let Step::Failed(e) = resume(body(r#""false""#).as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(e.kind(), "bad_response");
     }
 
     #[test]
