@@ -4,6 +4,7 @@
 //!
 //! `cargo run -p waybill-core --example train_state_model [-- --heldout]`
 //!
+//! `--rules-only` reports the rules alone on the training rows and writes nothing.
 //! `--heldout` also prints the accuracy on the held-back rows, per language and label, and
 //! their confusion pairs: the figures for BENCHMARKS.md. Their lines are never printed, so
 //! rules are not written against them.
@@ -45,6 +46,13 @@ fn rows() -> Vec<Row> {
 
 fn main() {
     let heldout = std::env::args().any(|a| a == "--heldout");
+    // `--rules-only`: the rules without the model on the training rows, to see where the
+    // rules themselves are weak.
+    if std::env::args().any(|a| a == "--rules-only") {
+        let rules = TextNormalizer::from_toml(BUILTIN_RULES).expect("built-in rules compile");
+        report(&rules, rows().iter().filter(|r| !r.heldout), true);
+        return;
+    }
     let rows = rows();
     let rules = TextNormalizer::from_toml(BUILTIN_RULES).expect("built-in rules compile");
     let scrubbed: Vec<(String, State)> = rows
