@@ -137,7 +137,7 @@ fn report<'a>(n: &TextNormalizer, rows: impl Iterator<Item = &'a Row>, list_miss
         println!("| `{label}` | {} | {} | {:.1} % |", v.1, v.0, pct(*v));
     }
     let mut pairs: Vec<_> = confusion.into_iter().collect();
-    pairs.sort_by(|a, b| b.1.cmp(&a.1));
+    pairs.sort_by_key(|p| std::cmp::Reverse(p.1));
     println!("confusions (expected -> got):");
     for ((e, g), k) in pairs {
         println!("  {e} -> {g}: {k}");

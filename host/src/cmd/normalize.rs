@@ -45,7 +45,10 @@ struct Record<'a> {
     kuaidi100_advanced: u16,
     /// Kdniao `StateEx`.
     kdniao: u16,
+    /// The rule id, or `model` when the statistical model answered.
     rule: &'a str,
+    /// 0..=1: the rule's documented confidence or the model's.
+    confidence: f32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -111,6 +114,7 @@ fn write_one(
                 kuaidi100_advanced: c.state.kuaidi100_advanced(),
                 kdniao: c.state.kdniao().1,
                 rule: &c.rule,
+                confidence: c.confidence,
             };
             serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
             out.write_all(b"\n")
@@ -158,6 +162,16 @@ mod tests {
         assert_eq!(v["kdniao"], 211);
         assert_eq!(v["text"], "快件已放入【南山丰巢柜】，请凭取件码取件");
         assert!(v["rule"].is_string());
+        let confidence = v["confidence"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&confidence));
+    }
+
+    #[test]
+    fn a_line_no_rule_reads_is_answered_by_the_model() {
+        let out = output(&args(&["收件人在外地，包裹先放我家吧"], Format::Json));
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(v["rule"], "model");
+        assert!(v["confidence"].as_f64().unwrap() > 0.0);
     }
 
     #[test]
