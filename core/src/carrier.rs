@@ -126,12 +126,15 @@ pub struct RawLine<'a> {
 }
 
 /// A state and the rule that chose it, so every decision can be explained.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Classification {
     /// The state.
     pub state: State,
-    /// Identifier of the rule that decided.
+    /// Identifier of the rule that decided, or `model` when the statistical model did.
     pub rule: String,
+    /// How sure the answer is, 0..=1: a rule's documented confidence, or the model's
+    /// (see `waybill_core::normalize`).
+    pub confidence: f32,
 }
 
 /// Turns a raw trace line into a state, saying which rule decided.
@@ -144,7 +147,7 @@ pub struct Classification {
 /// impl Normalizer for Signed {
 ///     fn classify(&self, line: &RawLine<'_>) -> Classification {
 ///         let state = if line.text.contains("签收") { State::Delivered } else { State::InTransit };
-///         Classification { state, rule: "demo".into() }
+///         Classification { state, rule: "demo".into(), confidence: 0.5 }
 ///     }
 /// }
 /// assert_eq!(Signed.classify(&RawLine { text: "已签收", ..Default::default() }).state, State::Delivered);

@@ -10,7 +10,15 @@
 //!    trigger a keyword;
 //! 2. **search**: one Aho–Corasick pass finds every keyword of every rule; a rule's
 //!    regexes run only if the rule is reached and its keyword conditions hold;
-//! 3. **decide**: the matching rule with the highest priority wins; with none, the fallback.
+//! 3. **decide**: the matching rule with the highest priority wins. With none, the
+//!    statistical model ([`NgramModel`], naive Bayes over character n-grams, trained on the
+//!    corpus `core/corpus/lines.tsv`) answers with rule id `model`; a *weak* rule (confidence
+//!    below [`WEAK_RULE`]) is overruled by the model when the model is surer of another
+//!    state, and at least [`OVERRULE_AT`] sure. Without a model (a user's rule file), the file's fallback answers.
+//!
+//! Every answer carries a confidence: the rule's own (written in the rule file, 0.9 unless
+//! it says otherwise), or the model's. [`TextNormalizer::trace`] then reads neutral lines in
+//! context (see there).
 //!
 //! ```
 //! use waybill_core::carrier::{Normalizer, RawLine};
@@ -25,21 +33,37 @@
 //!            State::OutForDelivery);
 //! ```
 
+mod ngram;
 mod rules;
 mod scrub;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::carrier::{Classification, Normalizer, RawLine};
 use crate::model::{EventTime, Trace, TrackEvent};
-use crate::state::State;
+use crate::state::{Phase, State};
 
+pub use ngram::{ModelError, NgramModel, BUILTIN_MODEL};
 pub use rules::RuleError;
 use rules::{CompiledRules, RuleFile};
 use scrub::Scrubber;
 
 /// The built-in rule file.
 pub const BUILTIN_RULES: &str = include_str!("../../rules/normalize.toml");
+
+/// Rules less sure than this only suggest: the model overrules them when it is surer (and
+/// at least [`OVERRULE_AT`] sure).
+pub const WEAK_RULE: f32 = 0.8;
+
+/// The model overrules a weak rule only when at least this sure.
+pub const OVERRULE_AT: f32 = 0.9;
+
+/// The rule id of answers given by the statistical model.
+pub const MODEL_RULE: &str = "model";
+
+/// A model answer below this confidence counts as neutral, so [`TextNormalizer::trace`]
+/// may read it from its context.
+pub const NEUTRAL_BELOW: f32 = 0.6;
 
 /// A normalizer driven by a rule file. Patterns are compiled once, at construction; a
 /// `TextNormalizer` is `Send + Sync` and meant to be shared.
@@ -49,6 +73,8 @@ pub struct TextNormalizer {
     scrubber: Scrubber,
     fallback_id: String,
     fallback_state: State,
+    fallback_confidence: f32,
+    model: Option<Arc<NgramModel>>,
 }
 
 impl TextNormalizer {
@@ -84,16 +110,40 @@ impl TextNormalizer {
             scrubber,
             fallback_id: file.fallback.id,
             fallback_state: file.fallback.state,
+            fallback_confidence: file.fallback.confidence,
+            model: None,
         })
     }
 
-    /// The normalizer of the built-in rule file, compiled on first use and shared.
+    /// The same rules with a statistical model behind them: it answers the lines no rule
+    /// reads and overrules weak rules when surer.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use waybill_core::normalize::{NgramModel, TextNormalizer};
+    /// use waybill_core::state::State;
+    ///
+    /// let rules = r#"fallback = { id = "other", state = "in_transit" }"#;
+    /// let model = NgramModel::train([("收件人拒收", State::Refused), ("已揽收", State::Collected)]).unwrap();
+    /// let n = TextNormalizer::from_toml(rules).unwrap().with_model(Arc::new(model));
+    /// let c = n.classify_text("客户拒收了");
+    /// assert_eq!((c.state, c.rule.as_str()), (State::Refused, "model"));
+    /// ```
+    pub fn with_model(mut self, model: Arc<NgramModel>) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// The normalizer of the built-in rule file and the built-in model, compiled on first
+    /// use and shared.
     pub fn builtin() -> &'static TextNormalizer {
         static BUILTIN: OnceLock<TextNormalizer> = OnceLock::new();
         BUILTIN.get_or_init(|| {
-            // The embedded file is part of the program, not input; the test
-            // `builtin_rules_compile` keeps it valid.
-            TextNormalizer::from_toml(BUILTIN_RULES).expect("built-in rule file is valid")
+            // The embedded files are part of the program, not input; the tests
+            // `builtin_rules_compile` and `builtin_model_loads` keep them valid.
+            TextNormalizer::from_toml(BUILTIN_RULES)
+                .expect("built-in rule file is valid")
+                .with_model(Arc::new(NgramModel::builtin().clone()))
         })
     }
 
@@ -117,35 +167,96 @@ impl TextNormalizer {
     /// Classifies a text.
     pub fn classify_text(&self, text: &str) -> Classification {
         let scrubbed = self.scrubber.scrub(text);
+        let rule = self.first_rule(&scrubbed);
+        let model = || {
+            self.model
+                .as_ref()
+                .and_then(|m| m.predict(&scrubbed))
+                .map(|(state, confidence)| Classification {
+                    state,
+                    rule: MODEL_RULE.to_owned(),
+                    confidence,
+                })
+        };
+        match rule {
+            Some(r) if r.confidence >= WEAK_RULE || self.model.is_none() => r.answer(),
+            Some(r) => match model() {
+                Some(m) if m.state != r.state && m.confidence > r.confidence.max(OVERRULE_AT) => m,
+                _ => r.answer(),
+            },
+            None => model().unwrap_or_else(|| Classification {
+                state: self.fallback_state,
+                rule: self.fallback_id.clone(),
+                confidence: self.fallback_confidence,
+            }),
+        }
+    }
+
+    /// The matching rule of highest priority.
+    fn first_rule(&self, scrubbed: &str) -> Option<&rules::CompiledRule> {
         let mut keywords = vec![false; self.compiled.keyword_count];
         if let Some(ac) = &self.compiled.keywords {
-            for m in ac.find_overlapping_iter(scrubbed.as_str()) {
+            for m in ac.find_overlapping_iter(scrubbed) {
                 keywords[m.pattern().as_usize()] = true;
             }
         }
         // Regexes run only when a rule that reaches them is tried, at most once each.
         let mut memo: Vec<Option<bool>> = vec![None; self.compiled.regexes.len()];
         let mut regex =
-            |i: usize| *memo[i].get_or_insert_with(|| self.compiled.regexes[i].is_match(&scrubbed));
-        match self
-            .compiled
+            |i: usize| *memo[i].get_or_insert_with(|| self.compiled.regexes[i].is_match(scrubbed));
+        self.compiled
             .rules
             .iter()
             .find(|r| r.matches(&keywords, &mut regex))
-        {
-            Some(rule) => Classification {
-                state: rule.state,
-                rule: rule.id.clone(),
-            },
-            None => Classification {
-                state: self.fallback_state,
-                rule: self.fallback_id.clone(),
-            },
-        }
     }
 
-    /// Builds a [`Trace`] from raw lines (time, text) in any order: each line is
-    /// classified, and the overall state derived with the regression guard.
+    /// Classifies the lines of one trace, oldest first, reading neutral lines in context:
+    ///
+    /// - `context.first_line`: the oldest line, when the model is unsure of it (confidence
+    ///   below [`NEUTRAL_BELOW`]) and no rule read it, is the collection, unless the model
+    ///   put it before collection (order or pickup request);
+    /// - `context.return_leg`: a line that only reports movement (its phase is in transit)
+    ///   after a refusal or a return is part of the way back, so it is returning.
+    ///
+    /// Context answers carry the confidence of the line's own reading.
+    ///
+    /// ```
+    /// use waybill_core::normalize::TextNormalizer;
+    /// use waybill_core::state::State;
+    ///
+    /// let c = TextNormalizer::builtin().classify_in_context(&[
+    ///     "快件已揽收",
+    ///     "收件人拒收",
+    ///     "快件到达【广州转运中心】",
+    /// ]);
+    /// assert_eq!(c[2].state, State::Returning);
+    /// assert_eq!(c[2].rule, "context.return_leg");
+    /// ```
+    pub fn classify_in_context(&self, oldest_first: &[&str]) -> Vec<Classification> {
+        let mut out: Vec<Classification> = Vec::with_capacity(oldest_first.len());
+        for (i, text) in oldest_first.iter().enumerate() {
+            let mut c = self.classify_text(text);
+            let neutral = (c.rule == MODEL_RULE && c.confidence < NEUTRAL_BELOW)
+                || c.rule == self.fallback_id;
+            let before = out.last().map(|p| p.state.phase());
+            if i == 0 && neutral && !matches!(c.state.phase(), Phase::InfoReceived | Phase::NoTrace)
+            {
+                c.state = State::Collected;
+                c.rule = "context.first_line".to_owned();
+            } else if c.state.phase() == Phase::InTransit
+                && matches!(before, Some(Phase::Refused | Phase::Returning))
+            {
+                c.state = State::Returning;
+                c.rule = "context.return_leg".to_owned();
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// Builds a [`Trace`] from raw lines (time, text) in any order: the lines are put in
+    /// time order, classified with [`TextNormalizer::classify_in_context`], and the overall
+    /// state derived with the regression guard.
     ///
     /// ```
     /// use waybill_core::model::{EventTime, CHINA_OFFSET};
@@ -168,10 +279,22 @@ impl TextNormalizer {
         nu: impl Into<String>,
         lines: impl IntoIterator<Item = (EventTime, String)>,
     ) -> Trace {
+        let mut lines: Vec<(EventTime, String)> = lines.into_iter().collect();
+        // The order Trace::from_events keeps: newest first, same-second lines in the
+        // carrier's order.
+        if lines.len() > 1 && lines[0].0.at < lines[lines.len() - 1].0.at {
+            lines.reverse();
+        }
+        lines.sort_by_key(|(time, _)| std::cmp::Reverse(time.at));
+        let oldest_first: Vec<&str> = lines.iter().rev().map(|(_, t)| t.as_str()).collect();
+        let mut classes = self.classify_in_context(&oldest_first);
         let events = lines
             .into_iter()
             .map(|(time, context)| {
-                let c = self.classify_text(&context);
+                // `classes` is oldest first, `lines` newest first.
+                let c = classes
+                    .pop()
+                    .unwrap_or_else(|| self.classify_text(&context));
                 TrackEvent {
                     time,
                     context,

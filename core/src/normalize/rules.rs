@@ -24,6 +24,11 @@
 //!
 //! Keywords match ASCII letters in any case. The matching rule with the highest
 //! `priority` decides; equal priorities go to the rule written first.
+//!
+//! A rule may say how sure its answer is, `confidence = 0.6` (0..=1, 0.9 when not given),
+//! and so may the fallback (0.3 when not given). A rule below 0.8 is *weak*: it only
+//! suggests, and the statistical model, when the normalizer has one, overrules it when the
+//! model is surer of another state.
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,7 +39,7 @@ use serde::Deserialize;
 use crate::state::State;
 
 /// Why a rule file was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuleError {
     /// The file is not valid TOML or has the wrong shape.
     #[error("rule file is not valid: {message}")]
@@ -68,6 +73,14 @@ pub enum RuleError {
         /// The regex engine's explanation.
         message: String,
     },
+    /// A rule's confidence is outside 0..=1.
+    #[error("rule {id:?} has confidence {confidence}, outside 0..=1")]
+    Confidence {
+        /// The rule.
+        id: String,
+        /// The value written.
+        confidence: f32,
+    },
     /// The keyword automaton could not be built.
     #[error("keywords could not be compiled: {message}")]
     Keywords {
@@ -93,6 +106,18 @@ pub(crate) struct RuleFile {
 pub(crate) struct Fallback {
     pub id: String,
     pub state: State,
+    #[serde(default = "fallback_confidence")]
+    pub confidence: f32,
+}
+
+/// A guess with nothing to go on.
+fn fallback_confidence() -> f32 {
+    0.3
+}
+
+/// What a rule's answer is worth when its file does not say.
+fn rule_confidence() -> f32 {
+    0.9
 }
 
 /// What the scrubber removes before matching.
@@ -112,6 +137,8 @@ pub(crate) struct RuleSpec {
     pub id: String,
     pub priority: i32,
     pub state: State,
+    #[serde(default = "rule_confidence")]
+    pub confidence: f32,
     #[serde(default)]
     pub any: Vec<String>,
     #[serde(default)]
@@ -129,6 +156,7 @@ pub(crate) struct RuleSpec {
 pub(crate) struct CompiledRule {
     pub id: String,
     pub state: State,
+    pub confidence: f32,
     any: Vec<usize>,
     all: Vec<Vec<usize>>,
     regex: Vec<usize>,
@@ -137,6 +165,15 @@ pub(crate) struct CompiledRule {
 }
 
 impl CompiledRule {
+    /// The rule's answer.
+    pub(crate) fn answer(&self) -> crate::carrier::Classification {
+        crate::carrier::Classification {
+            state: self.state,
+            rule: self.id.clone(),
+            confidence: self.confidence,
+        }
+    }
+
     /// Whether the rule matches, given which keywords occur and a way to ask (once per
     /// regex, memoised by the caller) whether a regex matches. Keyword tests come first:
     /// they are already paid for, while most lines are decided before a regex is needed.
@@ -213,6 +250,12 @@ impl RuleFile {
                     id: rule.id.clone(),
                 });
             }
+            if !(0.0..=1.0).contains(&rule.confidence) {
+                return Err(RuleError::Confidence {
+                    id: rule.id.clone(),
+                    confidence: rule.confidence,
+                });
+            }
             if rule.any.is_empty() && rule.regex.is_empty() && rule.all.iter().all(Vec::is_empty) {
                 return Err(RuleError::NoPattern {
                     id: rule.id.clone(),
@@ -249,6 +292,7 @@ impl RuleFile {
                 CompiledRule {
                     id: rule.id.clone(),
                     state: rule.state,
+                    confidence: rule.confidence,
                     any,
                     all,
                     regex: rule.regex.iter().map(|r| regexes.intern(r)).collect(),

@@ -319,3 +319,171 @@ proptest::proptest! {
         let _ = TextNormalizer::builtin().classify_text(&text);
     }
 }
+
+#[test]
+fn a_rule_answer_carries_the_rules_documented_confidence() {
+    let c = TextNormalizer::builtin().classify_text("快件已被 张三 代签收");
+    assert_eq!((c.rule.as_str(), c.confidence), ("delivered.proxy", 0.9));
+    let c = TextNormalizer::builtin().classify_text("快件离开【深圳】");
+    assert_eq!(c.rule, "in_transit.movement");
+    assert!(c.confidence < WEAK_RULE);
+}
+
+#[test]
+fn a_line_no_rule_reads_is_answered_by_the_model_not_by_in_transit() {
+    let c = TextNormalizer::builtin().classify_text("Your parcel is at the neighbour's");
+    assert_eq!(c.rule, MODEL_RULE);
+    assert_eq!(c.state, State::DeliveredByProxy);
+    assert!(c.confidence > 0.0 && c.confidence < 1.0);
+}
+
+fn tiny(rules: &str) -> TextNormalizer {
+    let lines = [
+        ("包裹退回寄件人途中，到达", State::Returning),
+        ("快件到达转运中心", State::AtTransferCentre),
+    ];
+    let model = NgramModel::train(lines.iter().cycle().take(20).copied()).unwrap();
+    TextNormalizer::from_toml(rules)
+        .unwrap()
+        .with_model(Arc::new(model))
+}
+
+#[test]
+fn a_weak_rule_is_overruled_by_a_surer_model_and_a_strong_one_is_not() {
+    let weak = tiny(
+        r#"
+        fallback = { id = "f", state = "in_transit" }
+        [[rule]]
+        id = "moved"
+        priority = 1
+        confidence = 0.5
+        state = "in_transit"
+        any = ["到达"]
+        "#,
+    );
+    let c = weak.classify_text("包裹退回寄件人途中，到达");
+    assert_eq!((c.state, c.rule.as_str()), (State::Returning, MODEL_RULE));
+    let strong = tiny(
+        r#"
+        fallback = { id = "f", state = "in_transit" }
+        [[rule]]
+        id = "moved"
+        priority = 1
+        state = "in_transit"
+        any = ["到达"]
+        "#,
+    );
+    assert_eq!(
+        strong.classify_text("包裹退回寄件人途中，到达").rule,
+        "moved"
+    );
+}
+
+#[test]
+fn without_a_model_the_fallback_answers_with_its_confidence() {
+    let n = TextNormalizer::from_toml(
+        r#"fallback = { id = "f", state = "in_transit", confidence = 0.2 }"#,
+    )
+    .unwrap();
+    let c = n.classify_text("anything");
+    assert_eq!((c.rule.as_str(), c.confidence), ("f", 0.2));
+}
+
+#[test]
+fn a_confidence_outside_zero_to_one_is_refused() {
+    let bad = r#"
+        fallback = { id = "f", state = "in_transit" }
+        [[rule]]
+        id = "x"
+        priority = 1
+        confidence = 1.5
+        state = "delivered"
+        any = ["a"]
+    "#;
+    assert!(matches!(
+        TextNormalizer::from_toml(bad),
+        Err(RuleError::Confidence { .. })
+    ));
+}
+
+#[test]
+fn a_neutral_first_line_is_read_as_the_collection() {
+    let n = TextNormalizer::from_toml(r#"fallback = { id = "f", state = "in_transit" }"#).unwrap();
+    let c = n.classify_in_context(&["包裹交接完毕", "包裹交接完毕"]);
+    assert_eq!(c[0].state, State::Collected);
+    assert_eq!(c[0].rule, "context.first_line");
+    assert_eq!(c[1].rule, "f");
+}
+
+#[test]
+fn movement_after_a_refusal_is_the_way_back() {
+    let c = TextNormalizer::builtin().classify_in_context(&[
+        "快件已揽收",
+        "收件人拒收，快件将退回寄件人",
+        "快件离开【广州转运中心】，发往【深圳】",
+        "退回件已签收，签收人：寄件人",
+    ]);
+    assert_eq!(c[2].state, State::Returning);
+    assert_eq!(c[2].rule, "context.return_leg");
+    assert_eq!(c[3].state, State::Returned);
+}
+
+#[test]
+fn a_trace_keeps_the_context_reading_in_its_events() {
+    use crate::model::CHINA_OFFSET;
+    let t = |s| EventTime::parse(s, CHINA_OFFSET).unwrap();
+    let trace = TextNormalizer::builtin().trace(
+        "zhongtong",
+        "ZT2",
+        [
+            (
+                t("2024-05-04 09:00"),
+                "快件到达【杭州转运中心】".to_string(),
+            ),
+            (t("2024-05-01 10:00"), "【杭州市】快件已揽收".to_string()),
+            (t("2024-05-03 11:00"), "收件人拒收".to_string()),
+        ],
+    );
+    assert_eq!(trace.data[0].rule.as_deref(), Some("context.return_leg"));
+    assert_eq!(trace.state, State::Returning);
+}
+
+#[test]
+fn builtin_model_loads() {
+    let m = NgramModel::from_bytes(BUILTIN_MODEL).unwrap();
+    assert!(m.classes().len() >= 40);
+    assert!(m.vocabulary() > 1000);
+}
+
+#[test]
+fn a_damaged_model_file_is_refused_not_panicked_on() {
+    assert_eq!(
+        NgramModel::from_bytes(b"nope").unwrap_err(),
+        ModelError::BadHeader
+    );
+    let half = &BUILTIN_MODEL[..BUILTIN_MODEL.len() / 2];
+    assert_eq!(
+        NgramModel::from_bytes(half).unwrap_err(),
+        ModelError::Truncated
+    );
+    assert_eq!(
+        NgramModel::train(std::iter::empty()).unwrap_err(),
+        ModelError::NoData
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn model_never_panics_and_confidence_stays_in_range(text in "\\PC{0,80}") {
+        if let Some((_, p)) = NgramModel::builtin().predict(&text) {
+            proptest::prop_assert!((0.0..=1.0).contains(&p));
+        }
+    }
+
+    #[test]
+    fn model_file_never_panics_on_garbage(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+        let mut file = b"WBNG\x01".to_vec();
+        file.extend(bytes);
+        let _ = NgramModel::from_bytes(&file);
+    }
+}

@@ -47,6 +47,7 @@ struct Record<'a> {
     kuaidi100_advanced: u16,
     /// Kdniao `StateEx`.
     kdniao: u16,
+    /// The rule id, or `model` when the statistical model answered.
     rule: &'a str,
     /// Where the line's scan happened ([`waybill_core::place`]), when it names a place.
     province: Option<&'static str>,
@@ -56,6 +57,8 @@ struct Record<'a> {
     area_code: Option<String>,
     /// The next place's city, when the line names one (发往【北京】).
     next_city: Option<&'static str>,
+    /// 0..=1: the rule's documented confidence or the model's.
+    confidence: f32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -131,6 +134,7 @@ fn write_one(
                 district: at.and_then(|p| p.district),
                 area_code: at.map(|p| p.area_code()),
                 next_city: place.next.and_then(|l| l.place.city),
+                confidence: c.confidence,
             };
             serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
             out.write_all(b"\n")
@@ -178,6 +182,16 @@ mod tests {
         assert_eq!(v["kdniao"], 211);
         assert_eq!(v["text"], "快件已放入【南山丰巢柜】，请凭取件码取件");
         assert!(v["rule"].is_string());
+        let confidence = v["confidence"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&confidence));
+    }
+
+    #[test]
+    fn a_line_no_rule_reads_is_answered_by_the_model() {
+        let out = output(&args(&["收件人在外地，包裹先放我家吧"], Format::Json));
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(v["rule"], "model");
+        assert!(v["confidence"].as_f64().unwrap() > 0.0);
     }
 
     #[test]

@@ -423,6 +423,7 @@ mod tests {
             Classification {
                 state: State::InTransit,
                 rule: "test:fixed".into(),
+                confidence: 1.0,
             }
         }
     }
