@@ -20,7 +20,7 @@ pub(crate) struct CompiledRule {
     pub carrier: usize,
     /// The pattern names `serial`/`check` groups, so captures are needed for the checksum.
     pub captures: bool,
-    /// Bit `n` set: the rule can match a normalised number of `n` characters.
+    /// Bit `n` set: the rule can match a canonical number of `n` characters.
     pub lengths: u128,
     /// Bit `b` set: the rule can match a number starting with ASCII byte `b`.
     pub first: u128,

@@ -684,7 +684,7 @@ impl Guesser {
         // Most numbers are all digits; their byte set is then known without a second pass.
         let mut digits = true;
         let raw = number.as_bytes();
-        // Already normalised (digits and capitals only, as machines print them): copy it.
+        // Already canonical (digits and capitals only, as machines print them): copy it.
         let (clean, all_digits) = raw.iter().fold((true, true), |(clean, digits), &b| {
             let digit = b.wrapping_sub(b'0') < 10;
             (

@@ -101,7 +101,7 @@ pub struct FormatRule {
     pub carrier: String,
     /// Human-readable name, used in reasons.
     pub name: String,
-    /// Regex over the normalised number; it should be anchored with `^…$`. When the
+    /// Regex over the canonical number ([`super::canonical`]); it should be anchored with `^…$`. When the
     /// checksum's serial is not fixed by position, name the groups `serial` and `check`.
     pub pattern: String,
     /// Kind of prefix evidence.
@@ -109,7 +109,7 @@ pub struct FormatRule {
     /// Region the format is used in (`CN`, `US`, `EU`, `INT`, …), compared with the
     /// guesser's region prior.
     pub region: String,
-    /// Allowed normalised lengths, narrowing what the pattern allows.
+    /// Allowed canonical lengths, narrowing what the pattern allows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lengths: Vec<LengthSpec>,
     /// Check digit, if the format has one.

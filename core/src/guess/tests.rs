@@ -303,11 +303,11 @@ proptest! {
     }
 
     #[test]
-    fn guessing_the_normalised_form_gives_the_same_answer(input in "[0-9a-zA-Z -]{1,40}") {
+    fn guessing_the_canonical_form_gives_the_same_answer(input in "[0-9a-zA-Z -]{1,40}") {
         let g = Guesser::embedded();
-        if let Ok(norm) = canonical(&input) {
+        if let Ok(canon) = canonical(&input) {
             let a: Vec<_> = g.guess(&input).unwrap().iter().map(|c| (c.format, c.score)).collect();
-            let b: Vec<_> = g.guess(&norm).unwrap().iter().map(|c| (c.format, c.score)).collect();
+            let b: Vec<_> = g.guess(&canon).unwrap().iter().map(|c| (c.format, c.score)).collect();
             prop_assert_eq!(a, b);
         }
     }
