@@ -205,6 +205,7 @@ fn event(t: &Trace) -> RawEvent {
         location: t.city.clone(),
         raw_code: Some(t.op.clone()),
         state: state_of(&t.op),
+        ..Default::default()
     }
 }
 

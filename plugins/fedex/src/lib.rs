@@ -180,6 +180,7 @@ fn event(e: &ScanEvent) -> RawEvent {
             .or(non_empty(&e.derived_status_code))
             .map(str::to_owned),
         state,
+        ..Default::default()
     }
 }
 
