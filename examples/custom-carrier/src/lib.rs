@@ -205,7 +205,6 @@ fn event(t: &Trace) -> RawEvent {
         location: t.city.clone(),
         raw_code: Some(t.op.clone()),
         state: state_of(&t.op),
-        ..Default::default()
     }
 }
 

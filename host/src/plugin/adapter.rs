@@ -254,9 +254,6 @@ impl PluginCarrier {
             let mut event = TrackEvent::new(time, ev.text, state).with_rule(rule);
             event.location = ev.location;
             event.raw_code = ev.raw_code;
-            // A carrier's own area (SDK 1.2) is kept; the rest are read from the text.
-            event.area_code = ev.area_code;
-            event.area_name = ev.area_name;
             out.push(event);
         }
         Ok(Trace::from_events(&waybill.company, &waybill.number, out))

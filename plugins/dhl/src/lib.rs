@@ -208,7 +208,6 @@ fn event(e: &Event) -> RawEvent {
             .as_deref()
             .and_then(|c| state_of(c, &text_parts.join(" | "))),
         raw_code: code,
-        ..Default::default()
     }
 }
 

@@ -180,7 +180,6 @@ fn event(e: &ScanEvent) -> RawEvent {
             .or(non_empty(&e.derived_status_code))
             .map(str::to_owned),
         state,
-        ..Default::default()
     }
 }
 

@@ -69,8 +69,6 @@ struct TraceItem {
     status_code: Option<Value>,
     #[serde(default, rename = "areaName")]
     area_name: Option<String>,
-    #[serde(default, rename = "areaCode")]
-    area_code: Option<String>,
     #[serde(default)]
     location: Option<String>,
 }
@@ -248,9 +246,6 @@ fn outcome(number: &str, reply: &QueryReply) -> WaybillOutcome {
                 location,
                 raw_code: code,
                 state,
-                // kuaidi100 already resolved the area (resultv2 ≥ 1): pass it on as is.
-                area_code: item.area_code.clone().filter(|c| !c.trim().is_empty()),
-                area_name: item.area_name.clone().filter(|n| !n.trim().is_empty()),
             }
         })
         .collect();

@@ -236,7 +236,6 @@ fn raw_event(e: &WireEvent, state: Option<State>) -> RawEvent {
         location: (!e.location.is_empty()).then(|| e.location.clone()),
         raw_code: Some(e.code.clone()),
         state,
-        ..Default::default()
     }
 }
 

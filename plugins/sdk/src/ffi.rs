@@ -9,10 +9,6 @@
 //!   plugins keep loading. Its version strings are [`SDK_VERSION`], checked at load.
 //!   SDK 1.1 appended `start_with_context` (the query's clock and nonce); a 1.0 plugin
 //!   has no such field and the loader falls back to `start`.
-//! - SDK 1.2 appended `start_v2` and `resume_v2`: the same steps as [`FfiStepV2`], which
-//!   adds the areas carriers give per event ([`FfiEventArea`]) beside the unchanged
-//!   1.1 step. A 1.1 plugin lacks both; the loader then calls the 1.1 entry points and
-//!   the host reads every area from the text.
 //! - The manifest is called once per load and crosses as JSON, so manifest fields can be
 //!   added without any ABI change.
 //! - The hot path (`start`, `resume`) uses typed `abi_stable` structs: inputs are borrowed
@@ -43,7 +39,7 @@ use crate::types::{
 ///
 /// Semver on the boundary: the major must match; minor versions only append prefix
 /// fields or manifest keys, so plugins and hosts of different minors load each other.
-pub const SDK_VERSION: &str = "1.2.0";
+pub const SDK_VERSION: &str = "1.1.0";
 
 /// The root module every plugin exports (through [`export_carrier!`](crate::export_carrier)).
 #[repr(C)]
@@ -70,12 +66,6 @@ pub struct CarrierModule {
     #[sabi(missing_field(option))]
     pub(crate) start_with_context:
         extern "C" fn(&FfiInstance, &FfiQuery<'_>, &FfiQueryContext) -> FfiStep,
-    /// SDK 1.2: `start_with_context` whose step carries the carrier's areas.
-    #[sabi(missing_field(option))]
-    pub(crate) start_v2: extern "C" fn(&FfiInstance, &FfiQuery<'_>, &FfiQueryContext) -> FfiStepV2,
-    /// SDK 1.2: `resume` whose step carries the carrier's areas.
-    #[sabi(missing_field(option))]
-    pub(crate) resume_v2: extern "C" fn(&FfiInstance, RStr<'_>, &FfiHttpResponse<'_>) -> FfiStepV2,
 }
 
 impl RootModule for CarrierModuleRef {
@@ -177,72 +167,6 @@ pub enum FfiStep {
     Done(RVec<FfiOutcome>),
     /// The query failed.
     Failed(FfiError),
-}
-
-/// SDK 1.2: the area a carrier gave for one event of a [`FfiStep::Done`]: event `event`
-/// of outcome `outcome`.
-#[repr(C)]
-#[derive(StableAbi)]
-pub struct FfiEventArea {
-    outcome: u32,
-    event: u32,
-    code: RString,
-    name: ROption<RString>,
-}
-
-/// SDK 1.2: a step and the areas of its events, so the 1.1 step layout stays as it is.
-#[repr(C)]
-#[derive(StableAbi)]
-pub struct FfiStepV2 {
-    step: FfiStep,
-    areas: RVec<FfiEventArea>,
-}
-
-impl From<Step> for FfiStepV2 {
-    fn from(mut step: Step) -> Self {
-        let mut areas = RVec::new();
-        if let Step::Done(outcomes) = &mut step {
-            for (o, outcome) in outcomes.iter_mut().enumerate() {
-                let Ok(events) = &mut outcome.result else {
-                    continue;
-                };
-                for (e, event) in events.iter_mut().enumerate() {
-                    if let Some(code) = event.area_code.take() {
-                        areas.push(FfiEventArea {
-                            outcome: u32::try_from(o).unwrap_or(u32::MAX),
-                            event: u32::try_from(e).unwrap_or(u32::MAX),
-                            code: code.into(),
-                            name: ropt_string(event.area_name.take()),
-                        });
-                    }
-                }
-            }
-        }
-        FfiStepV2 {
-            step: step.into(),
-            areas,
-        }
-    }
-}
-
-impl From<FfiStepV2> for Step {
-    fn from(v2: FfiStepV2) -> Self {
-        let mut step = Step::from(v2.step);
-        if let Step::Done(outcomes) = &mut step {
-            for a in v2.areas {
-                // An index out of range is a plugin bug; the host then reads the text.
-                let event = outcomes
-                    .get_mut(a.outcome as usize)
-                    .and_then(|o| o.result.as_mut().ok())
-                    .and_then(|events| events.get_mut(a.event as usize));
-                if let Some(event) = event {
-                    event.area_code = Some(a.code.into_string());
-                    event.area_name = opt_string(a.name);
-                }
-            }
-        }
-        step
-    }
 }
 
 /// Stable numbers for [`PluginError`] kinds on the wire. Unknown numbers read as
@@ -362,8 +286,6 @@ impl From<FfiEvent> for RawEvent {
             text: e.text.into_string(),
             location: opt_string(e.location),
             raw_code: opt_string(e.raw_code),
-            area_code: None,
-            area_name: None,
         }
     }
 }
@@ -623,43 +545,6 @@ extern "C" fn resume<P: CarrierPlugin>(
     .into()
 }
 
-extern "C" fn start_v2<P: CarrierPlugin>(
-    instance: &FfiInstance,
-    query: &FfiQuery<'_>,
-    context: &FfiQueryContext,
-) -> FfiStepV2 {
-    if instance.is_null() {
-        return Step::Failed(PluginError::internal("null instance")).into();
-    }
-    guard(|| {
-        // SAFETY: as in `start`.
-        let plugin = unsafe { plugin_ref::<P>(instance) };
-        let mut plain = plain_query(query);
-        plain.now_ms = context.now_ms.as_ref().into_option().copied();
-        plain.nonce = context.nonce.as_ref().into_option().copied();
-        plugin.start(&plain)
-    })
-    .unwrap_or_else(Step::Failed)
-    .into()
-}
-
-extern "C" fn resume_v2<P: CarrierPlugin>(
-    instance: &FfiInstance,
-    state: RStr<'_>,
-    response: &FfiHttpResponse<'_>,
-) -> FfiStepV2 {
-    if instance.is_null() {
-        return Step::Failed(PluginError::internal("null instance")).into();
-    }
-    guard(|| {
-        // SAFETY: as in `start`.
-        let plugin = unsafe { plugin_ref::<P>(instance) };
-        plugin.resume(state.as_str(), &plain_response(response))
-    })
-    .unwrap_or_else(Step::Failed)
-    .into()
-}
-
 /// Builds the root module for plugin type `P`. Called once per library by the code
 /// [`export_carrier!`](crate::export_carrier) generates.
 #[doc(hidden)]
@@ -672,8 +557,6 @@ pub fn module_for<P: CarrierPlugin>() -> CarrierModuleRef {
         start: start::<P>,
         resume: resume::<P>,
         start_with_context: start_with_context::<P>,
-        start_v2: start_v2::<P>,
-        resume_v2: resume_v2::<P>,
     };
     // Leaked on purpose: the module lives as long as the library, which is never unloaded.
     module.leak_into_prefix()
@@ -767,74 +650,6 @@ mod tests {
             let back: Step = FfiStep::from(step.clone()).into();
             assert_eq!(back, step);
         }
-    }
-
-    #[test]
-    fn areas_cross_only_through_the_1_2_step() {
-        let step = Step::Done(vec![
-            WaybillOutcome::error("N0", PluginError::internal("x")),
-            WaybillOutcome::events(
-                "N1",
-                vec![
-                    RawEvent::new("2024-05-01 10:00", "到达"),
-                    RawEvent::new("2024-05-01 11:00", "派件")
-                        .with_area("440305000000", "广东,深圳市,南山区"),
-                ],
-            ),
-        ]);
-        let back: Step = FfiStepV2::from(step.clone()).into();
-        assert_eq!(back, step);
-        // The 1.1 step has no room for them: a 1.1 host or plugin sees none.
-        let Step::Done(old) = Step::from(FfiStep::from(step)) else {
-            panic!("done")
-        };
-        let events = old[1].result.as_ref().expect("events");
-        assert!(events.iter().all(|e| e.area_code.is_none()));
-    }
-
-    /// Answers every step with one event whose carrier gave its area.
-    struct GivesArea;
-    impl CarrierPlugin for GivesArea {
-        fn manifest() -> crate::Manifest {
-            crate::Manifest {
-                codes: vec!["area".into()],
-                ..Default::default()
-            }
-        }
-        fn new(_: &Config) -> Result<Self, PluginError> {
-            Ok(GivesArea)
-        }
-        fn start(&self, q: &Query) -> Step {
-            let ev = RawEvent::new("2024-05-01 10:00", "到达")
-                .with_area("110105000000", "北京市,朝阳区");
-            Step::Done(vec![WaybillOutcome::events(
-                q.waybills[0].number.clone(),
-                vec![ev],
-            )])
-        }
-        fn resume(&self, _: &str, _: &HttpResponse) -> Step {
-            Step::Done(vec![])
-        }
-    }
-
-    #[test]
-    fn a_1_2_module_exports_the_area_entry_points() {
-        let module = module_for::<GivesArea>();
-        let instance = (module.instantiate())(RSlice::from_slice(&[]))
-            .into_result()
-            .unwrap_or_else(|_| panic!("instantiate"));
-        let q = Query::single("area", "1");
-        let start = module.start_v2().expect("SDK 1.2 module");
-        let context = ffi_query_context(&q);
-        let step: Step = with_ffi_query(&q, |fq| start(&instance, fq, &context)).into();
-        let Step::Done(out) = step else {
-            panic!("done")
-        };
-        let e = &out[0].result.as_ref().expect("events")[0];
-        assert_eq!(e.area_code.as_deref(), Some("110105000000"));
-        assert_eq!(e.area_name.as_deref(), Some("北京市,朝阳区"));
-        assert!(module.resume_v2().is_some());
-        (module.drop_instance())(instance);
     }
 
     /// Answers with a request whose URL shows the query's clock and nonce.

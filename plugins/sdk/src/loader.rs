@@ -188,10 +188,6 @@ unsafe impl Sync for LoadedInstance {}
 
 impl StepMachine for LoadedInstance {
     fn start(&self, query: &Query) -> Step {
-        if let Some(start) = self.module.start_v2() {
-            let context = ffi_query_context(query);
-            return with_ffi_query(query, |q| start(&self.handle, q, &context)).into();
-        }
         match self.module.start_with_context() {
             Some(start) => {
                 let context = ffi_query_context(query);
@@ -206,10 +202,6 @@ impl StepMachine for LoadedInstance {
     }
 
     fn resume(&self, state: &str, response: &HttpResponse) -> Step {
-        // A plugin built with SDK 1.1 or older gives no areas.
-        if let Some(resume) = self.module.resume_v2() {
-            return with_ffi_response(response, |r| resume(&self.handle, state.into(), r)).into();
-        }
         let resume = self.module.resume();
         with_ffi_response(response, |r| resume(&self.handle, state.into(), r)).into()
     }

@@ -734,21 +734,16 @@ pub struct RawEvent {
     pub offset_minutes: Option<i32>,
     /// The carrier's text, unchanged.
     pub text: String,
-    /// Where, as the carrier names it. Without an [`area_code`](Self::area_code) the host
-    /// reads the line's area from the text, and from this field when the text names no
-    /// place.
+    /// Where, as the carrier names it. When the carrier gives a structured area, put it
+    /// here as text (`广东省深圳市南山区`, `SHENZHEN, GUANGDONG`): the host reads the
+    /// line's kuaidi100 `areaCode`/`areaName` from the text, and from this field when the
+    /// text names no place.
     pub location: Option<String>,
     /// The carrier's own status code for this line.
     pub raw_code: Option<String>,
     /// The state, when the plugin maps the carrier's code itself; `None` leaves it to
     /// core's text normalizer.
     pub state: Option<State>,
-    /// SDK 1.2: the line's area when the carrier gives one, as kuaidi100 writes it: the
-    /// 6-digit GB/T 2260 code padded to 12 (`440305000000`). It wins over the area the
-    /// host would read from the text. A host older than 1.2 ignores it.
-    pub area_code: Option<String>,
-    /// SDK 1.2: the area's name (`广东,深圳市,南山区`), with `area_code`.
-    pub area_name: Option<String>,
 }
 
 impl RawEvent {
@@ -782,20 +777,6 @@ impl RawEvent {
     /// With the offset of a civil time, in minutes east of UTC.
     pub fn with_offset_minutes(mut self, minutes: i32) -> Self {
         self.offset_minutes = Some(minutes);
-        self
-    }
-
-    /// SDK 1.2: with the area the carrier gives (kuaidi100 `areaCode` and `areaName`).
-    ///
-    /// ```
-    /// use waybill_sdk::RawEvent;
-    /// let e = RawEvent::new("2024-05-01 10:00:00", "到达")
-    ///     .with_area("440305000000", "广东,深圳市,南山区");
-    /// assert_eq!(e.area_code.as_deref(), Some("440305000000"));
-    /// ```
-    pub fn with_area(mut self, code: impl Into<String>, name: impl Into<String>) -> Self {
-        self.area_code = Some(code.into());
-        self.area_name = Some(name.into());
         self
     }
 }

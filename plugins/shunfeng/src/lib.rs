@@ -414,7 +414,6 @@ fn event(r: &Route) -> RawEvent {
             .map(str::to_owned),
         state: state_of(op.as_deref(), secondary.as_deref(), &r.remark),
         raw_code: op,
-        ..Default::default()
     }
 }
 
