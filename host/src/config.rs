@@ -80,6 +80,32 @@ pub struct ServerConfig {
     /// Longest wait for in-flight work at shutdown before giving up.
     #[serde(with = "crate::api::friendly")]
     pub shutdown_grace: jiff::SignedDuration,
+    /// A connection whose request headers are not complete within this is closed.
+    #[serde(with = "crate::api::friendly")]
+    pub header_read_timeout: jiff::SignedDuration,
+    /// A keep-alive connection with no request in flight for this long is closed.
+    #[serde(with = "crate::api::friendly")]
+    pub idle_timeout: jiff::SignedDuration,
+    /// Most connections open at once; more are closed on accept (and logged).
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The listener's limits; a zero or negative duration is read as one millisecond so
+    /// a typo cannot turn a limit off.
+    pub fn limits(&self) -> crate::listen::Limits {
+        let positive = |d: jiff::SignedDuration| {
+            std::time::Duration::try_from(d)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .unwrap_or(std::time::Duration::from_millis(1))
+        };
+        crate::listen::Limits {
+            header_read_timeout: positive(self.header_read_timeout),
+            idle_timeout: positive(self.idle_timeout),
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -90,6 +116,9 @@ impl Default for ServerConfig {
             database: PathBuf::new(),
             plugin_dir: PathBuf::new(),
             shutdown_grace: jiff::SignedDuration::from_secs(30),
+            header_read_timeout: jiff::SignedDuration::from_secs(30),
+            idle_timeout: jiff::SignedDuration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }
