@@ -83,7 +83,8 @@ pub struct ServerConfig {
     /// A connection whose request headers are not complete within this is closed.
     #[serde(with = "crate::api::friendly")]
     pub header_read_timeout: jiff::SignedDuration,
-    /// A keep-alive connection with no request in flight for this long is closed.
+    /// A keep-alive connection with no request in flight for this long is closed (or
+    /// after `header_read_timeout` if shorter: that timer also runs between requests).
     #[serde(with = "crate::api::friendly")]
     pub idle_timeout: jiff::SignedDuration,
     /// Most connections open at once; more are closed on accept (and logged).
@@ -117,7 +118,7 @@ impl Default for ServerConfig {
             plugin_dir: PathBuf::new(),
             shutdown_grace: jiff::SignedDuration::from_secs(30),
             header_read_timeout: jiff::SignedDuration::from_secs(30),
-            idle_timeout: jiff::SignedDuration::from_secs(60),
+            idle_timeout: jiff::SignedDuration::from_secs(20),
             max_connections: 1024,
         }
     }

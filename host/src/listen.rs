@@ -6,8 +6,9 @@
 //! stops answering without a log line. Here each connection needs a permit from a
 //! semaphore (a connection over the cap is closed at once, and the refusal is logged),
 //! a request whose headers are not complete within `header_read_timeout` ends its
-//! connection (hyper's own timer), and a keep-alive connection with no request in
-//! flight for `idle_timeout` is shut down.
+//! connection (hyper's own timer, which also runs while a kept-alive connection waits for
+//! its next request), and a keep-alive connection with no request in flight for
+//! `idle_timeout` is shut down, so an idle connection lasts the shorter of the two.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +30,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub struct Limits {
     /// Longest time from the first byte awaited to the end of a request's headers.
     pub header_read_timeout: Duration,
-    /// Longest time a connection stays open with no request in flight.
+    /// Longest time a connection stays open with no request in flight (bounded by
+    /// `header_read_timeout` too, see the module documentation).
     pub idle_timeout: Duration,
     /// Most connections open at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
