@@ -258,6 +258,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connection_limits_are_read_and_a_zero_cannot_turn_one_off() {
+        let config = Config::from_toml(
+            "[server]\nheader_read_timeout = \"5s\"\nidle_timeout = \"0s\"\nmax_connections = 0\n",
+        )
+        .unwrap();
+        let limits = config.server.limits();
+        assert_eq!(
+            limits.header_read_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_millis(1));
+        assert_eq!(limits.max_connections, 1);
+    }
+
+    #[test]
     fn the_documented_default_file_parses_to_the_built_in_defaults() {
         let mut parsed = Config::from_toml(DEFAULT_TOML).expect("default toml parses");
         let mut want = Config::default();

@@ -308,6 +308,22 @@ mod tests {
         assert!(closed >= idle / 2, "closed too early: {closed:?}");
     }
 
+    #[tokio::test]
+    async fn a_header_timeout_shorter_than_the_idle_one_also_ends_idle_connections() {
+        let timeout = Duration::from_millis(300);
+        let (addr, _stop) = start(Limits {
+            header_read_timeout: timeout,
+            ..limits()
+        })
+        .await;
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        assert!(round_trip(&mut tcp).await.starts_with("HTTP/1.1 200"));
+        let closed = closed_after(&mut tcp, Duration::from_secs(5))
+            .await
+            .expect("the header timer runs between requests (documented in config)");
+        assert!(closed >= timeout / 2, "closed too early: {closed:?}");
+    }
+
     /// Collects formatted log lines.
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
