@@ -80,6 +80,33 @@ pub struct ServerConfig {
     /// Longest wait for in-flight work at shutdown before giving up.
     #[serde(with = "crate::api::friendly")]
     pub shutdown_grace: jiff::SignedDuration,
+    /// A connection whose request headers are not complete within this is closed.
+    #[serde(with = "crate::api::friendly")]
+    pub header_read_timeout: jiff::SignedDuration,
+    /// A keep-alive connection with no request in flight for this long is closed (or
+    /// after `header_read_timeout` if shorter: that timer also runs between requests).
+    #[serde(with = "crate::api::friendly")]
+    pub idle_timeout: jiff::SignedDuration,
+    /// Most connections open at once; more are closed on accept (and logged).
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The listener's limits; a zero or negative duration is read as one millisecond so
+    /// a typo cannot turn a limit off.
+    pub fn limits(&self) -> crate::listen::Limits {
+        let positive = |d: jiff::SignedDuration| {
+            std::time::Duration::try_from(d)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .unwrap_or(std::time::Duration::from_millis(1))
+        };
+        crate::listen::Limits {
+            header_read_timeout: positive(self.header_read_timeout),
+            idle_timeout: positive(self.idle_timeout),
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -90,6 +117,9 @@ impl Default for ServerConfig {
             database: PathBuf::new(),
             plugin_dir: PathBuf::new(),
             shutdown_grace: jiff::SignedDuration::from_secs(30),
+            header_read_timeout: jiff::SignedDuration::from_secs(30),
+            idle_timeout: jiff::SignedDuration::from_secs(20),
+            max_connections: 1024,
         }
     }
 }
@@ -226,6 +256,21 @@ mod tests {
     use jiff::SignedDuration;
 
     use super::*;
+
+    #[test]
+    fn connection_limits_are_read_and_a_zero_cannot_turn_one_off() {
+        let config = Config::from_toml(
+            "[server]\nheader_read_timeout = \"5s\"\nidle_timeout = \"0s\"\nmax_connections = 0\n",
+        )
+        .unwrap();
+        let limits = config.server.limits();
+        assert_eq!(
+            limits.header_read_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_millis(1));
+        assert_eq!(limits.max_connections, 1);
+    }
 
     #[test]
     fn the_documented_default_file_parses_to_the_built_in_defaults() {

@@ -10,6 +10,7 @@
 //! - [`engine`]: [`engine::Engine`] ties them together on an injected clock.
 //! - [`guess`]: the autoCheck's guesser over core's carrier guesser.
 //! - [`sandbox`]: simulator + sandbox plugin + store + engine in one process (demo, tests).
+//! - [`listen`]: the HTTP listener's connection cap and header/idle timeouts.
 //! - [`latency`]: change→push latency in real time on a virtual clock.
 
 pub mod api;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod guess;
 pub mod latency;
+pub mod listen;
 pub mod plugin;
 pub mod push;
 pub mod receiver;

@@ -238,15 +238,13 @@ pub async fn serve(
         let store = store.clone() as Arc<dyn Store>;
         tokio::spawn(prior.run(store, rules, every, stopped(stop_rx.clone())));
     }
-    // Without TCP_NODELAY a client that writes headers and body separately waits out
-    // delayed ACKs (~40 ms per request on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, api::router(api)).with_graceful_shutdown(stopped(stop_rx));
-    let server_task = tokio::spawn(async move { server.await });
+    let server = waybill_host::listen::serve(
+        listener,
+        api::router(api),
+        config.server.limits(),
+        stopped(stop_rx),
+    );
+    let server_task = tokio::spawn(server);
     stop.await;
     tracing::info!("Stopping; finishing in-flight work");
     let _ = stop_tx.send(true);
@@ -258,8 +256,7 @@ pub async fn serve(
     })
     .await;
     match drained {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!(
             "in-flight work did not finish within {grace:?}; leases expire by themselves"
