@@ -39,6 +39,14 @@ enum Command {
         format: cmd::OutputFormat,
     },
     /// Query one waybill now through its carrier's plugin and print the trace.
+    #[command(after_help = "\
+Environment:
+  WAYBILL_<CODE>_<KEY>  a plugin's configuration key, e.g. WAYBILL_SHUNFENG_PARTNER_ID
+                        for key `partner_id` of plugin `shunfeng` (`waybill plugins` lists
+                        each plugin's keys); the daemon reads [carriers.<code>] <key> too
+  WAYBILL_PLUGIN_DIR    where the carrier plugins are (default: beside this binary)
+  WAYBILL_UPSTREAM      the aggregator plugin (e.g. kuaidi100) that tracks a company
+                        without a plugin of its own")]
     Track {
         /// Carrier code (e.g. `hexi`).
         company: String,

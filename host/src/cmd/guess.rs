@@ -187,26 +187,20 @@ fn write_one<'g>(
             out.write_all(b"\n")?;
         }
         OutputFormat::Text => {
-            write!(out, "{number}\t")?;
+            // A person reads this: the number, then each candidate best first with the
+            // sentence that explains it (the score is only an order, so it is left out).
+            writeln!(out, "{number}")?;
             if let Some(error) = &error {
-                write!(out, "error: {error}")?;
+                writeln!(out, "  error: {error}")?;
             } else if candidates.is_empty() {
-                out.write_all(b"unknown")?;
-            }
-            for (i, c) in candidates.iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b"  ")?;
-                }
-                write!(
+                writeln!(
                     out,
-                    "{}/{} ({}, {})",
-                    c.carrier,
-                    c.format,
-                    c.checksum.as_str(),
-                    c.score
+                    "  unknown: no number format of any known carrier matches"
                 )?;
             }
-            out.write_all(b"\n")?;
+            for (i, c) in candidates.iter().enumerate() {
+                writeln!(out, "  {}. {}  {}", i + 1, c.carrier, c.reason)?;
+            }
         }
     }
     Ok(valid)
@@ -260,11 +254,14 @@ mod tests {
     #[test]
     fn text_line_lists_candidates_best_first() {
         let (text, _) = line("73100123456789", OutputFormat::Text);
-        assert!(
-            text.starts_with("73100123456789\tzhongtong/zto_14 (none,"),
-            "{text}"
-        );
-        assert!(text.contains("dhl/dhl_ecommerce_14"));
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("73100123456789"));
+        let first = lines.next().unwrap();
+        assert!(first.starts_with("  1. zhongtong  "), "{text}");
+        // The reason is the sentence, not the internal format id and score.
+        assert!(first.contains("prefix"), "{first}");
+        assert!(!first.contains("zto_14"), "{first}");
+        assert!(lines.any(|l| l.contains(". dhl  ")), "{text}");
     }
 
     /// A data directory whose store has confirmed sandbox waybills `77301…` (14 digits).
@@ -341,7 +338,7 @@ mod tests {
         );
         // Without --learned the rules' order stands: STO's 77 + 12 digits first.
         let (text, _) = line("77301000000777", OutputFormat::Text);
-        assert!(text.contains("\tshentong/sto "), "{text}");
+        assert!(text.contains("\n  1. shentong  "), "{text}");
     }
 
     #[test]

@@ -16,8 +16,9 @@ use waybill_core::place::locate_line;
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// `state<TAB>rule<TAB>place<TAB>text`, one line per input line (place is kuaidi100's
-    /// `areaName`, or `-`).
+    /// `state<TAB>codes<TAB>reason<TAB>place<TAB>text`, one line per input line: codes are
+    /// `kuaidi100=STATE/ADVANCED kdniao=STATE/STATEEX`, the reason is the rule id (or
+    /// `model`) with its confidence, place is kuaidi100's `areaName` or `-`.
     Text,
     /// One JSON object per input line (JSON Lines).
     Json,
@@ -86,25 +87,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn classify_all(n: &TextNormalizer, args: &Args, out: &mut impl Write) -> io::Result<()> {
     for text in &args.text {
         if text == "-" {
-            let stdin = io::stdin();
-            let mut input = stdin.lock();
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                if input.read_until(b'\n', &mut buf)? == 0 {
-                    break;
-                }
-                // Carriers' exports are not always clean UTF-8; one bad byte should not
-                // stop a stream.
-                let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_end_matches(['\n', '\r']);
-                write_one(n, line, args.format, out)?;
-            }
+            classify_stream(n, &mut io::stdin().lock(), args.format, out)?;
         } else {
             write_one(n, text, args.format, out)?;
         }
     }
     Ok(())
+}
+
+/// One answer per non-blank line of `input`, written as it is read.
+fn classify_stream(
+    n: &TextNormalizer,
+    input: &mut impl BufRead,
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        // Carriers' exports are not always clean UTF-8; one bad byte should not stop a
+        // stream.
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        // A blank line is a gap in the export, not a trace line to classify.
+        if line.trim().is_empty() {
+            continue;
+        }
+        write_one(n, line, format, out)?;
+    }
 }
 
 fn write_one(
@@ -119,7 +132,16 @@ fn write_one(
     match format {
         Format::Text => {
             let area = at.map_or_else(|| "-".to_owned(), |p| p.area_name());
-            writeln!(out, "{}\t{}\t{area}\t{text}", c.state.name(), c.rule)
+            let (kdniao_state, kdniao_ex) = c.state.kdniao();
+            writeln!(
+                out,
+                "{}\tkuaidi100={}/{} kdniao={kdniao_state}/{kdniao_ex}\t{} ({:.2})\t{area}\t{text}",
+                c.state.name(),
+                c.state.kuaidi100(),
+                c.state.kuaidi100_advanced(),
+                c.rule,
+                c.confidence,
+            )
         }
         Format::Json => {
             let record = Record {
@@ -161,12 +183,13 @@ mod tests {
     }
 
     #[test]
-    fn text_format_is_state_rule_text() {
+    fn text_format_is_state_codes_reason_place_text() {
         let out = output(&args(&["快件已被 门卫 代签收"], Format::Text));
-        assert_eq!(
-            out,
-            "delivered_by_proxy\tdelivered.proxy\t-\t快件已被 门卫 代签收\n"
-        );
+        let fields: Vec<&str> = out.trim_end().split('\t').collect();
+        assert_eq!(fields[0], "delivered_by_proxy");
+        assert_eq!(fields[1], "kuaidi100=3/303 kdniao=3/304");
+        assert!(fields[2].starts_with("delivered.proxy ("), "{out}");
+        assert_eq!(&fields[3..], ["-", "快件已被 门卫 代签收"]);
     }
 
     #[test]
@@ -218,6 +241,22 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert_eq!(v["kuaidi100_advanced"], 304);
         assert_eq!(v["kuaidi100"], 3);
+    }
+
+    #[test]
+    fn a_stream_skips_blank_lines_and_survives_bad_bytes() {
+        let mut input: &[u8] = b"\xe5\xb7\xb2\xe7\xad\xbe\xe6\x94\xb6\r\n\n  \n\xff\xfeDelivered\n";
+        let mut out = Vec::new();
+        classify_stream(
+            TextNormalizer::builtin(),
+            &mut input,
+            Format::Text,
+            &mut out,
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let states: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+        assert_eq!(states, ["delivered", "delivered"], "{out}");
     }
 
     #[test]
