@@ -21,7 +21,8 @@ use waybill_host::plugin::adapter::AdapterSettings;
 use waybill_host::plugin::registry::{config_from_table, plugin_dir, settings_from_env, Registry};
 use waybill_host::push::HttpNotifier;
 use waybill_host::sandbox::linked_sandbox;
-use waybill_host::store::{SqliteStore, Store};
+use waybill_host::store::location::create_private_dir;
+use waybill_host::store::{SqliteStore, Store, StoreLocation};
 use waybill_sandbox_sim::journey::SimConfig;
 use waybill_sandbox_sim::server::{Simulator, SystemClock};
 use waybill_sdk::CarrierPlugin;
@@ -35,7 +36,7 @@ pub struct StoreArgs {
     /// Data directory (the database is `<dir>/waybill.db` unless --database is given).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// SQLite database file.
+    /// Database: `sqlite:PATH` or a file path (anything else is refused).
     #[arg(long)]
     pub database: Option<PathBuf>,
 }
@@ -58,11 +59,13 @@ impl StoreArgs {
     }
 }
 
-/// Opens (creating it if needed) the configured database.
+/// Opens (creating it if needed) the configured database: `--database` / `[server]
+/// database` as `sqlite:PATH` or a path, else `<data_dir>/waybill.db`.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
     let path = config.database_path();
+    let StoreLocation::Sqlite(path) = StoreLocation::parse(&path.to_string_lossy())?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
+        create_private_dir(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     SqliteStore::open_file(&path)
@@ -337,5 +340,27 @@ pub async fn stop_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_url_no_backend_reads_is_refused_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_path_buf();
+        for url in ["postgres://postgres@127.0.0.1/waybill", "mysql://root@localhost/w"] {
+            config.server.database = url.into();
+            let err = open_store(&config).await.err().expect("refused");
+            assert!(err.to_string().contains(url.split(':').next().unwrap()), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // The SQLite forms open the same file.
+        config.server.database = format!("sqlite:{}", dir.path().join("w.db").display()).into();
+        open_store(&config).await.expect("sqlite: URL").close().await;
+        assert!(dir.path().join("w.db").is_file());
     }
 }

@@ -9,6 +9,7 @@
 //! so a virtual clock drives it as easily as the real one.
 
 pub mod batch;
+pub mod location;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use waybill_core::model::Trace;
 use waybill_core::state::State;
 
 pub use batch::{BatchError, SubscribeBatcher};
+pub use location::{LocationError, StoreLocation};
 pub use sqlite::SqliteStore;
 
 /// Where the daemon keeps its data unless told otherwise (`--data-dir`).

@@ -72,7 +72,7 @@ impl SqliteStore {
     /// Opens (creating it and the directory if needed) the store in `data_dir` and applies
     /// pending migrations.
     pub async fn open_dir(data_dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        super::location::create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.display().to_string(),
             source,
         })?;
@@ -81,6 +81,11 @@ impl SqliteStore {
 
     /// Opens (creating it if needed) the database file and applies pending migrations.
     pub async fn open_file(path: &Path) -> StoreResult<Self> {
+        // Tenants' keys are in the file: nobody but its owner reads it (nor its WAL).
+        super::location::create_private_file(path).map_err(|source| StoreError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
