@@ -16,8 +16,8 @@
 //!   [`next_change_at`] tells a scheduler when to evaluate again. No timed flag is raised
 //!   for a signed parcel.
 //!
-//! A kind is raised once: when the carrier reports it and it is also timed, the earlier
-//! `since` wins.
+//! A kind is raised once: when the carrier reports a timed kind itself (402, 403, 412),
+//! the carrier's line is the flag and the timer for that kind stands down.
 //!
 //! # Codes
 //!
@@ -565,7 +565,8 @@ fn timers(walk: &Walk<'_>, facts: &SubscriptionFacts<'_>, thresholds: &Threshold
     if walk.state == State::NoTrace {
         add(FlagKind::NoShippingInfo, facts.subscribed_at, "subscribing");
     }
-    if let Some(newest) = walk.newest {
+    if let (Some(newest), false) = (walk.newest, walk.state == State::NoTrace) {
+        // A parcel with no trace yet is 401's; "no update" needs something to update.
         add(FlagKind::NotUpdatedInTime, newest, "the newest line");
     }
     if let Some(step) = walk.delivery_step {
@@ -636,7 +637,7 @@ pub fn flags(
     }
     for timer in timers(&w, facts, thresholds) {
         let Some(due) = timer.due() else { continue };
-        if due > now || found.get(&timer.kind).is_some_and(|f| f.since <= due) {
+        if due > now || found.contains_key(&timer.kind) {
             continue;
         }
         let elapsed = now.duration_since(timer.from);
@@ -683,8 +684,10 @@ pub fn next_change_at(
     now: Timestamp,
 ) -> Option<Timestamp> {
     let w = walk(trace);
+    let reported = FlagKind::from_state(w.state);
     timers(&w, facts, thresholds)
         .iter()
+        .filter(|timer| Some(timer.kind) != reported)
         .filter_map(Timer::due)
         .filter(|&due| due > now)
         .min()
@@ -714,6 +717,7 @@ fn span_text(d: SignedDuration) -> String {
 mod tests {
     use super::*;
     use crate::model::TrackEvent;
+    use proptest::prelude::*;
 
     fn at(text: &str) -> EventTime {
         text.parse().expect("test time")
@@ -1003,7 +1007,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reported_kind_that_is_also_timed_is_raised_once_from_the_earlier_start() {
+    fn a_reported_kind_that_is_also_timed_is_raised_once_from_the_carriers_line() {
         let t = trace(vec![
             line("2024-05-01 08:00", State::Collected),
             line("2024-05-01 09:00", State::NotUpdatedInTime),
@@ -1013,6 +1017,11 @@ mod tests {
         assert_eq!(kinds(&f), [403]);
         assert_eq!(f[0].since, at("2024-05-01 09:00").at);
         assert!(matches!(f[0].trigger, Trigger::Reported { .. }));
+        // Its timer stands down: nothing new is due.
+        assert_eq!(
+            next_change_at(&t, &s, &Thresholds::default(), at("2024-05-01 10:00").at),
+            None
+        );
     }
 
     #[test]
@@ -1063,6 +1072,70 @@ mod tests {
         };
         assert!(flags(&t, &s, &th, Timestamp::MAX).is_empty());
         assert_eq!(next_change_at(&t, &s, &th, Timestamp::MAX), None);
+    }
+
+    fn arbitrary_trace() -> impl Strategy<Value = (Trace, i64)> {
+        let lines =
+            prop::collection::vec((0i64..400, prop::sample::select(State::ALL.to_vec())), 0..8);
+        (lines, -50i64..100).prop_map(|(lines, subscribed)| {
+            let start = at("2024-05-01 00:00").at;
+            let events = lines
+                .into_iter()
+                .map(|(h, state)| {
+                    TrackEvent::new(
+                        EventTime::new(start + hours(h), crate::model::CHINA_OFFSET),
+                        "",
+                        state,
+                    )
+                })
+                .collect();
+            (trace(events), subscribed)
+        })
+    }
+
+    fn kind_set(f: &[Flag]) -> std::collections::BTreeSet<FlagKind> {
+        f.iter().map(|f| f.kind).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn flags_only_accumulate_with_time_and_next_change_at_is_exact(
+            (t, subscribed) in arbitrary_trace(),
+            now_h in 0i64..600,
+            later_h in 0i64..600,
+        ) {
+            let start = at("2024-05-01 00:00").at;
+            let s = SubscriptionFacts {
+                company: "sandbox",
+                number: "SB1",
+                subscribed_at: start + hours(subscribed),
+                to: None,
+            };
+            let th = Thresholds::default();
+            let now = start + hours(now_h);
+            let active = flags(&t, &s, &th, now);
+            let later = flags(&t, &s, &th, now + hours(later_h));
+            prop_assert!(kind_set(&active).is_subset(&kind_set(&later)));
+            for f in &active {
+                if let Trigger::Elapsed { .. } = f.trigger {
+                    prop_assert!(f.since <= now);
+                    prop_assert!(!t.state.is_signed(), "timed flag on a signed parcel");
+                }
+            }
+            match next_change_at(&t, &s, &th, now) {
+                Some(due) => {
+                    prop_assert!(due > now);
+                    let just_before = flags(&t, &s, &th, due - SignedDuration::from_secs(1));
+                    prop_assert_eq!(kind_set(&just_before), kind_set(&active));
+                    let at_due = flags(&t, &s, &th, due);
+                    prop_assert!(kind_set(&at_due).len() > kind_set(&active).len());
+                }
+                None => {
+                    let far = flags(&t, &s, &th, now + hours(24 * 3650));
+                    prop_assert_eq!(kind_set(&far), kind_set(&active));
+                }
+            }
+        }
     }
 
     #[test]
