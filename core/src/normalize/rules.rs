@@ -330,6 +330,8 @@ impl RuleFile {
             Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
+                    // A full DFA: the fastest search, at a few hundred KB for a rule file.
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                     // Standard semantics allow overlapping search: every keyword that
                     // occurs is reported, even inside a longer one.
                     .match_kind(MatchKind::Standard)
