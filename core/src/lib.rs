@@ -14,6 +14,9 @@
 //!   formats kept as data, a learned [`guess::Prior`], and the number's
 //!   [`guess::canonical`] form.
 //! - [`policy`]: when to check a waybill next, or stop (shutdown / abort).
+//! - [`problem`]: problem flags (Kdniao 问题件 401–423, kuaidi100 疑难 2xx) from the trace,
+//!   thresholds and `now` ([`problem::flags`]), and when the next one is due
+//!   ([`problem::next_change_at`]).
 //! - [`sign`]: kuaidi100 and Kdniao MD5 signs, Standard Webhooks and AfterShip HMACs, and
 //!   their constant-time checks.
 //! - [`receive`]: the subscriber's side of a push: [`receive::Kuaidi100Push`] checked and
@@ -44,6 +47,7 @@ pub mod model;
 pub mod normalize;
 pub mod place;
 pub mod policy;
+pub mod problem;
 pub mod receive;
 pub mod sign;
 pub mod state;

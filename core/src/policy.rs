@@ -223,7 +223,7 @@ struct UncheckedPolicyConfig {
 /// Reads a duration as jiff's friendly format or ISO 8601, taking a day as 24 hours and a
 /// week as 7 days: `SignedDuration`'s own `Deserialize` refuses days, and "60d" is how
 /// people write the abort threshold. Months and years are refused: their length varies.
-fn duration_from_text<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn duration_from_text<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<SignedDuration, D::Error> {
     use serde::de::Error;

@@ -193,21 +193,67 @@ impl TextNormalizer {
     }
 
     /// The matching rule of highest priority.
+    ///
+    /// Only the rules a keyword of the line reaches (and those needing no keyword) are
+    /// tried, in priority order; the others cannot match, so the answer is the one a walk
+    /// over every rule gives. Bit sets live on the stack for files of ordinary size, so a
+    /// line allocates nothing here.
     fn first_rule(&self, scrubbed: &str) -> Option<&rules::CompiledRule> {
-        let mut keywords = vec![false; self.compiled.keyword_count];
-        if let Some(ac) = &self.compiled.keywords {
+        const STACK_WORDS: usize = 32;
+        let c = &self.compiled;
+        let (kw_words, rule_words, re_words) = (
+            rules::words(c.keyword_count),
+            rules::words(c.rules.len()),
+            rules::words(c.regexes.len()),
+        );
+        let need = kw_words + rule_words + 2 * re_words;
+        let mut stack = [0u64; STACK_WORDS];
+        let mut heap = Vec::new();
+        let bits: &mut [u64] = if need <= STACK_WORDS {
+            &mut stack[..need]
+        } else {
+            heap.resize(need, 0);
+            &mut heap
+        };
+        let (keywords, rest) = bits.split_at_mut(kw_words);
+        let (candidates, rest) = rest.split_at_mut(rule_words);
+        let (tried, matched) = rest.split_at_mut(re_words);
+        if let Some(ac) = &c.keywords {
             for m in ac.find_overlapping_iter(scrubbed) {
-                keywords[m.pattern().as_usize()] = true;
+                let k = m.pattern().as_usize();
+                if !rules::bit(keywords, k) {
+                    rules::set_bit(keywords, k);
+                    for &r in &c.triggered_by[k] {
+                        rules::set_bit(candidates, r);
+                    }
+                }
             }
         }
+        for &r in &c.always {
+            rules::set_bit(candidates, r);
+        }
+        let keywords: &[u64] = keywords;
         // Regexes run only when a rule that reaches them is tried, at most once each.
-        let mut memo: Vec<Option<bool>> = vec![None; self.compiled.regexes.len()];
-        let mut regex =
-            |i: usize| *memo[i].get_or_insert_with(|| self.compiled.regexes[i].is_match(scrubbed));
-        self.compiled
-            .rules
-            .iter()
-            .find(|r| r.matches(&keywords, &mut regex))
+        let mut regex = |i: usize| {
+            if !rules::bit(tried, i) {
+                rules::set_bit(tried, i);
+                if c.regexes[i].is_match(scrubbed) {
+                    rules::set_bit(matched, i);
+                }
+            }
+            rules::bit(matched, i)
+        };
+        for (w, &word) in candidates.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let r = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                if c.rules[r].matches(keywords, &mut regex) {
+                    return Some(&c.rules[r]);
+                }
+            }
+        }
+        None
     }
 
     /// Classifies the lines of one trace, oldest first, reading neutral lines in context:

@@ -137,6 +137,16 @@ pub(crate) fn for_each_feature(text: &str, mut f: impl FnMut(u32)) {
 }
 
 fn fold(ch: char) -> char {
+    // The common CJK ideographs are all letters (category Lo), none numeric: answer them
+    // without the slow Unicode table lookups (the test `fold_fast_path_agrees` checks).
+    if ('\u{4E00}'..='\u{9FFF}').contains(&ch) {
+        return ch;
+    }
+    fold_by_tables(ch)
+}
+
+/// `fold` by the general Unicode properties alone.
+fn fold_by_tables(ch: char) -> char {
     if ch.is_ascii_alphabetic() {
         ch.to_ascii_lowercase()
     } else if ch.is_numeric() {
@@ -380,6 +390,18 @@ impl NgramModel {
 
 fn slot_of(key: u32, capacity: usize) -> usize {
     (key.wrapping_mul(0x9e37_79b1) >> 7) as usize & (capacity - 1)
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    #[test]
+    fn fold_fast_path_agrees() {
+        for ch in ('\u{4E00}'..='\u{9FFF}').chain(['a', 'Z', '7', '，', ' ', '〇', '①']) {
+            assert_eq!(fold(ch), fold_by_tables(ch), "{ch:?}");
+        }
+    }
 }
 
 /// The checked-in model file.

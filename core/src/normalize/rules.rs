@@ -177,13 +177,12 @@ impl CompiledRule {
     /// Whether the rule matches, given which keywords occur and a way to ask (once per
     /// regex, memoised by the caller) whether a regex matches. Keyword tests come first:
     /// they are already paid for, while most lines are decided before a regex is needed.
-    pub(crate) fn matches(&self, keywords: &[bool], regex: &mut impl FnMut(usize) -> bool) -> bool {
-        let any_hit = self.any.iter().any(|&k| keywords[k]);
-        if !self
-            .all
-            .iter()
-            .all(|group| group.iter().any(|&k| keywords[k]))
-            || self.not.iter().any(|&k| keywords[k])
+    /// `keywords` is a bit set: bit `k` is set when keyword `k` occurs.
+    pub(crate) fn matches(&self, keywords: &[u64], regex: &mut impl FnMut(usize) -> bool) -> bool {
+        let hit = |k: usize| bit(keywords, k);
+        let any_hit = self.any.iter().any(|&k| hit(k));
+        if !self.all.iter().all(|group| group.iter().any(|&k| hit(k)))
+            || self.not.iter().any(|&k| hit(k))
         {
             return false;
         }
@@ -201,6 +200,26 @@ pub(crate) struct CompiledRules {
     pub keywords: Option<AhoCorasick>,
     pub keyword_count: usize,
     pub regexes: Vec<Regex>,
+    /// Per keyword, the rules (indexes into `rules`) that cannot match unless it occurs
+    /// and may match when it does: so a line only tries the rules its keywords reach.
+    pub triggered_by: Vec<Vec<usize>>,
+    /// Rules that can match without any keyword (a `regex` and no `all`): always tried.
+    pub always: Vec<usize>,
+}
+
+/// Whether bit `i` of a bit set is set.
+pub(crate) fn bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
+}
+
+/// Sets bit `i` of a bit set.
+pub(crate) fn set_bit(bits: &mut [u64], i: usize) {
+    bits[i / 64] |= 1 << (i % 64);
+}
+
+/// Words of a bit set of `n` bits.
+pub(crate) fn words(n: usize) -> usize {
+    n.div_ceil(64)
 }
 
 /// Interns patterns so a keyword shared by many rules is searched once.
@@ -311,6 +330,8 @@ impl RuleFile {
             Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
+                    // A full DFA: the fastest search, at a few hundred KB for a rule file.
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                     // Standard semantics allow overlapping search: every keyword that
                     // occurs is reported, even inside a longer one.
                     .match_kind(MatchKind::Standard)
@@ -320,8 +341,30 @@ impl RuleFile {
                     })?,
             )
         };
+        let rules: Vec<CompiledRule> = compiled.into_iter().map(|(_, r)| r).collect();
+        // A rule needs a keyword of its first `all` group when it has one (every group
+        // must hit); otherwise, with no regex, one of its `any` keywords.
+        let mut triggered_by = vec![Vec::new(); keyword_count];
+        let mut always = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let needed = match rule.all.first() {
+                Some(group) => group,
+                None if rule.regex.is_empty() && !rule.any.is_empty() => &rule.any,
+                None => {
+                    always.push(i);
+                    continue;
+                }
+            };
+            for &k in needed {
+                if triggered_by[k].last() != Some(&i) {
+                    triggered_by[k].push(i);
+                }
+            }
+        }
         Ok(CompiledRules {
-            rules: compiled.into_iter().map(|(_, r)| r).collect(),
+            rules,
+            triggered_by,
+            always,
             keywords: automaton,
             keyword_count,
             regexes: regex_list,

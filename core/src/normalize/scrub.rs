@@ -12,6 +12,8 @@
 //! Brackets are reduced to kinds rather than deleted so that rules can still look at what
 //! stands next to them: `到达【深圳宝安网点】` scrubs to `到达 网点 `.
 
+use std::borrow::Cow;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
 
@@ -85,13 +87,23 @@ impl Scrubber {
         let reduced = self.reduce_brackets(text);
         // Most lines carry no digits at all; skip the phone search for them.
         let no_phone = if reduced.bytes().any(|b| b.is_ascii_digit()) {
-            self.phone.replace_all(&reduced, " ")
+            match self.phone.replace_all(&reduced, " ") {
+                Cow::Owned(s) => s,
+                Cow::Borrowed(_) => reduced,
+            }
         } else {
-            std::borrow::Cow::Borrowed(reduced.as_str())
+            reduced
         };
+        // A courier's name follows a colon; without one the search cannot match. Copy
+        // only when a name was removed: most lines come out as they went in.
         match &self.courier {
-            Some(courier) => courier.replace_all(&no_phone, "$1 ").into_owned(),
-            None => no_phone.into_owned(),
+            Some(courier) if no_phone.contains([':', '：']) => {
+                match courier.replace_all(&no_phone, "$1 ") {
+                    Cow::Owned(s) => s,
+                    Cow::Borrowed(_) => no_phone,
+                }
+            }
+            _ => no_phone,
         }
     }
 
