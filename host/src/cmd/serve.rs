@@ -352,15 +352,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.data_dir = dir.path().to_path_buf();
-        for url in ["postgres://postgres@127.0.0.1/waybill", "mysql://root@localhost/w"] {
+        for url in [
+            "postgres://postgres@127.0.0.1/waybill",
+            "mysql://root@localhost/w",
+        ] {
             config.server.database = url.into();
             let err = open_store(&config).await.err().expect("refused");
-            assert!(err.to_string().contains(url.split(':').next().unwrap()), "{err}");
+            assert!(
+                err.to_string().contains(url.split(':').next().unwrap()),
+                "{err}"
+            );
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         // The SQLite forms open the same file.
         config.server.database = format!("sqlite:{}", dir.path().join("w.db").display()).into();
-        open_store(&config).await.expect("sqlite: URL").close().await;
+        open_store(&config)
+            .await
+            .expect("sqlite: URL")
+            .close()
+            .await;
         assert!(dir.path().join("w.db").is_file());
     }
 }
