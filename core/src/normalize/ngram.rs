@@ -392,18 +392,6 @@ fn slot_of(key: u32, capacity: usize) -> usize {
     (key.wrapping_mul(0x9e37_79b1) >> 7) as usize & (capacity - 1)
 }
 
-#[cfg(test)]
-mod fold_tests {
-    use super::*;
-
-    #[test]
-    fn fold_fast_path_agrees() {
-        for ch in ('\u{4E00}'..='\u{9FFF}').chain(['a', 'Z', '7', '，', ' ', '〇', '①']) {
-            assert_eq!(fold(ch), fold_by_tables(ch), "{ch:?}");
-        }
-    }
-}
-
 /// The checked-in model file.
 pub const BUILTIN_MODEL: &[u8] = include_bytes!("../../rules/state_model.bin");
 
@@ -427,5 +415,17 @@ impl<'a> Reader<'a> {
     }
     fn f32(&mut self) -> Result<f32, ModelError> {
         Ok(f32::from_bits(self.u32()?))
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    #[test]
+    fn fold_fast_path_agrees() {
+        for ch in ('\u{4E00}'..='\u{9FFF}').chain(['a', 'Z', '7', '，', ' ', '〇', '①']) {
+            assert_eq!(fold(ch), fold_by_tables(ch), "{ch:?}");
+        }
     }
 }
