@@ -54,11 +54,14 @@ pub enum TenantCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// List tenants (keys are shown; treat the output as secret).
+    /// List tenants. Keys are hidden unless `--show-keys` is given.
     List {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
+        /// Print each tenant's key (treat the output as secret).
+        #[arg(long)]
+        show_keys: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -70,6 +73,22 @@ fn random_hex(n: usize) -> anyhow::Result<String> {
     getrandom::getrandom(&mut buf)
         .map_err(|e| anyhow::anyhow!("no randomness from the operating system: {e}"))?;
     Ok(buf.iter().map(|b| format!("{b:02X}")).collect())
+}
+
+/// A key as `tenant list` prints it: whole only when asked, else its last four characters,
+/// enough to tell keys apart in a list without putting a usable secret on a screen or in a
+/// terminal log.
+fn shown_key(key: &str, show: bool) -> String {
+    if show {
+        return key.to_owned();
+    }
+    let chars: Vec<char> = key.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    if chars.len() <= 8 {
+        "…".to_owned()
+    } else {
+        format!("…{tail}")
+    }
 }
 
 /// The one tenant whose id, key or name is `wanted`.
@@ -205,16 +224,21 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 };
                 set_access(store, &tenant, |t| (t.disabled, at)).await
             }
-            TenantCommand::List { format, store } => {
+            TenantCommand::List {
+                format,
+                show_keys,
+                store,
+            } => {
                 let config = store.load()?;
                 let store = open_store(&config).await?;
                 let tenants = store.list_tenants().await?;
                 store.close().await;
                 for t in &tenants {
+                    let key = shown_key(&t.key, show_keys);
                     if format == OutputFormat::Json {
                         println!(
                             "{}",
-                            serde_json::json!({"id": t.id, "name": t.name, "key": t.key,
+                            serde_json::json!({"id": t.id, "name": t.name, "key": key,
                                 "customer": t.customer, "created_at": t.created_at.to_string(),
                                 "disabled": t.disabled,
                                 "expires_at": t.expires_at.map(|e| e.to_string())})
@@ -224,7 +248,7 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                             "{:>4}  {:<20} {}  {}",
                             t.id,
                             t.name,
-                            t.key,
+                            key,
                             t.customer.as_deref().unwrap_or("-")
                         );
                     }
@@ -233,4 +257,21 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_key;
+
+    #[test]
+    fn list_hides_keys_unless_asked() {
+        let key = "9F2C6B1E0A7D4C3B";
+        assert_eq!(shown_key(key, true), key);
+        let hidden = shown_key(key, false);
+        assert_eq!(hidden, "…4C3B");
+        assert!(!hidden.contains("9F2C6B1E"));
+        // A short key would be mostly revealed by its tail: show nothing of it.
+        assert_eq!(shown_key("K1", false), "…");
+        assert_eq!(shown_key("", false), "…");
+    }
 }

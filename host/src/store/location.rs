@@ -82,8 +82,8 @@ fn split_scheme(text: &str) -> Option<(&str, &str)> {
 }
 
 /// The location without a password (`postgres://user:secret@host` → `postgres://user:***@host`),
-/// so an error message never carries it.
-fn redact(text: &str) -> String {
+/// so an error message or a printed configuration never carries it.
+pub fn redact(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
         return text.to_owned();
     };
