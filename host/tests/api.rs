@@ -1023,3 +1023,74 @@ async fn a_query_answer_survives_a_restart_and_is_not_fetched_again() {
         "answered from the stored result"
     );
 }
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_502_and_nothing_is_done_or_counted() {
+    use waybill_host::api::limit::{Rate, RateLimitConfig};
+    let sandbox = Scripted::new("sandbox");
+    sandbox.answer("SB0000009", Ok(trace("SB0000009")));
+    sandbox.answer("SB0000010", Ok(trace("SB0000010")));
+    let tight = Rate {
+        per_second: 1,
+        burst: 1,
+    };
+    let config = ApiConfig {
+        rate_limit: RateLimitConfig {
+            subscribe: tight,
+            query: tight,
+            autonumber: tight,
+        },
+        ..ApiConfig::default()
+    };
+    let r = rig_with(vec![sandbox.clone()], config).await;
+    let month = billing_month(t0());
+
+    let v = r.query(&query_param("SB0000009")).await;
+    assert_eq!(v["status"], "200", "{v}");
+    let v = r.query(&query_param("SB0000010")).await;
+    assert_eq!(code(&v), "502", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("retry in"), "{message}");
+    assert_eq!(
+        sandbox.asked.load(Ordering::SeqCst),
+        1,
+        "the carrier was asked"
+    );
+    assert_eq!(r.store.usage(r.tenant, &month).await.unwrap(), 1);
+
+    let v = r
+        .subscribe(&sub_param("sandbox", "SB0000011", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "200", "{v}");
+    let v = r
+        .subscribe(&sub_param("sandbox", "SB0000012", PUBLIC_CB))
+        .await;
+    assert_eq!(code(&v), "502", "{v}");
+    let live = r
+        .store
+        .list_subscriptions(&SubscriptionFilter {
+            tenant_id: Some(r.tenant),
+            ..SubscriptionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 1, "the throttled subscription was not stored");
+
+    let auto = || {
+        r.post(
+            "/autonumber/auto",
+            form(&[("key", KEY), ("num", "SB0000009")]),
+        )
+    };
+    assert!(auto().await.is_array());
+    assert_eq!(code(&auto().await), "502");
+
+    // An unknown key is still told so, not throttled.
+    let v = r
+        .post(
+            "/autonumber/auto",
+            form(&[("key", "NOPE"), ("num", "SB0000009")]),
+        )
+        .await;
+    assert_eq!(code(&v), "600", "{v}");
+}

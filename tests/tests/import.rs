@@ -50,6 +50,10 @@ async fn tenant_key(dir: &Path) -> String {
 }
 
 async fn serve(dir: &Path, port: u16) -> Child {
+    serve_with(dir, port, &[]).await
+}
+
+async fn serve_with(dir: &Path, port: u16, extra: &[&str]) -> Child {
     let child = Command::new(waybill_bin())
         .args([
             "serve",
@@ -59,6 +63,7 @@ async fn serve(dir: &Path, port: u16) -> Child {
         ])
         .arg(dir)
         .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("WAYBILL_PLUGIN_DIR", target_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -112,6 +117,34 @@ async fn an_import_subscribes_every_row_and_a_rerun_answers_501_for_each() {
     let store = SqliteStore::open_dir(dir.path()).await.expect("store");
     let stats = store.stats().await.expect("stats");
     assert_eq!(stats.polling, 2_000, "every acknowledged row is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_throttled_by_the_per_key_rate_limit_still_subscribes_every_row() {
+    let dir = tempfile::tempdir().expect("dir");
+    tenant_key(dir.path()).await;
+    let config = dir.path().join("waybill.toml");
+    std::fs::write(
+        &config,
+        "[api.rate_limit.subscribe]\nper_second = 200\nburst = 20\n",
+    )
+    .expect("write config");
+    let port = free_port();
+    let config = config.to_str().expect("utf-8 path");
+    let mut daemon = serve_with(dir.path(), port, &["--config", config]).await;
+    let file = dir.path().join("rows.csv");
+    std::fs::write(&file, csv_of(600)).expect("write csv");
+
+    let run = import(&file, port).await;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.starts_with("600 subscribed, 0 already"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    daemon.kill().await.expect("stop daemon");
+    let store = SqliteStore::open_dir(dir.path()).await.expect("store");
+    assert_eq!(store.stats().await.expect("stats").polling, 600);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use waybill_core::carrier::TrackError;
 use waybill_core::model::{Trace, Waybill};
 
+use super::limit::Endpoint;
 use super::Api;
 use crate::push::callback_allowed;
 use crate::push::render::kuaidi100_result;
@@ -49,6 +50,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// 502, kuaidi100's "server busy": the request was not handled and may be sent again.
+    pub(crate) fn busy(message: String) -> Self {
+        Self::new("502", message)
+    }
+
     fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             result: code == "200",
@@ -375,6 +381,7 @@ async fn subscribe_inner(
     };
     let now = api.now();
     refuse_inactive(&tenant, now)?;
+    api.throttle(Endpoint::Subscribe, tenant.id)?;
 
     let parameters = match param.remove("parameters") {
         None | Some(Value::Null) => Map::new(),
@@ -540,6 +547,7 @@ async fn query_inner(
         ));
     }
     refuse_inactive(&tenant, api.now())?;
+    api.throttle(Endpoint::Query, tenant.id)?;
     let param = param_object(&fields).map_err(bad)?;
     let number = check_number(text(&param, "num").map_err(bad)?, "num").map_err(bad)?;
     let com = non_empty(&param, "com")
@@ -791,7 +799,10 @@ async fn autonumber_inner(
         .filter(|k| !k.is_empty())
         .ok_or_else(|| Reply::new("600", "授权key错误: `key` is missing"))?;
     match api.inner.tenants.by_key(key).await {
-        Ok(Some(tenant)) => refuse_inactive(&tenant, api.now())?,
+        Ok(Some(tenant)) => {
+            refuse_inactive(&tenant, api.now())?;
+            api.throttle(Endpoint::Autonumber, tenant.id)?;
+        }
         Ok(None) => return Err(Reply::new("600", "授权key错误: no tenant has this key")),
         Err(e) => return Err(Reply::new("500", format!("服务器错误: {e}"))),
     }

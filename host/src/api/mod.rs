@@ -7,6 +7,7 @@
 //! what was wrong, never a 4xx/5xx from the framework.
 
 pub mod kuaidi100;
+pub mod limit;
 pub mod metrics;
 pub mod tenants;
 
@@ -51,6 +52,8 @@ pub struct ApiConfig {
     /// How long a tenant looked up by key is trusted before it is read again.
     #[serde(with = "friendly")]
     pub tenant_cache_ttl: SignedDuration,
+    /// Requests per second each tenant key may send, per endpoint.
+    pub rate_limit: limit::RateLimitConfig,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +67,7 @@ impl Default for ApiConfig {
             subscribe_batch: 1024,
             monthly_subscribe_limit: crate::store::DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
             tenant_cache_ttl: SignedDuration::from_secs(10),
+            rate_limit: limit::RateLimitConfig::default(),
         }
     }
 }
@@ -107,6 +111,7 @@ struct Inner {
     config: ApiConfig,
     metrics: Arc<Metrics>,
     tenants: tenants::TenantCache,
+    limits: limit::KeyLimits,
     query_cache: Mutex<HashMap<(String, String), (Trace, Timestamp)>>,
 }
 
@@ -142,6 +147,7 @@ impl Api {
                 batcher,
                 carriers: by_code,
                 guesser: Guesser::embedded(),
+                limits: limit::KeyLimits::new(&config.rate_limit),
                 config,
                 metrics,
                 query_cache: Mutex::new(HashMap::new()),
@@ -157,6 +163,14 @@ impl Api {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// kuaidi100's "server busy" (502) for a key over its rate, saying when to retry.
+    fn throttle(&self, endpoint: limit::Endpoint, tenant: i64) -> Result<(), kuaidi100::Reply> {
+        self.inner
+            .limits
+            .check(endpoint, tenant)
+            .map_err(|t| kuaidi100::Reply::busy(format!("服务器繁忙: {t}")))
     }
 
     fn now(&self) -> Timestamp {

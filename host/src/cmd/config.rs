@@ -61,9 +61,17 @@ fn redact_secrets(value: &mut toml::Value) {
 
 fn names_a_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["key", "secret", "password", "passwd", "token", "checkword", "check_word"]
-        .iter()
-        .any(|word| name.contains(word))
+    [
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "checkword",
+        "check_word",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 #[cfg(test)]

@@ -211,6 +211,26 @@ enum Outcome {
 }
 
 async fn subscribe(client: &reqwest::Client, endpoint: &str, param: &str) -> Outcome {
+    // 502 is kuaidi100's "server busy": the row was not taken (the daemon's per-key rate
+    // limit, or a busy server), so it is sent again after a pause instead of being reported
+    // as rejected. The pause grows so a throttled import settles at the allowed rate.
+    let mut pause = std::time::Duration::from_millis(20);
+    for _ in 0..BUSY_RETRIES {
+        match subscribe_once(client, endpoint, param).await {
+            Outcome::Answered(code, _) if code == "502" => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            outcome => return outcome,
+        }
+    }
+    subscribe_once(client, endpoint, param).await
+}
+
+/// How often a row answered "server busy" is sent again before it counts as rejected.
+const BUSY_RETRIES: usize = 12;
+
+async fn subscribe_once(client: &reqwest::Client, endpoint: &str, param: &str) -> Outcome {
     let sent = client
         .post(endpoint)
         .form(&[("schema", "json"), ("param", param)])
