@@ -82,6 +82,83 @@ impl SandboxOptions {
     }
 }
 
+/// Starts each sandbox subscription in `store` at its subscription time, as
+/// [`SandboxStack::subscribe`] did, so the simulator (which keeps journeys in memory)
+/// answers a restarted daemon as it answered the one before. Returns how many journeys
+/// were restored.
+pub async fn restore_journeys(store: &dyn Store, sim: &SimulatorHandle) -> anyhow::Result<usize> {
+    let mut after = None;
+    let mut restored = 0;
+    loop {
+        let page = store
+            .list_subscriptions(&SubscriptionFilter {
+                company: Some(SANDBOX.into()),
+                after_id: after,
+                limit: 10_000,
+                ..SubscriptionFilter::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for sub in &page {
+            // A number the sandbox cannot issue has no journey to restore.
+            if sim.register(&sub.number, sub.created_at).is_ok() {
+                restored += 1;
+            }
+        }
+    }
+    Ok(restored)
+}
+
+/// The file in the data directory where `serve --sandbox` keeps its fast clock's reading.
+pub const CLOCK_FILE: &str = "sandbox-clock";
+
+/// Where a restarted `serve --sandbox` resumes its fast clock: the reading saved in
+/// `data_dir` by [`keep_clock`], or `wall` when there is none (or it is behind the wall
+/// clock). Starting from the wall clock again would put the engine hours or days behind
+/// the checks it already stored, and every answer would look like it went backwards.
+pub fn resume_clock(data_dir: &Path, wall: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
+    let file = data_dir.join(CLOCK_FILE);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(wall),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let saved: jiff::Timestamp = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a timestamp: {text:?}", file.display()))?;
+    Ok(saved.max(wall))
+}
+
+/// Saves `clock`'s reading in `data_dir` every `every` (wall time) and once more when
+/// `stop` resolves, replacing the file atomically so a crash leaves the previous reading.
+pub async fn keep_clock(
+    data_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let save = || {
+        let file = data_dir.join(CLOCK_FILE);
+        let tmp = data_dir.join(format!("{CLOCK_FILE}.tmp"));
+        let written = std::fs::write(&tmp, format!("{}\n", clock.now()))
+            .and_then(|()| std::fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            tracing::warn!(file = %file.display(), error = %e, "Cannot save the sandbox clock.");
+        }
+    };
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => save(),
+            () = &mut stop => break,
+        }
+    }
+    save();
+}
+
 /// Where the sandbox plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
@@ -168,33 +245,10 @@ impl SandboxStack {
         Ok(stack)
     }
 
-    /// Starts each stored sandbox subscription's journey at its subscription time, as
-    /// [`SandboxStack::subscribe`] did, so the simulator (which keeps journeys in
-    /// memory) answers a restarted daemon as it answered the one before. Returns how
-    /// many journeys were restored.
+    /// Starts each stored sandbox subscription's journey at its subscription time; see
+    /// [`restore_journeys`]. Returns how many journeys were restored.
     pub async fn restore_journeys(&self) -> anyhow::Result<usize> {
-        let mut after = None;
-        let mut restored = 0;
-        loop {
-            let page = self
-                .store
-                .list_subscriptions(&SubscriptionFilter {
-                    company: Some(SANDBOX.into()),
-                    after_id: after,
-                    limit: 10_000,
-                    ..SubscriptionFilter::default()
-                })
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            for sub in &page {
-                // A number the sandbox cannot issue has no journey to restore.
-                if self.sim.register(&sub.number, sub.created_at).is_ok() {
-                    restored += 1;
-                }
-            }
-        }
-        Ok(restored)
+        restore_journeys(self.store.as_ref(), &self.sim).await
     }
 
     /// The tenant named `name` with key `key`, created if missing.
@@ -351,4 +405,38 @@ pub fn sandbox_numbers(prefix: &str, n: usize) -> Vec<String> {
 /// The `i`-th number of [`sandbox_numbers`].
 pub fn sandbox_number(prefix: &str, i: usize) -> String {
     format!("{prefix}{i:09}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::{SignedDuration, Timestamp};
+    use waybill_core::clock::ManualClock;
+
+    #[tokio::test]
+    async fn the_clock_is_saved_at_stop_and_resumed_never_behind_the_wall() {
+        let dir = tempfile::tempdir().unwrap();
+        let wall: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+        assert_eq!(resume_clock(dir.path(), wall).unwrap(), wall, "no file yet");
+
+        let ahead = wall + SignedDuration::from_hours(30);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(ahead));
+        keep_clock(
+            dir.path().to_path_buf(),
+            clock,
+            Duration::from_secs(3600),
+            async {},
+        )
+        .await;
+        assert_eq!(resume_clock(dir.path(), wall).unwrap(), ahead);
+        let later_wall = ahead + SignedDuration::from_hours(1);
+        assert_eq!(resume_clock(dir.path(), later_wall).unwrap(), later_wall);
+
+        std::fs::write(dir.path().join(CLOCK_FILE), "yesterday").unwrap();
+        let err = resume_clock(dir.path(), wall).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("does not hold a timestamp"),
+            "{err:#}"
+        );
+    }
 }

@@ -11,4 +11,5 @@ mod import;
 mod lifecycle;
 mod log;
 mod place;
+mod sandbox_restart;
 mod support;

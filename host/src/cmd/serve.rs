@@ -20,7 +20,7 @@ use waybill_host::guess::{CoreGuesser, LearnedPrior};
 use waybill_host::plugin::adapter::AdapterSettings;
 use waybill_host::plugin::registry::{config_from_table, plugin_dir, settings_from_env, Registry};
 use waybill_host::push::HttpNotifier;
-use waybill_host::sandbox::linked_sandbox;
+use waybill_host::sandbox::{keep_clock, linked_sandbox, restore_journeys, resume_clock};
 use waybill_host::store::location::create_private_dir;
 use waybill_host::store::{SqliteStore, Store, StoreLocation};
 use waybill_sandbox_sim::journey::SimConfig;
@@ -161,7 +161,7 @@ pub async fn serve(
     let clock: Arc<dyn Clock> = if config.sandbox.enabled {
         Arc::new(ScaledClock::new(
             SystemClock,
-            Timestamp::now(),
+            resume_clock(&config.server.data_dir, Timestamp::now())?,
             config.sandbox.clock_speed,
         ))
     } else {
@@ -176,6 +176,8 @@ pub async fn serve(
         )
         .await
         .context("cannot start the sandbox simulator")?;
+        let restored = restore_journeys(store.as_ref(), &sim).await?;
+        tracing::info!(restored, "Sandbox journeys restored from the store");
         carrier_tables
             .entry("sandbox".into())
             .or_default()
@@ -202,11 +204,12 @@ pub async fn serve(
     let engine = Engine::with_notifier(
         store.clone() as Arc<dyn Store>,
         carriers.clone(),
-        clock,
+        clock.clone(),
         notifier,
         config.engine.clone(),
     )
     .with_guesser(Arc::new(guesser));
+    let engine_clock = clock;
     let api = Api::new(engine.clone(), carriers, config.api.clone(), metrics);
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -237,6 +240,14 @@ pub async fn serve(
         let rx = stop_rx.clone();
         async move { engine.run(stopped(rx)).await }
     });
+    let clock_task = sim.is_some().then(|| {
+        tokio::spawn(keep_clock(
+            config.server.data_dir.clone(),
+            engine_clock.clone(),
+            Duration::from_secs(1),
+            stopped(stop_rx.clone()),
+        ))
+    });
     if let Some(every) = learn_every {
         let store = store.clone() as Arc<dyn Store>;
         tokio::spawn(prior.run(store, rules, every, stopped(stop_rx.clone())));
@@ -264,6 +275,9 @@ pub async fn serve(
         Err(_) => tracing::warn!(
             "in-flight work did not finish within {grace:?}; leases expire by themselves"
         ),
+    }
+    if let Some(task) = clock_task {
+        let _ = task.await;
     }
     if let Some(sim) = sim {
         let _ = sim.shutdown().await;
