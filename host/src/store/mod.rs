@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod location;
+pub mod secrets;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -47,6 +48,10 @@ pub enum StoreError {
         /// What the file system said.
         source: std::io::Error,
     },
+    /// The secret key that seals tenants' keys is missing, malformed, or not the one the
+    /// stored keys were sealed with.
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
     /// A stored value could not be read back (a corrupt row or a newer schema).
     #[error("corrupt row in {table}: {detail}")]
     Corrupt {

@@ -23,6 +23,7 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use waybill_core::model::{EventTime, Trace, TrackEvent};
 use waybill_core::state::State;
 
+use super::secrets::SecretKey;
 use super::*;
 
 /// Rows per multi-row INSERT, well under SQLite's limit of 32766 bound parameters.
@@ -57,7 +58,11 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     path: PathBuf,
+    secrets: std::sync::Arc<SecretKey>,
 }
+
+const TENANT_COLS: &str =
+    "id, name, api_key, api_key_sealed, customer, created_at, disabled, expires_at";
 
 const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_area, \
     callback_url, salt, options, status, state, message, com_old, com_new, next_check_at, \
@@ -107,6 +112,8 @@ impl SqliteStore {
             .connect_with(write_options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let secrets = SecretKey::for_database(path)?;
+        seal_clear_keys(&write, &secrets).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true).pragma("mmap_size", "268435456"))
@@ -115,6 +122,7 @@ impl SqliteStore {
             write,
             read,
             path: path.to_path_buf(),
+            secrets: std::sync::Arc::new(secrets),
         })
     }
 
@@ -238,11 +246,36 @@ fn state_from_name(table: &'static str, name: &str) -> StoreResult<State> {
         })
 }
 
-fn tenant_from_row(r: &SqliteRow) -> StoreResult<Tenant> {
+/// Seals the keys of tenants written before keys were sealed (migration 0006), in one
+/// transaction: afterwards no key is in the database in clear.
+async fn seal_clear_keys(write: &SqlitePool, secrets: &SecretKey) -> StoreResult<()> {
+    let clear: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, api_key FROM tenants WHERE api_key_sealed IS NULL")
+            .fetch_all(write)
+            .await?;
+    if clear.is_empty() {
+        return Ok(());
+    }
+    let mut tx = write.begin().await?;
+    for (id, key) in &clear {
+        sqlx::query("UPDATE tenants SET api_key = ?, api_key_sealed = ? WHERE id = ?")
+            .bind(secrets.lookup(key))
+            .bind(secrets.seal(key)?)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(tenants = clear.len(), "Sealed tenant keys stored in clear");
+    Ok(())
+}
+
+fn tenant_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Tenant> {
+    let sealed: String = r.try_get("api_key_sealed")?;
     Ok(Tenant {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
-        key: r.try_get("api_key")?,
+        key: secrets.open(&sealed)?,
         customer: r.try_get("customer")?,
         created_at: ts("tenants", r.try_get("created_at")?)?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
@@ -517,18 +550,20 @@ impl Store for SqliteStore {
         // The customer id names the tenant whose key signs a real-time query, so two
         // tenants must never share one; one statement checks and inserts, atomically.
         let row = sqlx::query(
-            "INSERT INTO tenants (name, api_key, customer, created_at) SELECT ?1, ?2, ?3, ?4 \
+            "INSERT INTO tenants (name, api_key, api_key_sealed, customer, created_at) \
+             SELECT ?1, ?2, ?5, ?3, ?4 \
              WHERE ?3 IS NULL OR NOT EXISTS (SELECT 1 FROM tenants WHERE customer = ?3) \
-             RETURNING id, name, api_key, customer, created_at, disabled, expires_at",
+             RETURNING id, name, api_key, api_key_sealed, customer, created_at, disabled, expires_at",
         )
         .bind(&t.name)
-        .bind(&t.key)
+        .bind(self.secrets.lookup(&t.key))
         .bind(&t.customer)
         .bind(ms(now))
+        .bind(self.secrets.seal(&t.key)?)
         .fetch_optional(&self.write)
         .await;
         match row {
-            Ok(Some(row)) => tenant_from_row(&row),
+            Ok(Some(row)) => tenant_from_row(&row, &self.secrets),
             Ok(None) => Err(StoreError::DuplicateCustomer),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(StoreError::DuplicateTenantKey)
@@ -538,31 +573,33 @@ impl Store for SqliteStore {
     }
 
     async fn tenant_by_key(&self, key: &str) -> StoreResult<Option<Tenant>> {
-        sqlx::query("SELECT id, name, api_key, customer, created_at, disabled, expires_at FROM tenants WHERE api_key = ?")
-            .bind(key)
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(tenant_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {TENANT_COLS} FROM tenants WHERE api_key = ?"
+        ))
+        .bind(self.secrets.lookup(key))
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(|r| tenant_from_row(r, &self.secrets))
+        .transpose()
     }
 
     async fn tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>> {
-        sqlx::query("SELECT id, name, api_key, customer, created_at, disabled, expires_at FROM tenants WHERE id = ?")
+        sqlx::query(&format!("SELECT {TENANT_COLS} FROM tenants WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
-            .map(tenant_from_row)
+            .map(|r| tenant_from_row(r, &self.secrets))
             .transpose()
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        sqlx::query("SELECT id, name, api_key, customer, created_at, disabled, expires_at FROM tenants ORDER BY id")
+        sqlx::query(&format!("SELECT {TENANT_COLS} FROM tenants ORDER BY id"))
             .fetch_all(&self.read)
             .await?
             .iter()
-            .map(tenant_from_row)
+            .map(|r| tenant_from_row(r, &self.secrets))
             .collect()
     }
 
@@ -1229,6 +1266,74 @@ mod tests {
             .iter()
             .map(|r| r.try_get::<String, _>("detail").expect("detail"))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn tenant_keys_are_sealed_at_rest_and_found_by_their_lookup() {
+        if std::env::var_os(super::super::secrets::SECRET_KEY_ENV).is_some() {
+            return; // this test swaps the key file, which the environment's key overrides
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let store = SqliteStore::open_dir(&data).await.expect("open");
+        let key = "7D3F0C9A51B2E8E4";
+        let made = store
+            .create_tenant(
+                &NewTenant {
+                    name: "shop".into(),
+                    key: key.into(),
+                    customer: Some("CUST1".into()),
+                },
+                t0(),
+            )
+            .await
+            .expect("tenant");
+        assert_eq!(made.key, key);
+        assert_eq!(store.tenant_by_key(key).await.unwrap().unwrap().id, made.id);
+        assert_eq!(store.list_tenants().await.unwrap()[0].key, key);
+        store.close().await;
+
+        // A copy of the database (file and WAL) holds no key.
+        let mut bytes = std::fs::read(data.join(DB_FILE)).unwrap();
+        bytes.extend(std::fs::read(data.join(format!("{DB_FILE}-wal"))).unwrap_or_default());
+        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()));
+
+        // A row written in clear before sealing existed is sealed when the store opens.
+        let raw = SqlitePoolOptions::new()
+            .connect_with(SqliteConnectOptions::new().filename(data.join(DB_FILE)))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO tenants (name, api_key, customer, created_at) VALUES ('old', 'OLDKEY', NULL, 0)",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        raw.close().await;
+        let store = SqliteStore::open_dir(&data).await.expect("reopen");
+        assert_eq!(
+            store.tenant_by_key("OLDKEY").await.unwrap().unwrap().name,
+            "old"
+        );
+        let clear: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tenants WHERE api_key = 'OLDKEY' OR api_key_sealed IS NULL",
+        )
+        .fetch_one(&store.read)
+        .await
+        .unwrap();
+        assert_eq!(clear, 0);
+        store.close().await;
+
+        // Another secret key finds no tenant and says why it cannot read them.
+        std::fs::write(data.join(format!("{DB_FILE}.key")), "ab".repeat(32)).unwrap();
+        let store = SqliteStore::open_dir(&data).await.expect("reopen");
+        assert!(store.tenant_by_key(key).await.unwrap().is_none());
+        let err = store.list_tenants().await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("does not open with this secret key"),
+            "{err}"
+        );
     }
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
