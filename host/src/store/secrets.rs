@@ -131,6 +131,17 @@ impl SecretKey {
         String::from_utf8(plain).map_err(|_| SecretError::Open("not UTF-8"))
     }
 
+    /// A stored secret: opened when sealed, taken as it is when written in clear before
+    /// secrets were sealed (subscriptions' salts are not rewritten on upgrade: there may be
+    /// millions, and each is sealed when next written).
+    pub fn open_or_legacy(&self, stored: String) -> Result<String, SecretError> {
+        if stored.starts_with(SEALED) {
+            self.open(&stored)
+        } else {
+            Ok(stored)
+        }
+    }
+
     /// The value a secret is found by: equal secrets give equal lookups, and the lookup
     /// reveals nothing of the secret without the key.
     pub fn lookup(&self, secret: &str) -> String {

@@ -283,7 +283,7 @@ fn tenant_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Tenant> {
     })
 }
 
-fn sub_from_row(r: &SqliteRow) -> StoreResult<Subscription> {
+fn sub_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Subscription> {
     const T: &str = "subscriptions";
     let options: String = r.try_get("options")?;
     let options: SubscribeOptions =
@@ -308,7 +308,10 @@ fn sub_from_row(r: &SqliteRow) -> StoreResult<Subscription> {
         from: r.try_get("from_area")?,
         to: r.try_get("to_area")?,
         callback_url: r.try_get("callback_url")?,
-        salt: r.try_get("salt")?,
+        salt: r
+            .try_get::<Option<String>, _>("salt")?
+            .map(|salt| secrets.open_or_legacy(salt))
+            .transpose()?,
         options,
         status,
         state: state_from_name(T, &state)?,
@@ -631,6 +634,11 @@ impl Store for SqliteStore {
                 table: "subscriptions",
                 detail: format!("options: {e}"),
             })?;
+        // The push-signing salt is a secret the daemon needs back: sealed like tenants' keys.
+        let salts = subs
+            .iter()
+            .map(|s| s.salt.as_deref().map(|x| self.secrets.seal(x)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
         // The billing month of each row; a batch is mostly made at one instant, so the
         // formatting is done once per distinct `created_at`.
         let mut months: Vec<String> = Vec::with_capacity(subs.len());
@@ -652,8 +660,9 @@ impl Store for SqliteStore {
             let pieces = fixed_chunks(subs)
                 .into_iter()
                 .zip(fixed_chunks(&options))
-                .zip(fixed_chunks(&months));
-            for ((chunk, options), months) in pieces {
+                .zip(fixed_chunks(&months))
+                .zip(fixed_chunks(&salts));
+            for (((chunk, options), months), salts) in pieces {
                 // OR IGNORE turns a second live subscription of the same waybill (the partial
                 // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
                 // at their monthly limit; RETURNING says which rows went in. The VALUES rows
@@ -664,8 +673,8 @@ impl Store for SqliteStore {
                  updated_at) SELECT column1, column2, column3, column4, column5, column6, \
                  column7, column8, column9, column10, column11, column12 FROM (",
                 );
-                let rows = chunk.iter().zip(options).zip(months);
-                q.push_values(rows, |mut row, ((s, options), month)| {
+                let rows = chunk.iter().zip(options).zip(months).zip(salts);
+                q.push_values(rows, |mut row, (((s, options), month), salt)| {
                     row.push_bind(s.tenant_id)
                         .push_bind(&s.company)
                         .push_bind(&s.number)
@@ -673,7 +682,7 @@ impl Store for SqliteStore {
                         .push_bind(&s.from)
                         .push_bind(&s.to)
                         .push_bind(&s.callback_url)
-                        .push_bind(&s.salt)
+                        .push_bind(salt)
                         .push_bind(options)
                         .push_bind(ms(s.next_check_at))
                         .push_bind(ms(s.created_at))
@@ -766,7 +775,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.read)
         .await?
         .as_ref()
-        .map(sub_from_row)
+        .map(|r| sub_from_row(r, &self.secrets))
         .transpose()
     }
 
@@ -795,7 +804,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.read)
             .await?
             .iter()
-            .map(sub_from_row)
+            .map(|r| sub_from_row(r, &self.secrets))
             .collect()
     }
 
@@ -851,7 +860,7 @@ impl Store for SqliteStore {
         let rows = self.claim_rows(&sql, now, limit, lease).await?;
         let mut subs = rows
             .iter()
-            .map(sub_from_row)
+            .map(|r| sub_from_row(r, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
         subs.sort_by_key(|s| (s.next_check_at, s.id));
         Ok(subs)
@@ -1519,6 +1528,15 @@ mod tests {
         assert_eq!(s.phone.as_deref(), Some("1234"));
         assert_eq!(s.to.as_deref(), Some("北京市朝阳区"));
         assert_eq!(s.salt.as_deref(), Some("SALT"));
+        let stored: String = sqlx::query_scalar("SELECT salt FROM subscriptions WHERE id = ?")
+            .bind(id)
+            .fetch_one(&store.read)
+            .await
+            .expect("raw salt");
+        assert!(
+            stored.starts_with("v1:") && !stored.contains("SALT"),
+            "salt sealed at rest"
+        );
         assert_eq!(s.options.resultv2, 4);
         assert_eq!(s.status, MonitorStatus::Polling);
         assert_eq!(s.state, State::NoTrace);
