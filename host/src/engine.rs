@@ -207,6 +207,17 @@ impl Engine {
         self.checker.carriers.knows(company)
     }
 
+    /// Tracks `waybills` (all of `company`) now, through the same per-carrier gate as the
+    /// scheduled checks, so a real-time query counts against the carrier's concurrency and
+    /// rate like a poll does. Lines get their place from the waybills' from/to.
+    pub async fn track(
+        &self,
+        company: &str,
+        waybills: &[Waybill],
+    ) -> Vec<waybill_core::carrier::TrackOutcome> {
+        self.checker.carriers.track(company, waybills).await
+    }
+
     /// Carrier codes answered for.
     pub fn companies(&self) -> Vec<String> {
         self.checker.carriers.codes()

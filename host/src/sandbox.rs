@@ -210,7 +210,11 @@ impl SandboxStack {
         .await
         .context("cannot start the sandbox simulator")?;
         let dir = options.plugin_dir.unwrap_or_else(|| plugin_dir(None));
-        let (carrier, plugin_source) = sandbox_carrier(&dir, &sim.base_url(), options.adapter)?;
+        let adapter = AdapterSettings {
+            clock: clock.clone(),
+            ..options.adapter
+        };
+        let (carrier, plugin_source) = sandbox_carrier(&dir, &sim.base_url(), adapter)?;
         std::fs::create_dir_all(&options.data_dir).with_context(|| {
             format!(
                 "cannot create data directory {}",

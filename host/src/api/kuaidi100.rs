@@ -666,7 +666,9 @@ async fn find_trace(
         // A broken cache must not stop the query: ask the carrier instead.
         Err(e) => tracing::warn!(error = %e, "cannot read the stored query answer"),
     }
-    let carrier = api.inner.carriers.get(&waybill.company).ok_or_else(|| {
+    // The API's own carrier list says what it serves; the request goes through the
+    // engine's gate, the one limit on traffic to each carrier.
+    api.inner.carriers.get(&waybill.company).ok_or_else(|| {
         Reply::new(
             "400",
             format!("找不到对应公司: `{}` has no carrier", waybill.company),
@@ -674,23 +676,29 @@ async fn find_trace(
     })?;
     let timeout = std::time::Duration::try_from(api.inner.config.query_timeout)
         .unwrap_or(std::time::Duration::from_secs(3));
-    let outcome =
-        match tokio::time::timeout(timeout, carrier.track(std::slice::from_ref(waybill))).await {
-            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
-                Err(TrackError::BadResponse {
-                    message: "the carrier gave no answer for the waybill".into(),
-                })
-            }),
-            Err(_) => {
-                return Err(Reply::new(
-                    "502",
-                    format!(
-                        "服务器繁忙: the carrier did not answer within {:#}",
-                        api.inner.config.query_timeout
-                    ),
-                ))
-            }
-        };
+    let outcome = match tokio::time::timeout(
+        timeout,
+        api.inner
+            .engine
+            .track(&waybill.company, std::slice::from_ref(waybill)),
+    )
+    .await
+    {
+        Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+            Err(TrackError::BadResponse {
+                message: "the carrier gave no answer for the waybill".into(),
+            })
+        }),
+        Err(_) => {
+            return Err(Reply::new(
+                "502",
+                format!(
+                    "服务器繁忙: the carrier did not answer within {:#}",
+                    api.inner.config.query_timeout
+                ),
+            ))
+        }
+    };
     match outcome {
         Ok(mut trace) => {
             // The same place filling as the scheduler's checks (`Carriers::track`).

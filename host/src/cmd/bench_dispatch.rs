@@ -93,7 +93,6 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
     engine.push.concurrency = args.push_concurrency;
     engine.push_backlog = args.push_backlog;
     options.engine = engine;
-    options.adapter.max_concurrency = args.concurrency;
     options.notifier = Some(Arc::new(TimingNotifier::new(http, probe.clone())));
     let stack = SandboxStack::start(options, clock.clone()).await?;
     println!("sandbox plugin {}", stack.plugin_source);

@@ -186,7 +186,7 @@ pub async fn serve(
     } else {
         None
     };
-    let (carriers, guesser) = load_carriers(&config, &carrier_tables, &metrics)?;
+    let (carriers, guesser) = load_carriers(&config, &carrier_tables, &metrics, &clock)?;
     // The autoCheck's order learns from the confirmed waybills, recounted periodically.
     let learn_every = Duration::try_from(config.guess.prior_refresh)
         .ok()
@@ -294,7 +294,12 @@ fn load_carriers(
     config: &Config,
     tables: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     metrics: &Arc<Metrics>,
+    clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<(Vec<Arc<dyn Carrier>>, CoreGuesser)> {
+    let settings = |base: AdapterSettings| AdapterSettings {
+        clock: clock.clone(),
+        ..base
+    };
     let configured = (!config.server.plugin_dir.as_os_str().is_empty())
         .then_some(config.server.plugin_dir.as_path());
     let registry = Registry::load(&plugin_dir(configured))?;
@@ -314,7 +319,7 @@ fn load_carriers(
             code,
             &config_from_table(manifest, table),
             normalizer.clone(),
-            settings_from_env(manifest),
+            settings(settings_from_env(manifest)),
         ) {
             Ok(c) => carriers.push(CountingCarrier::wrap(Arc::new(c), metrics.clone())),
             Err(e) => tracing::warn!("carrier {code} not started: {e:#}"),
@@ -326,7 +331,7 @@ fn load_carriers(
             &Sandbox::manifest(),
             tables.get("sandbox").unwrap_or(&empty),
         );
-        let carrier = linked_sandbox(&cfg, normalizer, AdapterSettings::default())?;
+        let carrier = linked_sandbox(&cfg, normalizer, settings(AdapterSettings::default()))?;
         carriers.push(CountingCarrier::wrap(Arc::new(carrier), metrics.clone()));
     }
     // The 3-day autoCheck guesses with the embedded rules plus every loaded plugin's.

@@ -1,15 +1,16 @@
 //! Turns an instantiated plugin into core's [`Carrier`]: drives its step machine and does
-//! the HTTP with the host's client (rustls), with a timeout per request, a concurrency
-//! cap and a rate limit per carrier, and retries of transient failures that honour
-//! `Retry-After`.
+//! the HTTP with the host's client (rustls), with a timeout per request and retries of
+//! transient failures that honour `Retry-After`. How many queries reach a carrier at once
+//! and how often is decided in one place, the scheduler's gate (`[engine.carriers]`),
+//! which every path to a carrier (polls and real-time queries) goes through; the adapter
+//! only reports the carrier's rate hint in its capabilities.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, Semaphore};
-use tokio::time::Instant;
 use waybill_core::carrier::{Capabilities, Carrier, Normalizer, RawLine, TrackError, TrackOutcome};
+use waybill_core::clock::Clock;
 use waybill_core::model::{EventTime, Trace, TrackEvent, Waybill, CHINA_OFFSET};
 use waybill_sdk::{
     HttpRequest, HttpResponse, Manifest, PluginError, Query, QueryWaybill, RawEvent, Step,
@@ -17,14 +18,16 @@ use waybill_sdk::{
 };
 
 /// How the host treats one carrier's traffic.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdapterSettings {
     /// Timeout of one HTTP exchange.
     pub timeout: Duration,
-    /// Requests in flight at once for this carrier.
-    pub max_concurrency: usize,
-    /// Requests per second; `None` uses the manifest's hint (and no limit without one).
+    /// The carrier's rate in requests per second, reported in its capabilities for the
+    /// scheduler's gate; `None` reports the manifest's hint.
     pub rate_limit_per_sec: Option<f64>,
+    /// The clock queries are stamped with (the plugin signs with it): the engine's, so a
+    /// sandbox on a fast clock and its simulator agree on the time.
+    pub clock: Arc<dyn Clock>,
     /// Extra attempts after a transient failure (connection error, timeout, 429, 502-504).
     pub max_retries: u32,
     /// The longest `Retry-After` the host waits for before handing the answer to the plugin.
@@ -35,42 +38,22 @@ impl Default for AdapterSettings {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(15),
-            max_concurrency: 4,
             rate_limit_per_sec: None,
+            clock: Arc::new(waybill_sandbox_sim::server::SystemClock),
             max_retries: 2,
             max_retry_wait: Duration::from_secs(10),
         }
     }
 }
 
-/// Spaces requests at least `1 / rate` seconds apart.
-struct RateLimiter {
-    interval: Option<Duration>,
-    next: Mutex<Instant>,
-}
-
-impl RateLimiter {
-    fn new(rate_per_sec: Option<f64>) -> Self {
-        let interval = rate_per_sec
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r));
-        Self {
-            interval,
-            next: Mutex::new(Instant::now()),
-        }
-    }
-
-    async fn wait(&self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let at = {
-            let mut next = self.next.lock().await;
-            let at = (*next).max(Instant::now());
-            *next = at + interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+impl std::fmt::Debug for AdapterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterSettings")
+            .field("timeout", &self.timeout)
+            .field("rate_limit_per_sec", &self.rate_limit_per_sec)
+            .field("max_retries", &self.max_retries)
+            .field("max_retry_wait", &self.max_retry_wait)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,8 +65,6 @@ pub struct PluginCarrier {
     client: reqwest::Client,
     normalizer: Arc<dyn Normalizer>,
     settings: AdapterSettings,
-    permits: Semaphore,
-    limiter: RateLimiter,
 }
 
 impl PluginCarrier {
@@ -106,13 +87,8 @@ impl PluginCarrier {
             .iter()
             .map(|c| &*Box::leak(c.clone().into_boxed_str()))
             .collect();
-        let rate = settings
-            .rate_limit_per_sec
-            .or(manifest.capabilities.rate_limit_per_sec);
         Ok(Self {
             codes,
-            permits: Semaphore::new(settings.max_concurrency.max(1)),
-            limiter: RateLimiter::new(rate),
             manifest,
             machine,
             client,
@@ -147,15 +123,7 @@ impl PluginCarrier {
     async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, PluginError> {
         let mut attempt = 0;
         loop {
-            let result = {
-                let _permit = self
-                    .permits
-                    .acquire()
-                    .await
-                    .map_err(|_| PluginError::internal("carrier closed"))?;
-                self.limiter.wait().await;
-                self.send_once(req).await
-            };
+            let result = self.send_once(req).await;
             let wait = match &result {
                 Err(PluginError::Transient { .. }) => Some(backoff(attempt)),
                 Ok(resp) if matches!(resp.status, 429 | 502 | 503 | 504) => {
@@ -316,7 +284,7 @@ impl Carrier for PluginCarrier {
                     })
                     .collect(),
             )
-            .at(jiff::Timestamp::now().as_millisecond())
+            .at(self.settings.clock.now().as_millisecond())
             .with_nonce(nonce());
             match self.run_query(&query).await {
                 Err(e) => {
@@ -450,6 +418,13 @@ mod tests {
                     .iter()
                     .rev()
                     .map(|w| {
+                        if w.number == "CLOCK" {
+                            let at = format!("stamped {}", q.now_ms.unwrap_or(-1));
+                            return WaybillOutcome::events(
+                                &w.number,
+                                vec![RawEvent::new("2024-05-01 10:00", &at)],
+                            );
+                        }
                         if w.number == "MISSING" {
                             return WaybillOutcome::error(
                                 &w.number,
@@ -511,14 +486,111 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rate_limiter_spaces_requests() {
-        tokio::time::pause();
-        let limiter = RateLimiter::new(Some(2.0));
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            limiter.wait().await;
+    async fn queries_are_stamped_with_the_injected_clock_not_the_system_clock() {
+        let at: jiff::Timestamp = "2031-01-02T03:04:05Z".parse().unwrap();
+        let c = PluginCarrier::new(
+            Instant2::manifest(),
+            Arc::new(InProcess::<Instant2>::new(&Config::new()).unwrap()),
+            Arc::new(Fixed),
+            AdapterSettings {
+                clock: Arc::new(waybill_core::clock::ManualClock::new(at)),
+                ..AdapterSettings::default()
+            },
+        )
+        .unwrap();
+        let trace = c
+            .track(&[Waybill::new("instant", "CLOCK")])
+            .await
+            .remove(0)
+            .unwrap();
+        assert_eq!(
+            trace.data[0].context,
+            format!("stamped {}", at.as_millisecond())
+        );
+    }
+
+    /// One GET to `base_url` per waybill, answered after a pause by the test's server.
+    struct Slow {
+        base_url: String,
+    }
+    impl CarrierPlugin for Slow {
+        fn manifest() -> Manifest {
+            Manifest {
+                codes: vec!["slow".into()],
+                capabilities: waybill_sdk::Capabilities {
+                    max_batch: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
         }
-        assert!(Instant::now() - t0 >= Duration::from_millis(1000));
+        fn new(config: &Config) -> Result<Self, PluginError> {
+            Ok(Slow {
+                base_url: config.get("base_url").unwrap_or_default().to_owned(),
+            })
+        }
+        fn start(&self, q: &Query) -> Step {
+            Step::Send(HttpRequest::get(&self.base_url).state(&q.waybills[0].number))
+        }
+        fn resume(&self, number: &str, _: &HttpResponse) -> Step {
+            Step::Done(vec![WaybillOutcome::events(
+                number,
+                vec![RawEvent::new("2024-05-01 10:00", "moving")],
+            )])
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_engine_concurrency_is_the_only_cap_on_a_plugin_carrier() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get({
+                let (in_flight, peak) = (in_flight.clone(), peak.clone());
+                move || async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let config = Config::from_pairs([("base_url", url.as_str())]);
+        let carrier = PluginCarrier::new(
+            Slow::manifest(),
+            Arc::new(InProcess::<Slow>::new(&config).unwrap()),
+            Arc::new(Fixed),
+            AdapterSettings::default(),
+        )
+        .unwrap();
+        let limit = crate::scheduler::CarrierLimit {
+            concurrency: 12,
+            rate_per_sec: None,
+        };
+        let carriers = crate::scheduler::Carriers::new(
+            vec![Arc::new(carrier)],
+            &crate::scheduler::CarrierLimits {
+                default: limit,
+                ..Default::default()
+            },
+        );
+        let waybills: Vec<Waybill> = (0..24)
+            .map(|i| Waybill::new("slow", format!("N{i}")))
+            .collect();
+        let out = carriers.track("slow", &waybills).await;
+        assert!(out.iter().all(Result::is_ok));
+        assert_eq!(
+            peak.load(Ordering::SeqCst),
+            12,
+            "[engine.carriers] concurrency = 12 reaches the carrier, no cap below it"
+        );
     }
 
     fn with_phone(n: &str, phone: Option<&str>) -> Waybill {
