@@ -59,6 +59,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The carrier guesser's learned prior.
     pub guess: GuessConfig,
+    /// Problem-parcel thresholds (Kdniao's 401/402/403/412), overridable per carrier.
+    pub problems: waybill_core::problem::Thresholds,
     /// Plugin configuration by carrier code: `[carriers.<code>]` with the keys the
     /// plugin's manifest declares (`waybill plugins` lists them).
     pub carriers: BTreeMap<String, BTreeMap<String, String>>,

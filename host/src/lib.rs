@@ -20,6 +20,7 @@ pub mod guess;
 pub mod latency;
 pub mod listen;
 pub mod plugin;
+pub mod problems;
 pub mod push;
 pub mod receiver;
 pub mod sandbox;

@@ -74,6 +74,8 @@ Environment:
     /// Manage tenants (the accounts that subscribe).
     #[command(subcommand)]
     Tenant(cmd::tenant::TenantCommand),
+    /// Problem parcels (no update, locker timeout, refused, ...) with their reasons.
+    Problems(cmd::problems::ProblemsArgs),
     /// Waybills counted per tenant in a billing month.
     Usage(cmd::usage::UsageArgs),
     /// Subscribe the rows of a CSV file (company,number,phone,from,to) through the daemon.
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Config(args) => cmd::config::run(args),
         Command::Tenant(cmd) => cmd::tenant::run(cmd),
+        Command::Problems(args) => cmd::problems::run(args),
         Command::Usage(args) => cmd::usage::run(args),
         Command::Import(args) => cmd::import::run(args),
     };

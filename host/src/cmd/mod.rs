@@ -9,6 +9,7 @@ pub mod guess;
 pub mod import;
 pub mod normalize;
 pub mod plugins;
+pub mod problems;
 pub mod redeliver;
 pub mod serve;
 pub mod simulate;
