@@ -2,7 +2,6 @@
 //! accounted for, a dead address refused before any row is read, and a daemon that dies part
 //! way ending the run with the first unsent line instead of one rejection per row.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,14 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use waybill_host::store::{SqliteStore, Store};
 
-use crate::support::{target_dir, waybill_bin};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::support::{free_port, target_dir, wait_for_port, waybill_bin};
 
 fn csv_of(rows: usize) -> String {
     let mut csv = String::from("company,number,phone,from,to\n");
@@ -70,14 +62,7 @@ async fn serve_with(dir: &Path, port: u16, extra: &[&str]) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("start waybill serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the daemon did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_port(port).await;
     child
 }
 

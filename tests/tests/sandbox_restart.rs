@@ -2,25 +2,17 @@
 //! on where it was: its fast clock resumes from the saved reading and the simulator gets
 //! every stored parcel's journey back, so no answer looks like it went backwards.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use crate::support::{target_dir, waybill_bin};
+use crate::support::{free_port, target_dir, wait_for_port, waybill_bin};
 
 const ROWS: usize = 40;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 async fn serve(dir: &Path, port: u16) -> Child {
     let child = Command::new(waybill_bin())
@@ -39,14 +31,7 @@ async fn serve(dir: &Path, port: u16) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("start waybill serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the daemon did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_port(port).await;
     child
 }
 

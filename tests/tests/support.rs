@@ -1,6 +1,8 @@
-//! Paths of build outputs the tests use.
+//! Paths of build outputs the tests use, and the wait for a daemon they start.
 
+use std::net::TcpListener;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// `target/<profile>`: the directory of this test binary's parent (`deps`).
 pub fn target_dir() -> PathBuf {
@@ -21,4 +23,24 @@ pub fn waybill_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A port free on 127.0.0.1 for a daemon to bind.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port` (30 s at most).
+pub async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the daemon did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
