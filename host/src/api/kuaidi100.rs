@@ -700,9 +700,8 @@ async fn find_trace(
         }
     };
     match outcome {
-        Ok(mut trace) => {
-            // The same place filling as the scheduler's checks (`Carriers::track`).
-            trace.locate(waybill.from.as_deref(), waybill.to.as_deref());
+        // `Engine::track` already gave every line its place, as for a scheduled check.
+        Ok(trace) => {
             api.metrics().query("carrier");
             if let Err(e) = api
                 .store()

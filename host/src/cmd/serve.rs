@@ -209,7 +209,6 @@ pub async fn serve(
         config.engine.clone(),
     )
     .with_guesser(Arc::new(guesser));
-    let engine_clock = clock;
     let api = Api::new(engine.clone(), carriers, config.api.clone(), metrics);
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -243,7 +242,7 @@ pub async fn serve(
     let clock_task = sim.is_some().then(|| {
         tokio::spawn(keep_clock(
             config.server.data_dir.clone(),
-            engine_clock.clone(),
+            clock.clone(),
             Duration::from_secs(1),
             stopped(stop_rx.clone()),
         ))
