@@ -172,32 +172,84 @@ pub struct Push {
     pub headers: Vec<(String, String)>,
 }
 
-/// What the receiver made of a push.
+/// What the receiver made of a push, as its dialect reads the [`Delivery`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     /// Acknowledged as the dialect requires.
     Accepted,
-    /// Not acknowledged; try again later.
-    Retry { reason: String },
+    /// Not acknowledged; try again later, no sooner than `after` when the receiver
+    /// asked for a delay (`Retry-After`).
+    Retry {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<Duration>,
+    },
     /// Refused for good (e.g. the URL can never be reached); dead-letter it.
     Reject { reason: String },
 }
 
-/// Delivers pushes to subscribers.
+impl Verdict {
+    /// A retry at the retry schedule's own pace.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+}
+
+/// The receiver's answer to one push: whatever came back, before any dialect judged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Retry-After`, when the receiver sent one.
+    pub retry_after: Option<Duration>,
+    /// The body (its first 64 KiB).
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A `200` answer with `body` and no `Retry-After`.
+    pub fn ok(body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status: 200,
+            retry_after: None,
+            body: body.into(),
+        }
+    }
+}
+
+/// How one delivery attempt went at the transport level. Whether an answer acknowledges
+/// the push is the dialect's rule, not the transport's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The receiver answered, with any status.
+    Answered(Reply),
+    /// No answer (connection refused, timeout, reset): worth another attempt.
+    Failed { reason: String },
+    /// The push can never go out as addressed (a refused address, a URL that does not
+    /// build a request): dead-letter it.
+    Refused { reason: String },
+}
+
+/// Delivers pushes to subscribers and reports what came back.
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use waybill_core::carrier::{Notifier, Push, Verdict};
+/// use waybill_core::carrier::{Delivery, Notifier, Push, Reply};
 ///
 /// struct Discard;
 /// #[async_trait]
 /// impl Notifier for Discard {
-///     async fn deliver(&self, _push: &Push) -> Verdict { Verdict::Accepted }
+///     async fn deliver(&self, _push: &Push) -> Delivery {
+///         Delivery::Answered(Reply::ok(r#"{"result":true,"returnCode":"200"}"#))
+///     }
 /// }
 /// ```
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Delivers one push and reports the receiver's verdict.
-    async fn deliver(&self, push: &Push) -> Verdict;
+    /// Sends one push and reports the transport's outcome.
+    async fn deliver(&self, push: &Push) -> Delivery;
 }

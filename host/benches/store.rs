@@ -25,6 +25,7 @@ fn sub(tenant: i64, n: u64, at: Timestamp) -> NewSubscription {
         to: Some("北京市-北京市-朝阳区".into()),
         callback_url: "http://receiver.example/cb".into(),
         salt: Some("SALT".into()),
+        dialect: "kuaidi100".into(),
         options: SubscribeOptions::default(),
         next_check_at: at,
         created_at: at,

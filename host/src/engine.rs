@@ -33,7 +33,7 @@ use waybill_core::policy::{
 };
 
 use crate::push::deliver::DEFAULT_TIMEOUT;
-use crate::push::{DeliveryReport, HttpNotifier, PushConfig, PushWorker};
+use crate::push::{DeliveryReport, HttpNotifier, PushConfig, PushWorker, VerdictObserver};
 use crate::scheduler::{CarrierLimits, Carriers, CheckReport, Checker, CompanyGuesser};
 use crate::store::{Store, StoreError, StoreResult};
 
@@ -184,6 +184,12 @@ impl Engine {
             policy: c.policy.clone(),
             owner: c.owner.clone(),
         });
+        self
+    }
+
+    /// The same engine telling `observer` of every push verdict.
+    pub fn with_push_observer(mut self, observer: Arc<dyn VerdictObserver>) -> Self {
+        self.pushes = Arc::new((*self.pushes).clone().observed_by(observer));
         self
     }
 
@@ -423,7 +429,7 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use waybill_core::carrier::{Capabilities, Push, TrackOutcome, Verdict};
+    use waybill_core::carrier::{Capabilities, Delivery, Push, Reply, TrackOutcome};
     use waybill_core::model::{EventTime, Trace, TrackEvent, CHINA_OFFSET};
     use waybill_core::state::State;
 
@@ -491,6 +497,9 @@ mod tests {
     }
 
     /// Keeps every push it is given and accepts it.
+    /// A kuaidi100 acknowledgement.
+    const ACK: &str = r#"{"result":true,"returnCode":"200","message":"成功"}"#;
+
     #[derive(Default)]
     struct Inbox(Mutex<Vec<Push>>);
 
@@ -512,9 +521,9 @@ mod tests {
 
     #[async_trait]
     impl Notifier for Inbox {
-        async fn deliver(&self, push: &Push) -> Verdict {
+        async fn deliver(&self, push: &Push) -> Delivery {
             self.0.lock().expect("lock").push(push.clone());
-            Verdict::Accepted
+            Delivery::Answered(Reply::ok(ACK))
         }
     }
 
@@ -591,6 +600,7 @@ mod tests {
                     to: None,
                     callback_url: "http://receiver.example/cb".into(),
                     salt: Some("SALT".into()),
+                    dialect: "kuaidi100".into(),
                     options: SubscribeOptions::default(),
                     next_check_at: self.engine.first_check_at(&w, now),
                     created_at: now,
@@ -965,6 +975,7 @@ mod tests {
                 to: None,
                 callback_url: format!("http://{addr}/cb"),
                 salt: Some("SALT".into()),
+                dialect: "kuaidi100".into(),
                 options: SubscribeOptions::default(),
                 next_check_at: t0(),
                 created_at: t0(),
@@ -1030,14 +1041,16 @@ mod tests {
 
     #[async_trait]
     impl Notifier for OneDeadReceiver {
-        async fn deliver(&self, push: &Push) -> Verdict {
+        async fn deliver(&self, push: &Push) -> Delivery {
             if push.url.starts_with(self.failing) {
-                return Verdict::Retry {
-                    reason: "HTTP 500".into(),
-                };
+                return Delivery::Answered(Reply {
+                    status: 500,
+                    retry_after: None,
+                    body: Vec::new(),
+                });
             }
             self.accepted.lock().expect("lock").push(push.url.clone());
-            Verdict::Accepted
+            Delivery::Answered(Reply::ok(ACK))
         }
     }
 
@@ -1098,6 +1111,7 @@ mod tests {
                         to: None,
                         callback_url: format!("http://{tenant}.example/cb"),
                         salt: None,
+                        dialect: "kuaidi100".into(),
                         options: SubscribeOptions::default(),
                         next_check_at: t0(),
                         created_at: t0(),

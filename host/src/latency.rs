@@ -4,20 +4,20 @@
 //! the outbox (one transaction); it has been pushed when the receiver acknowledges it.
 //! [`VirtualDriver`] runs the engine in rounds on a [`ManualClock`] and notes the real
 //! instant each round's checks were written (keyed by the round's virtual instant, which
-//! the store stamps on the pushes it queued); [`TimingNotifier`] notes the real instant
-//! each push was acknowledged. [`LatencyProbe::latencies`] joins the two.
+//! the store stamps on the pushes it queued); the probe, as the delivery worker's
+//! [`VerdictObserver`], notes the real instant each push was acknowledged. [`LatencyProbe::latencies`] joins the two.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
-use waybill_core::carrier::{Notifier, Push, Verdict};
+use waybill_core::carrier::Verdict;
 use waybill_core::clock::{Clock, ManualClock};
 
 use crate::engine::{Engine, RoundReport};
+use crate::push::VerdictObserver;
 use crate::store::{Store, StoreResult};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,27 +114,12 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
     sorted.get(rank).copied()
 }
 
-/// A notifier that tells a [`LatencyProbe`] when a push was acknowledged.
-pub struct TimingNotifier {
-    inner: Arc<dyn Notifier>,
-    probe: Arc<LatencyProbe>,
-}
-
-impl TimingNotifier {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Notifier>, probe: Arc<LatencyProbe>) -> Self {
-        Self { inner, probe }
-    }
-}
-
-#[async_trait]
-impl Notifier for TimingNotifier {
-    async fn deliver(&self, push: &Push) -> Verdict {
-        let verdict = self.inner.deliver(push).await;
-        if verdict == Verdict::Accepted {
-            self.probe.acked(&push.id);
+/// An acknowledged push is noted.
+impl VerdictObserver for LatencyProbe {
+    fn judged(&self, push_id: &str, verdict: &Verdict) {
+        if *verdict == Verdict::Accepted {
+            self.acked(push_id);
         }
-        verdict
     }
 }
 

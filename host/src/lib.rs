@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dialect;
 pub mod engine;
 pub mod guess;
 pub mod latency;

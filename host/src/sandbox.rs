@@ -36,7 +36,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::guess::CoreGuesser;
 use crate::plugin::adapter::{AdapterSettings, PluginCarrier};
 use crate::plugin::registry::{plugin_dir, Registry};
-use crate::push::HttpNotifier;
+use crate::push::{HttpNotifier, VerdictObserver};
 use crate::store::{
     MonitorStatus, NewSubscription, NewTenant, SqliteStore, Store, SubscribeOptions,
     SubscribeOutcome, SubscriptionFilter, Tenant, DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
@@ -58,6 +58,8 @@ pub struct SandboxOptions {
     pub engine: EngineConfig,
     /// Delivers pushes; `None`: HTTP with the engine's push timeout.
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// Told of every push verdict (a latency probe).
+    pub observer: Option<Arc<dyn VerdictObserver>>,
     /// Adapter settings of the sandbox carrier.
     pub adapter: AdapterSettings,
 }
@@ -74,6 +76,7 @@ impl SandboxOptions {
                 ..EngineConfig::default()
             },
             notifier: None,
+            observer: None,
             adapter: AdapterSettings {
                 timeout: Duration::from_secs(5),
                 ..AdapterSettings::default()
@@ -236,9 +239,12 @@ impl SandboxStack {
                 options.engine.allow_private_callbacks,
             )?),
         };
-        let engine =
+        let mut engine =
             Engine::with_notifier(store.clone(), carriers, clock, notifier, options.engine)
                 .with_guesser(Arc::new(CoreGuesser::embedded()));
+        if let Some(observer) = options.observer {
+            engine = engine.with_push_observer(observer);
+        }
         let stack = Self {
             engine,
             store,
@@ -297,6 +303,7 @@ impl SandboxStack {
                 to: None,
                 callback_url: callback_url.into(),
                 salt: Some(salt.into()),
+                dialect: crate::dialect::kuaidi100::NAME.into(),
                 options: SubscribeOptions::default(),
                 next_check_at: self
                     .engine

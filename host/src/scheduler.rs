@@ -21,10 +21,10 @@ use waybill_core::policy::{
     self, AbortReason, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
 };
 
-use crate::push::render::{kuaidi100_push, PushHeader};
 use crate::store::sqlite::trace_hash;
 use crate::store::{
-    CheckOutcome, CompanyCorrection, Lease, MonitorStatus, Store, StoreResult, Subscription,
+    Change, CheckOutcome, CompanyCorrection, Lease, MonitorStatus, NewPush, PushHeader, Store,
+    StoreResult, Subscription,
 };
 
 /// Suggests the carriers a tracking number may belong to, best first (the autoCheck's
@@ -348,7 +348,7 @@ impl Checker {
                     lease_owner: self.owner.clone(),
                     checked_at: now,
                     status: MonitorStatus::Abort,
-                    pushes: vec![kuaidi100_push(sub, &trace, &header)],
+                    pushes: vec![change(sub, trace, header)],
                     message,
                     next_check_at: now,
                     new_trace: None,
@@ -419,7 +419,7 @@ impl Checker {
                 out.next_check_at = at;
                 if let Some((trace, _)) = &new_trace {
                     let header = PushHeader::for_subscription(sub, MonitorStatus::Polling, "");
-                    out.pushes.push(kuaidi100_push(sub, trace, &header));
+                    out.pushes.push(change(sub, trace.clone(), header));
                 }
             }
             Decision::Shutdown => {
@@ -430,7 +430,7 @@ impl Checker {
                 out.status = MonitorStatus::Shutdown;
                 out.message = String::new();
                 let header = PushHeader::for_subscription(sub, MonitorStatus::Shutdown, "");
-                out.pushes.push(kuaidi100_push(sub, &trace, &header));
+                out.pushes.push(change(sub, trace, header));
             }
             Decision::Abort {
                 reason: AbortReason::NoTraceIn3Days,
@@ -447,7 +447,7 @@ impl Checker {
                         com_new: com_new.clone(),
                     };
                     let empty = Trace::from_events(&sub.company, &sub.number, vec![]);
-                    out.pushes.push(kuaidi100_push(sub, &empty, &header));
+                    out.pushes.push(change(sub, empty, header));
                     out.correction = Some(CompanyCorrection {
                         com_old: sub.company.clone(),
                         com_new,
@@ -460,7 +460,7 @@ impl Checker {
                     out.message = message.into();
                     let header = PushHeader::for_subscription(sub, MonitorStatus::Abort, message);
                     let empty = Trace::from_events(&sub.company, &sub.number, vec![]);
-                    out.pushes.push(kuaidi100_push(sub, &empty, &header));
+                    out.pushes.push(change(sub, empty, header));
                 }
             },
             Decision::Abort { reason } => {
@@ -472,7 +472,7 @@ impl Checker {
                 out.message = reason.message().into();
                 let header =
                     PushHeader::for_subscription(sub, MonitorStatus::Abort, reason.message());
-                out.pushes.push(kuaidi100_push(sub, &trace, &header));
+                out.pushes.push(change(sub, trace, header));
             }
         }
         out.new_trace = new_trace;
@@ -539,6 +539,14 @@ impl Checker {
             }
         }
         None
+    }
+}
+
+/// The push of a change: the subscription's callback, the header, the trace as it is now.
+fn change(sub: &Subscription, trace: Trace, header: PushHeader) -> NewPush {
+    NewPush {
+        url: sub.callback_url.clone(),
+        change: Change { header, trace },
     }
 }
 

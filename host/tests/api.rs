@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use waybill_core::carrier::{
-    Capabilities, Carrier, Notifier, Push, TrackError, TrackOutcome, Verdict,
+    Capabilities, Carrier, Delivery, Notifier, Push, Reply, TrackError, TrackOutcome,
 };
 use waybill_core::clock::{Clock, ManualClock};
 use waybill_core::model::{EventTime, Trace, TrackEvent, Waybill, CHINA_OFFSET};
@@ -90,8 +90,8 @@ impl Carrier for Scripted {
 struct Discard;
 #[async_trait]
 impl Notifier for Discard {
-    async fn deliver(&self, _push: &Push) -> Verdict {
-        Verdict::Accepted
+    async fn deliver(&self, _push: &Push) -> Delivery {
+        Delivery::Answered(Reply::ok(r#"{"result":true,"returnCode":"200"}"#))
     }
 }
 

@@ -23,15 +23,15 @@ use axum::Router;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use waybill_core::carrier::{Capabilities, Carrier, Notifier, Push, TrackOutcome, Verdict};
+use waybill_core::carrier::{Capabilities, Carrier, Delivery, Notifier, Push, Reply, TrackOutcome};
 use waybill_core::clock::ManualClock;
 use waybill_core::model::{EventTime, Trace, TrackEvent, Waybill, CHINA_OFFSET};
 use waybill_core::state::State;
 use waybill_host::api::{router, Api, ApiConfig, Metrics};
 use waybill_host::engine::{Engine, EngineConfig};
 use waybill_host::store::{
-    CheckOutcome, Lease, MonitorStatus, NewPush, NewTenant, PushResult, PushState, PushVerdict,
-    SqliteStore, Store, SubscriptionFilter, SubscriptionId,
+    Change, CheckOutcome, Lease, MonitorStatus, NewPush, NewTenant, PushHeader, PushResult,
+    PushState, PushVerdict, SqliteStore, Store, SubscriptionFilter, SubscriptionId,
 };
 
 const KEY: &str = "DISKFULLKEY1";
@@ -111,8 +111,8 @@ impl Carrier for Idle {
 struct Discard;
 #[async_trait]
 impl Notifier for Discard {
-    async fn deliver(&self, _push: &Push) -> Verdict {
-        Verdict::Accepted
+    async fn deliver(&self, _push: &Push) -> Delivery {
+        Delivery::Answered(Reply::ok(r#"{"result":true,"returnCode":"200"}"#))
     }
 }
 
@@ -184,14 +184,15 @@ fn check(id: SubscriptionId, number: &str) -> CheckOutcome {
         status: MonitorStatus::Polling,
         message: String::new(),
         next_check_at: t0() + SignedDuration::from_hours(4),
-        new_trace: Some((trace, format!("hash-{number}"))),
+        new_trace: Some((trace.clone(), format!("hash-{number}"))),
         correction: None,
         error: None,
         pushes: vec![NewPush {
             url: PUBLIC_CB.into(),
-            content_type: "application/x-www-form-urlencoded".into(),
-            body: vec![b'x'; 512],
-            headers: Vec::new(),
+            change: Change {
+                header: PushHeader::new(MonitorStatus::Polling, ""),
+                trace,
+            },
         }],
     }
 }

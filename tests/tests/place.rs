@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
-use waybill_core::carrier::{Notifier, Push, Verdict};
+use waybill_core::carrier::{Delivery, Notifier, Push, Reply};
 use waybill_core::clock::ManualClock;
 use waybill_core::place::Place;
 use waybill_host::latency::{LatencyProbe, VirtualDriver};
@@ -23,7 +23,7 @@ struct Keep(Mutex<Vec<serde_json::Value>>);
 
 #[async_trait]
 impl Notifier for Keep {
-    async fn deliver(&self, push: &Push) -> Verdict {
+    async fn deliver(&self, push: &Push) -> Delivery {
         for (k, v) in url::form_urlencoded::parse(&push.body) {
             if k == "param" {
                 if let Ok(v) = serde_json::from_str(&v) {
@@ -31,7 +31,7 @@ impl Notifier for Keep {
                 }
             }
         }
-        Verdict::Accepted
+        Delivery::Answered(Reply::ok(r#"{"result":true,"returnCode":"200"}"#))
     }
 }
 
@@ -60,6 +60,7 @@ async fn a_resultv2_1_push_carries_the_area_of_each_line() {
             to: Some("广东省深圳市南山区".into()),
             callback_url: "http://receiver.invalid/cb".into(),
             salt: Some("salt".into()),
+            dialect: "kuaidi100".into(),
             options: SubscribeOptions {
                 resultv2: 1,
                 ..SubscribeOptions::default()

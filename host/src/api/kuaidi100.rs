@@ -27,8 +27,8 @@ use waybill_core::model::{Trace, Waybill};
 
 use super::limit::Endpoint;
 use super::Api;
+use crate::dialect::kuaidi100::{self as dialect, render::kuaidi100_result};
 use crate::push::callback_allowed;
-use crate::push::render::kuaidi100_result;
 use crate::store::{
     billing_month, MonitorStatus, NewSubscription, SubscribeOptions, SubscribeOutcome,
     SubscriptionFilter,
@@ -454,6 +454,7 @@ async fn subscribe_inner(
         to: waybill.to,
         callback_url: callback,
         salt,
+        dialect: dialect::NAME.into(),
         options: SubscribeOptions {
             resultv2,
             auto_com,

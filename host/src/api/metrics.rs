@@ -9,12 +9,11 @@ use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use waybill_core::carrier::{
-    Capabilities, Carrier, Notifier, Push, TrackError, TrackOutcome, Verdict,
-};
+use waybill_core::carrier::{Capabilities, Carrier, TrackError, TrackOutcome, Verdict};
 use waybill_core::model::Waybill;
 
 use super::Api;
+use crate::push::VerdictObserver;
 
 /// Counters with labels. Cheap to share; every method takes `&self`.
 #[derive(Debug, Default)]
@@ -241,28 +240,13 @@ impl Carrier for CountingCarrier {
     }
 }
 
-/// A notifier that counts verdicts into [`Metrics`].
-pub struct CountingNotifier {
-    inner: Arc<dyn Notifier>,
-    metrics: Arc<Metrics>,
-}
-
-impl CountingNotifier {
-    /// Wraps `inner`.
-    pub fn wrap(inner: Arc<dyn Notifier>, metrics: Arc<Metrics>) -> Arc<dyn Notifier> {
-        Arc::new(Self { inner, metrics })
-    }
-}
-
-#[async_trait]
-impl Notifier for CountingNotifier {
-    async fn deliver(&self, push: &Push) -> Verdict {
-        let verdict = self.inner.deliver(push).await;
-        self.metrics.push(match verdict {
+/// Push verdicts are counted by kind.
+impl VerdictObserver for Metrics {
+    fn judged(&self, _push_id: &str, verdict: &Verdict) {
+        self.push(match verdict {
             Verdict::Accepted => "accepted",
             Verdict::Retry { .. } => "retry",
             Verdict::Reject { .. } => "reject",
         });
-        verdict
     }
 }

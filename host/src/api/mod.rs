@@ -25,7 +25,7 @@ use waybill_core::model::Trace;
 use crate::engine::Engine;
 use crate::store::{Store, SubscribeBatcher};
 
-pub use metrics::{CountingCarrier, CountingNotifier, Metrics};
+pub use metrics::{CountingCarrier, Metrics};
 
 /// How the API behaves. The daemon reads it from the `[api]` table of its config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

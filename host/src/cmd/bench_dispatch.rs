@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use waybill_core::carrier::Notifier;
 use waybill_core::clock::{Clock, ManualClock};
 use waybill_host::engine::EngineConfig;
-use waybill_host::latency::{quantile, LatencyProbe, TimingNotifier};
+use waybill_host::latency::{quantile, LatencyProbe};
 use waybill_host::push::HttpNotifier;
 use waybill_host::receiver::{Flakiness, Receiver};
 use waybill_host::sandbox::{sandbox_number, SandboxOptions, SandboxStack};
@@ -93,7 +93,8 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
     engine.push.concurrency = args.push_concurrency;
     engine.push_backlog = args.push_backlog;
     options.engine = engine;
-    options.notifier = Some(Arc::new(TimingNotifier::new(http, probe.clone())));
+    options.notifier = Some(http);
+    options.observer = Some(probe.clone());
     let stack = SandboxStack::start(options, clock.clone()).await?;
     println!("sandbox plugin {}", stack.plugin_source);
     let (rss, _) = memory();

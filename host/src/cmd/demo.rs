@@ -18,7 +18,7 @@ use waybill_core::carrier::Notifier;
 use waybill_core::clock::{Clock, ManualClock, ScaledClock};
 use waybill_core::state::Phase;
 use waybill_host::engine::EngineConfig;
-use waybill_host::latency::{quantile, LatencyProbe, TimingNotifier, VirtualDriver};
+use waybill_host::latency::{quantile, LatencyProbe, VirtualDriver};
 use waybill_host::push::{HttpNotifier, PushConfig, RetryPolicy};
 use waybill_host::receiver::{Flakiness, Receiver};
 use waybill_host::sandbox::{expected_end, sandbox_numbers, SandboxOptions, SandboxStack};
@@ -130,7 +130,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         allow_private_callbacks: true,
         ..EngineConfig::default()
     };
-    options.notifier = Some(Arc::new(TimingNotifier::new(http, probe.clone())));
+    options.notifier = Some(http);
+    options.observer = Some(probe.clone());
     let sim = options.sim.clone();
     let stack = SandboxStack::start(options, clock.clone()).await?;
     println!("waybill demo: sandbox carrier {}", stack.plugin_source);

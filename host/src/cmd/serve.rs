@@ -13,7 +13,7 @@ use waybill_carrier_sandbox::Sandbox;
 use waybill_core::carrier::{Carrier, Normalizer};
 use waybill_core::clock::{Clock, ScaledClock};
 use waybill_core::normalize::TextNormalizer;
-use waybill_host::api::{self, Api, CountingCarrier, CountingNotifier, Metrics};
+use waybill_host::api::{self, Api, CountingCarrier, Metrics};
 use waybill_host::config::Config;
 use waybill_host::engine::Engine;
 use waybill_host::guess::{CoreGuesser, LearnedPrior};
@@ -200,15 +200,15 @@ pub async fn serve(
 
     let timeout = Duration::try_from(config.engine.push_timeout).unwrap_or(Duration::from_secs(20));
     let http = HttpNotifier::new(timeout, config.engine.allow_private_callbacks)?;
-    let notifier = CountingNotifier::wrap(Arc::new(http), metrics.clone());
     let engine = Engine::with_notifier(
         store.clone() as Arc<dyn Store>,
         carriers.clone(),
         clock.clone(),
-        notifier,
+        Arc::new(http),
         config.engine.clone(),
     )
-    .with_guesser(Arc::new(guesser));
+    .with_guesser(Arc::new(guesser))
+    .with_push_observer(metrics.clone());
     let api = Api::new(engine.clone(), carriers, config.api.clone(), metrics);
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await

@@ -1,10 +1,7 @@
-//! [`HttpNotifier`]: delivers a push over HTTP and reads the receiver's kuaidi100-style
-//! acknowledgement.
-//!
-//! A push counts as delivered only when the receiver answers, within the timeout (20 s as
-//! kuaidi100), with a 2xx status and a JSON body whose `result` is `true` and whose
-//! `returnCode` is `"200"` (the number `200` is accepted too, since receivers written
-//! against loosely typed frameworks send it). Anything else is retried.
+//! [`HttpNotifier`]: sends a push over HTTP and hands back what the receiver answered
+//! (status, `Retry-After`, the first 64 KiB of the body) within the timeout (20 s, as
+//! kuaidi100). It knows no dialect: whether the answer acknowledges the push is the
+//! subscription's dialect's rule ([`crate::dialect::Dialect::judge`]).
 //!
 //! Unless private callbacks are allowed, the notifier connects only to public addresses,
 //! checked the same way as at subscribe time ([`callback`](super::callback)): a host name
@@ -21,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use waybill_core::carrier::{Notifier, Push, Verdict};
+use waybill_core::carrier::{Delivery, Notifier, Push, Reply};
 
 use super::callback::{is_public, CallbackError};
 
@@ -114,37 +111,12 @@ fn literal_refusal(url: &str) -> Option<CallbackError> {
     })
 }
 
-/// Whether a reply body is a kuaidi100 acknowledgement; the reason when it is not.
-pub fn kuaidi100_ack(body: &[u8]) -> Result<(), String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
-        format!(
-            "reply is not JSON: {:?}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        )
-    })?;
-    let result_ok = v.get("result").and_then(|r| r.as_bool()) == Some(true);
-    let code_ok = match v.get("returnCode") {
-        Some(serde_json::Value::String(s)) => s == "200",
-        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(200),
-        _ => false,
-    };
-    if result_ok && code_ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "reply is not an acknowledgement (result={}, returnCode={})",
-            v.get("result").unwrap_or(&serde_json::Value::Null),
-            v.get("returnCode").unwrap_or(&serde_json::Value::Null)
-        ))
-    }
-}
-
 #[async_trait]
 impl Notifier for HttpNotifier {
-    async fn deliver(&self, push: &Push) -> Verdict {
+    async fn deliver(&self, push: &Push) -> Delivery {
         if !self.allow_private {
             if let Some(refused) = literal_refusal(&push.url) {
-                return Verdict::Reject {
+                return Delivery::Refused {
                     reason: format!("push refused: {refused}"),
                 };
             }
@@ -161,50 +133,65 @@ impl Notifier for HttpNotifier {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_builder() => {
-                return Verdict::Reject {
+                return Delivery::Refused {
                     reason: format!("cannot build request to {}: {e}", push.url),
                 }
             }
             Err(e) if e.is_timeout() => {
-                return Verdict::Retry {
+                return Delivery::Failed {
                     reason: "timed out".into(),
                 }
             }
             Err(e) => {
                 if let Some(refused) = resolver_refusal(&e) {
-                    return Verdict::Reject {
+                    return Delivery::Refused {
                         reason: format!("push refused: {refused}"),
                     };
                 }
-                return Verdict::Retry {
+                return Delivery::Failed {
                     reason: format!("request failed: {e}"),
                 };
             }
         };
-        let status = resp.status();
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after_delay);
         let body = match read_limited(resp).await {
             Ok(b) => b,
             Err(e) if e.is_timeout() => {
-                return Verdict::Retry {
+                return Delivery::Failed {
                     reason: "timed out reading the reply".into(),
                 }
             }
             Err(e) => {
-                return Verdict::Retry {
+                return Delivery::Failed {
                     reason: format!("reading the reply failed: {e}"),
                 }
             }
         };
-        if !status.is_success() {
-            return Verdict::Retry {
-                reason: format!("HTTP {}", status.as_u16()),
-            };
-        }
-        match kuaidi100_ack(&body) {
-            Ok(()) => Verdict::Accepted,
-            Err(reason) => Verdict::Retry { reason },
-        }
+        Delivery::Answered(Reply {
+            status,
+            retry_after,
+            body,
+        })
     }
+}
+
+/// A `Retry-After` value as a delay: delay-seconds, or an HTTP date (RFC 9110 §10.2.3)
+/// counted from now; a date in the past is no delay.
+fn retry_after_delay(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
@@ -287,32 +274,39 @@ pub(crate) mod tests {
     async fn a_healthy_receiver_acknowledges_and_sees_the_push_id() {
         let (addr, seen) = receiver(ACK, 200, Duration::ZERO).await;
         let n = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
-        assert_eq!(n.deliver(&push(addr)).await, Verdict::Accepted);
+        assert_eq!(
+            n.deliver(&push(addr)).await,
+            Delivery::Answered(Reply::ok(ACK))
+        );
         let seen = seen.lock().expect("lock");
         assert_eq!(seen[0], ("7-1".to_string(), "param=%7B%7D".to_string()));
     }
 
     #[tokio::test]
-    async fn a_failing_receiver_is_retried() {
-        let (addr, _) = receiver(
-            r#"{"result":false,"returnCode":"500"}"#,
-            200,
-            Duration::ZERO,
-        )
-        .await;
-        let n = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
-        assert!(matches!(
-            n.deliver(&push(addr)).await,
-            Verdict::Retry { .. }
-        ));
-
+    async fn a_failing_status_comes_back_with_its_body() {
         let (addr, _) = receiver(ACK, 503, Duration::ZERO).await;
+        let n = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
+        match n.deliver(&push(addr)).await {
+            Delivery::Answered(r) => assert_eq!((r.status, r.body), (503, ACK.into())),
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(retry_after_delay(" 120 "), Some(Duration::from_secs(120)));
         assert_eq!(
-            n.deliver(&push(addr)).await,
-            Verdict::Retry {
-                reason: "HTTP 503".into()
-            }
+            retry_after_delay("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
         );
+        let later =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
+        let d = retry_after_delay(&later).expect("a date");
+        assert!(
+            d > Duration::from_secs(3500) && d <= Duration::from_secs(3600),
+            "{d:?}"
+        );
+        assert_eq!(retry_after_delay("soon"), None);
     }
 
     #[tokio::test]
@@ -320,7 +314,7 @@ pub(crate) mod tests {
         let (addr, _) = receiver(ACK, 200, Duration::from_secs(5)).await;
         let n = HttpNotifier::new(Duration::from_millis(200), true).expect("client");
         match n.deliver(&push(addr)).await {
-            Verdict::Retry { reason } => assert!(reason.contains("timed out"), "{reason}"),
+            Delivery::Failed { reason } => assert!(reason.contains("timed out"), "{reason}"),
             other => panic!("expected a retry, got {other:?}"),
         }
     }
@@ -334,7 +328,7 @@ pub(crate) mod tests {
         let n = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
         assert!(matches!(
             n.deliver(&push(addr)).await,
-            Verdict::Retry { .. }
+            Delivery::Failed { .. }
         ));
     }
 
@@ -343,7 +337,7 @@ pub(crate) mod tests {
         let (addr, seen) = receiver(ACK, 200, Duration::ZERO).await;
         let strict = HttpNotifier::new(DEFAULT_TIMEOUT, false).expect("client");
         match strict.deliver(&push(addr)).await {
-            Verdict::Reject { reason } => {
+            Delivery::Refused { reason } => {
                 assert!(reason.contains("127.0.0.1"), "{reason}");
                 assert!(reason.contains("allow-private-callbacks"), "{reason}");
             }
@@ -351,7 +345,10 @@ pub(crate) mod tests {
         }
         assert!(seen.lock().expect("lock").is_empty(), "nothing was sent");
         let allowed = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
-        assert_eq!(allowed.deliver(&push(addr)).await, Verdict::Accepted);
+        assert_eq!(
+            allowed.deliver(&push(addr)).await,
+            Delivery::Answered(Reply::ok(ACK))
+        );
         assert_eq!(seen.lock().expect("lock").len(), 1);
     }
 
@@ -362,7 +359,7 @@ pub(crate) mod tests {
         p.url = format!("http://localhost:{}/cb", addr.port());
         let strict = HttpNotifier::new(DEFAULT_TIMEOUT, false).expect("client");
         match strict.deliver(&p).await {
-            Verdict::Reject { reason } => {
+            Delivery::Refused { reason } => {
                 assert!(reason.contains("\"localhost\""), "{reason}");
                 assert!(
                     reason.contains("127.0.0.1") || reason.contains("::1"),
@@ -373,7 +370,10 @@ pub(crate) mod tests {
         }
         assert!(seen.lock().expect("lock").is_empty(), "nothing was sent");
         let allowed = HttpNotifier::new(DEFAULT_TIMEOUT, true).expect("client");
-        assert_eq!(allowed.deliver(&p).await, Verdict::Accepted);
+        assert_eq!(
+            allowed.deliver(&p).await,
+            Delivery::Answered(Reply::ok(ACK))
+        );
     }
 
     #[tokio::test]
@@ -408,15 +408,5 @@ pub(crate) mod tests {
         for url in ["http://93.184.216.34/cb", "http://example.com/cb", "::"] {
             assert!(literal_refusal(url).is_none(), "{url}");
         }
-    }
-
-    #[test]
-    fn only_result_true_with_return_code_200_acknowledges() {
-        assert!(kuaidi100_ack(ACK.as_bytes()).is_ok());
-        assert!(kuaidi100_ack(br#"{"result":true,"returnCode":200}"#).is_ok());
-        assert!(kuaidi100_ack(br#"{"result":true,"returnCode":"500"}"#).is_err());
-        assert!(kuaidi100_ack(br#"{"result":"true","returnCode":"200"}"#).is_err());
-        assert!(kuaidi100_ack(br#"{"result":true}"#).is_err());
-        assert!(kuaidi100_ack(b"OK").is_err());
     }
 }

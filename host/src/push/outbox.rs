@@ -1,5 +1,7 @@
-//! The delivery worker: takes due pushes from the outbox, delivers them through a
-//! [`Notifier`], and records the verdict: delivered, retried later, or dead-lettered.
+//! The delivery worker: takes due pushes from the outbox, has the subscription's dialect
+//! render and sign each attempt at send time, sends it through a [`Notifier`], has the
+//! dialect judge the answer, and records the verdict: delivered, retried later, or
+//! dead-lettered.
 //!
 //! A waybill's pushes leave strictly in order (the store hands out only the oldest pending
 //! push of each subscription), so a receiver never sees its state go backwards.
@@ -13,10 +15,14 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
-use waybill_core::carrier::{Notifier, Verdict};
+use waybill_core::carrier::{Delivery, Notifier, Push, Verdict};
 use waybill_core::clock::Clock;
 
-use crate::store::{EndpointRoom, Lease, OutboxPush, PushResult, PushVerdict, Store, StoreResult};
+use crate::dialect::{kuaidi100, Dialect, Dialects};
+use crate::store::{
+    EndpointRoom, Lease, OutboxPush, PushPayload, PushResult, PushVerdict, Store, StoreResult,
+    Subscription, SubscriptionId,
+};
 
 /// When to try a failed push again, and when to give up. In a config file every key but
 /// `kind` may be left out: it takes the default schedule's value (exponential) or
@@ -234,12 +240,41 @@ impl DeliveryReport {
     }
 }
 
+/// Told of every verdict the delivery worker reaches (metrics, latency probes): the
+/// verdict is the dialect's reading of the answer, which the notifier cannot see.
+pub trait VerdictObserver: Send + Sync {
+    /// Push `push_id` was judged `verdict` just now.
+    fn judged(&self, push_id: &str, verdict: &Verdict);
+}
+
 /// Delivers due pushes.
+#[derive(Clone)]
 pub struct PushWorker {
     store: Arc<dyn Store>,
     notifier: Arc<dyn Notifier>,
+    observer: Option<Arc<dyn VerdictObserver>>,
+    dialects: Dialects,
     config: PushConfig,
     owner: String,
+}
+
+/// A claimed push ready to go: the request and the dialect that judges the answer, or why
+/// it can never be sent.
+type Prepared = (OutboxPush, Result<(Push, Arc<dyn Dialect>), String>);
+
+/// One attempt: sends `prepared` (unless it could not be rendered) and has its dialect
+/// judge what came back.
+async fn attempt(notifier: Arc<dyn Notifier>, prepared: Prepared) -> (OutboxPush, Verdict) {
+    let (push, ready) = prepared;
+    let verdict = match ready {
+        Err(reason) => Verdict::Reject { reason },
+        Ok((request, dialect)) => match notifier.deliver(&request).await {
+            Delivery::Answered(reply) => dialect.judge(&reply),
+            Delivery::Failed { reason } => Verdict::retry(reason),
+            Delivery::Refused { reason } => Verdict::Reject { reason },
+        },
+    };
+    (push, verdict)
 }
 
 impl PushWorker {
@@ -253,9 +288,17 @@ impl PushWorker {
         Self {
             store,
             notifier,
+            observer: None,
+            dialects: Dialects::standard(),
             config,
             owner: owner.into(),
         }
+    }
+
+    /// The same worker telling `observer` of every verdict.
+    pub fn observed_by(mut self, observer: Arc<dyn VerdictObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The configuration.
@@ -273,6 +316,7 @@ impl PushWorker {
         lease_now: Timestamp,
     ) -> StoreResult<DeliveryReport> {
         let pushes = self.claim(now, lease_now, self.config.batch).await?;
+        let pushes = self.prepare(pushes, now).await?;
         let mut report = DeliveryReport {
             claimed: u32::try_from(pushes.len()).unwrap_or(u32::MAX),
             ..DeliveryReport::default()
@@ -283,13 +327,12 @@ impl PushWorker {
         let mut results = Vec::with_capacity(pushes.len());
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
-        for push in pushes {
+        for prepared in pushes {
             let notifier = self.notifier.clone();
             let permits = permits.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let verdict = notifier.deliver(&push.to_push()).await;
-                (push, verdict)
+                attempt(notifier, prepared).await
             });
         }
         while let Some(joined) = tasks.join_next().await {
@@ -342,21 +385,24 @@ impl PushWorker {
                 let want = slots - in_flight.len();
                 let want_u32 = u32::try_from(want).unwrap_or(u32::MAX);
                 let room = endpoint_room(slots, &busy);
-                match self
+                let claimed = match self
                     .claim_shared(clock.now(), clock.lease_now(), want_u32, &room)
                     .await
                 {
                     Ok(pushes) => {
                         more = pushes.len() == want;
                         total.claimed += u32::try_from(pushes.len()).unwrap_or(u32::MAX);
-                        for push in pushes {
+                        self.prepare(pushes, clock.now()).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match claimed {
+                    Ok(pushes) => {
+                        for prepared in pushes {
                             let notifier = self.notifier.clone();
-                            let endpoint = push.endpoint.clone();
+                            let endpoint = prepared.0.endpoint.clone();
                             *busy.entry(endpoint.clone()).or_default() += 1;
-                            let task = in_flight.spawn(async move {
-                                let verdict = notifier.deliver(&push.to_push()).await;
-                                (push, verdict)
-                            });
+                            let task = in_flight.spawn(attempt(notifier, prepared));
                             task_endpoint.insert(task.id(), endpoint);
                         }
                     }
@@ -430,6 +476,75 @@ impl PushWorker {
             .await
     }
 
+    /// Renders each claimed push for this attempt at `now`, in its subscription's dialect
+    /// and with the subscription's current salt and options. A push whose subscription or
+    /// dialect is gone cannot be rendered; it is dead-lettered with the reason. A store
+    /// error leaves the claimed pushes leased: they go out once the lease runs out.
+    async fn prepare(&self, pushes: Vec<OutboxPush>, now: Timestamp) -> StoreResult<Vec<Prepared>> {
+        let mut ids: Vec<SubscriptionId> = pushes.iter().map(|p| p.subscription_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let subs: HashMap<SubscriptionId, Subscription> = self
+            .store
+            .subscriptions_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+        Ok(pushes
+            .into_iter()
+            .map(|push| {
+                let ready = self.render(&push, subs.get(&push.subscription_id), now);
+                (push, ready)
+            })
+            .collect())
+    }
+
+    fn render(
+        &self,
+        push: &OutboxPush,
+        sub: Option<&Subscription>,
+        now: Timestamp,
+    ) -> Result<(Push, Arc<dyn Dialect>), String> {
+        match &push.payload {
+            PushPayload::Change(change) => {
+                let sub = sub.ok_or_else(|| {
+                    format!("subscription {} no longer exists", push.subscription_id)
+                })?;
+                let dialect = self.dialects.get(&sub.dialect).ok_or_else(|| {
+                    format!(
+                        "subscription {} speaks {:?}, which this daemon does not (it speaks {:?})",
+                        sub.id, sub.dialect, self.dialects
+                    )
+                })?;
+                let rendered = dialect.render(sub, change, &push.push_id, now);
+                Ok((
+                    rendered.into_push(&push.push_id, &push.url),
+                    dialect.clone(),
+                ))
+            }
+            // Queued by a daemon that rendered at queue time, which spoke only kuaidi100.
+            PushPayload::Rendered {
+                content_type,
+                body,
+                headers,
+            } => {
+                let dialect = self
+                    .dialects
+                    .get(kuaidi100::NAME)
+                    .ok_or("the kuaidi100 dialect is missing")?;
+                let request = Push {
+                    id: push.push_id.clone(),
+                    url: push.url.clone(),
+                    content_type: content_type.clone(),
+                    body: body.clone(),
+                    headers: headers.clone(),
+                };
+                Ok((request, dialect.clone()))
+            }
+        }
+    }
+
     /// Claims up to `limit` pushes due at `now`, leased from `lease_now` on the lease
     /// clock ([`Clock::lease_now`]).
     async fn claim(
@@ -476,6 +591,9 @@ impl PushWorker {
     /// The verdict to record for `push` after an attempt at `now` ended with `verdict`.
     fn judge(&self, push: &OutboxPush, verdict: Verdict, now: Timestamp) -> PushResult {
         let id = &push.push_id;
+        if let Some(o) = &self.observer {
+            o.judged(id, &verdict);
+        }
         let verdict = match verdict {
             Verdict::Accepted => PushVerdict::Delivered { at: now },
             Verdict::Reject { reason } => {
@@ -485,10 +603,15 @@ impl PushWorker {
                     at: now,
                 }
             }
-            Verdict::Retry { reason } => {
+            Verdict::Retry { reason, after } => {
                 let failed = push.attempt + 1;
                 match self.config.retry.next_delay(failed, id) {
                     Some(delay) => {
+                        // The receiver's Retry-After, when longer than our schedule's wait.
+                        let asked = after
+                            .and_then(|a| SignedDuration::try_from(a).ok())
+                            .unwrap_or(SignedDuration::ZERO);
+                        let delay = delay.max(asked);
                         tracing::debug!(push = %id, attempt = failed, %reason, "push failed; retrying");
                         PushVerdict::Retry {
                             error: reason,
@@ -518,14 +641,16 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use waybill_core::carrier::Push;
     use waybill_core::clock::{ManualClock, ScaledClock};
     use waybill_sandbox_sim::server::SystemClock;
 
     use super::*;
+    use waybill_core::carrier::Reply;
+    use waybill_core::model::Trace;
+
     use crate::store::{
-        CheckOutcome, Lease, MonitorStatus, NewPush, NewSubscription, NewTenant, PushState,
-        SqliteStore, SubscribeOptions, SubscribeOutcome,
+        Change, CheckOutcome, Lease, MonitorStatus, NewPush, NewSubscription, NewTenant,
+        PushHeader, PushState, SqliteStore, SubscribeOptions, SubscribeOutcome,
     };
 
     #[test]
@@ -562,21 +687,58 @@ mod tests {
         );
     }
 
+    /// A kuaidi100 acknowledgement.
+    const ACK: &str = r#"{"result":true,"returnCode":"200","message":"成功"}"#;
+
+    fn acked() -> Delivery {
+        Delivery::Answered(Reply::ok(ACK))
+    }
+
+    /// Answers with `deliveries` in turn, then acknowledges; keeps what it was sent.
     struct Scripted {
-        verdicts: Mutex<Vec<Verdict>>,
+        verdicts: Mutex<Vec<Delivery>>,
         seen: Mutex<Vec<String>>,
+        sent: Mutex<Vec<Push>>,
+    }
+
+    impl Scripted {
+        fn new(deliveries: Vec<Delivery>) -> Self {
+            Self {
+                verdicts: Mutex::new(deliveries),
+                seen: Mutex::default(),
+                sent: Mutex::default(),
+            }
+        }
     }
 
     #[async_trait]
     impl Notifier for Scripted {
-        async fn deliver(&self, push: &Push) -> Verdict {
+        async fn deliver(&self, push: &Push) -> Delivery {
             self.seen.lock().expect("lock").push(push.id.clone());
+            self.sent.lock().expect("lock").push(push.clone());
             let mut v = self.verdicts.lock().expect("lock");
             if v.is_empty() {
-                Verdict::Accepted
+                acked()
             } else {
                 v.remove(0)
             }
+        }
+    }
+
+    fn failed(reason: &str) -> Delivery {
+        Delivery::Failed {
+            reason: reason.into(),
+        }
+    }
+
+    /// A change with an empty trace.
+    fn polling_push(url: &str) -> NewPush {
+        NewPush {
+            url: url.into(),
+            change: Change {
+                header: PushHeader::new(MonitorStatus::Polling, ""),
+                trace: Trace::from_events("sandbox", "SB", vec![]),
+            },
         }
     }
 
@@ -598,6 +760,16 @@ mod tests {
     async fn store_with_waybills_pushing_to(
         urls: &[&str],
         n: usize,
+    ) -> (tempfile::TempDir, Arc<SqliteStore>, Vec<i64>, Timestamp) {
+        store_with_subscriptions(urls, n, kuaidi100::NAME, None).await
+    }
+
+    /// [`store_with_waybills_pushing_to`], the subscriptions made in `dialect` with `salt`.
+    async fn store_with_subscriptions(
+        urls: &[&str],
+        n: usize,
+        dialect: &str,
+        salt: Option<&str>,
     ) -> (tempfile::TempDir, Arc<SqliteStore>, Vec<i64>, Timestamp) {
         let waybills = urls.len();
         let dir = tempfile::tempdir().expect("dir");
@@ -625,7 +797,8 @@ mod tests {
                     from: None,
                     to: None,
                     callback_url: "http://x/cb".into(),
-                    salt: None,
+                    salt: salt.map(str::to_owned),
+                    dialect: dialect.into(),
                     options: SubscribeOptions::default(),
                     next_check_at: t0,
                     created_at: t0,
@@ -658,14 +831,7 @@ mod tests {
                     new_trace: None,
                     correction: None,
                     error: None,
-                    pushes: (0..n)
-                        .map(|i| NewPush {
-                            url: urls[w].into(),
-                            content_type: "text/plain".into(),
-                            body: vec![b'0' + i as u8],
-                            headers: vec![],
-                        })
-                        .collect(),
+                    pushes: (0..n).map(|_| polling_push(urls[w])).collect(),
                 })
                 .await
                 .expect("complete");
@@ -682,7 +848,7 @@ mod tests {
 
     #[async_trait]
     impl Notifier for SlowFor {
-        async fn deliver(&self, push: &Push) -> Verdict {
+        async fn deliver(&self, push: &Push) -> Delivery {
             if push.id.starts_with(&self.slow) {
                 tokio::time::sleep(self.delay).await;
             }
@@ -690,7 +856,7 @@ mod tests {
                 .lock()
                 .expect("lock")
                 .push((push.id.clone(), Instant::now()));
-            Verdict::Accepted
+            acked()
         }
     }
 
@@ -852,7 +1018,7 @@ mod tests {
 
     #[async_trait]
     impl Notifier for SlowList {
-        async fn deliver(&self, push: &Push) -> Verdict {
+        async fn deliver(&self, push: &Push) -> Delivery {
             if self.slow.contains(&push.id) {
                 {
                     let mut n = self.in_flight.lock().expect("lock");
@@ -866,7 +1032,7 @@ mod tests {
                 .lock()
                 .expect("lock")
                 .push((push.id.clone(), Instant::now()));
-            Verdict::Accepted
+            acked()
         }
     }
 
@@ -896,10 +1062,7 @@ mod tests {
     #[tokio::test]
     async fn streaming_delivery_keeps_each_waybills_pushes_in_order() {
         let (_dir, store, ids, t0) = store_with_waybills(5, 4).await;
-        let notifier = Arc::new(Scripted {
-            verdicts: Mutex::new(vec![]),
-            seen: Mutex::new(vec![]),
-        });
+        let notifier = Arc::new(Scripted::new(vec![]));
         let worker = PushWorker::new(store.clone(), notifier.clone(), PushConfig::default(), "w");
         let report = run_until_drained(&worker, &store, &ManualClock::new(t0)).await;
         assert_eq!(report.delivered, 20);
@@ -945,11 +1108,12 @@ mod tests {
     async fn a_push_that_keeps_failing_is_dead_lettered_after_the_last_retry_and_the_next_goes_out()
     {
         let (_dir, store, id, t0) = store_with_pushes(2).await;
-        let retry = |r: &str| Verdict::Retry { reason: r.into() };
-        let notifier = Arc::new(Scripted {
-            verdicts: Mutex::new(vec![retry("a"), retry("b"), retry("c"), retry("d")]),
-            seen: Mutex::new(vec![]),
-        });
+        let notifier = Arc::new(Scripted::new(vec![
+            failed("a"),
+            failed("b"),
+            failed("c"),
+            failed("d"),
+        ]));
         let worker = PushWorker::new(
             store.clone(),
             notifier.clone(),
@@ -991,12 +1155,95 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_change_is_rendered_and_signed_in_the_subscriptions_dialect_at_send_time() {
+        let (_dir, store, ids, t0) =
+            store_with_subscriptions(&["http://x/cb"], 1, kuaidi100::NAME, Some("SALT")).await;
+        let notifier = Arc::new(Scripted::new(vec![]));
+        let worker = PushWorker::new(store.clone(), notifier.clone(), PushConfig::default(), "w");
+        let report = worker.deliver_due(t0, t0).await.expect("deliver");
+        assert_eq!(report.delivered, 1);
+        let sent = notifier.sent.lock().expect("lock").clone();
+        assert_eq!(sent[0].id, format!("{}-1", ids[0]));
+        assert_eq!(sent[0].url, "http://x/cb");
+        assert_eq!(sent[0].content_type, "application/x-www-form-urlencoded");
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&sent[0].body)
+            .into_owned()
+            .collect();
+        let param: serde_json::Value = serde_json::from_str(&form["param"]).expect("json");
+        assert_eq!(param["status"], "polling");
+        assert_eq!(param["lastResult"]["nu"], "SB");
+        waybill_core::sign::verify_kuaidi100_push(&form["param"], "SALT", &form["sign"])
+            .expect("signed with the subscription's salt");
+    }
+
+    #[tokio::test]
+    async fn a_push_of_a_dialect_the_daemon_does_not_speak_is_dead_lettered_unsent() {
+        let (_dir, store, ids, t0) =
+            store_with_subscriptions(&["http://x/cb"], 1, "carrier-pigeon", None).await;
+        let notifier = Arc::new(Scripted::new(vec![]));
+        let worker = PushWorker::new(store.clone(), notifier.clone(), PushConfig::default(), "w");
+        let report = worker.deliver_due(t0, t0).await.expect("deliver");
+        assert_eq!((report.delivered, report.dead), (0, 1));
+        assert!(notifier.sent.lock().expect("lock").is_empty());
+        let p = store
+            .push(&format!("{}-1", ids[0]))
+            .await
+            .expect("read")
+            .expect("exists");
+        assert!(
+            p.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("carrier-pigeon"),
+            "{:?}",
+            p.last_error
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_dialect_does_not_accept_is_retried() {
+        let (_dir, store, _id, t0) = store_with_pushes(1).await;
+        let refused = Delivery::Answered(Reply::ok(r#"{"result":false,"returnCode":"500"}"#));
+        let notifier = Arc::new(Scripted::new(vec![refused]));
+        let worker = PushWorker::new(store.clone(), notifier, PushConfig::default(), "w");
+        let report = worker.deliver_due(t0, t0).await.expect("deliver");
+        assert_eq!((report.delivered, report.retried), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_receivers_retry_after_longer_than_the_schedule_is_honoured() {
+        let (_dir, store, id, t0) = store_with_pushes(1).await;
+        let worker = PushWorker::new(
+            store.clone(),
+            Arc::new(Scripted::new(vec![])),
+            PushConfig::default(),
+            "w",
+        );
+        let push = store.pushes_of(id).await.expect("pushes").remove(0);
+        let asked = Verdict::Retry {
+            reason: "HTTP 503".into(),
+            after: Some(Duration::from_secs(7200)),
+        };
+        let PushVerdict::Retry {
+            next_attempt_at, ..
+        } = worker.judge(&push, asked, t0).verdict
+        else {
+            panic!("expected a retry");
+        };
+        assert_eq!(next_attempt_at, t0 + SignedDuration::from_hours(2));
+        let PushVerdict::Retry {
+            next_attempt_at, ..
+        } = worker.judge(&push, Verdict::retry("x"), t0).verdict
+        else {
+            panic!("expected a retry");
+        };
+        assert!(next_attempt_at < t0 + SignedDuration::from_mins(1));
+    }
+
+    #[tokio::test]
     async fn a_retried_push_waits_for_its_delay() {
         let (_dir, store, _id, t0) = store_with_pushes(1).await;
-        let notifier = Arc::new(Scripted {
-            verdicts: Mutex::new(vec![Verdict::Retry { reason: "x".into() }]),
-            seen: Mutex::new(vec![]),
-        });
+        let notifier = Arc::new(Scripted::new(vec![failed("x")]));
         let worker = PushWorker::new(
             store.clone(),
             notifier,

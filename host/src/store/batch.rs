@@ -163,6 +163,7 @@ mod tests {
                 to: None,
                 callback_url: "http://x/cb".into(),
                 salt: None,
+                dialect: "kuaidi100".into(),
                 options: SubscribeOptions::default(),
                 next_check_at: t0,
                 created_at: t0,

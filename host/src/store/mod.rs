@@ -199,6 +199,9 @@ pub struct NewSubscription {
     pub callback_url: String,
     /// Push signing salt; `None` sends no `sign`.
     pub salt: Option<String>,
+    /// The API dialect the subscription was made in; its pushes are rendered, signed and
+    /// acknowledged in it ([`crate::dialect`]).
+    pub dialect: String,
     /// Options.
     pub options: SubscribeOptions,
     /// When the first check is due.
@@ -268,6 +271,8 @@ pub struct Subscription {
     pub callback_url: String,
     /// Push signing salt.
     pub salt: Option<String>,
+    /// The API dialect the subscription was made in ([`crate::dialect`]).
+    pub dialect: String,
     /// Options.
     pub options: SubscribeOptions,
     /// Monitor status.
@@ -340,17 +345,83 @@ pub struct SubscriptionFilter {
     pub limit: u32,
 }
 
+/// The monitor fields of one change, besides the trace: what every dialect's push says
+/// about the subscription (kuaidi100 names them `status`, `message`, `autoCheck`,
+/// `comOld`, `comNew`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushHeader {
+    /// Polling, shutdown or abort.
+    pub status: MonitorStatus,
+    /// The monitor message, e.g. "3天查询无记录".
+    pub message: String,
+    /// The trace is from the company the daemon corrected to.
+    pub auto_check: bool,
+    /// The company subscribed with, when corrected.
+    pub com_old: String,
+    /// The company the number was found at, when corrected (or being moved to).
+    pub com_new: String,
+}
+
+impl PushHeader {
+    /// A plain header with this status and message, no company correction.
+    pub fn new(status: MonitorStatus, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            auto_check: false,
+            com_old: String::new(),
+            com_new: String::new(),
+        }
+    }
+
+    /// The header every change of a subscription carries once its company was corrected.
+    pub fn for_subscription(sub: &Subscription, status: MonitorStatus, message: &str) -> Self {
+        let mut h = Self::new(status, message);
+        if let Some(c) = &sub.correction {
+            h.auto_check = true;
+            h.com_old = c.com_old.clone();
+            h.com_new = c.com_new.clone();
+        }
+        h
+    }
+}
+
+/// One change to push, in no dialect: the header and the trace as it was when the change
+/// was seen. The delivery worker renders and signs it, in the subscription's dialect, at
+/// each attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Monitor status, message and company correction.
+    pub header: PushHeader,
+    /// The whole trace, newest first.
+    pub trace: Trace,
+}
+
 /// A push to queue; the store gives it its id and sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPush {
     /// Where to POST.
     pub url: String,
-    /// `Content-Type` of the body.
-    pub content_type: String,
-    /// The rendered (and signed) body.
-    pub body: Vec<u8>,
-    /// Extra headers.
-    pub headers: Vec<(String, String)>,
+    /// What to say.
+    pub change: Change,
+}
+
+/// What a queued push holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PushPayload {
+    /// A change, rendered at send time.
+    Change(Change),
+    /// A body rendered when it was queued, by a version of the daemon that signed at
+    /// queue time (kuaidi100 pushes only); sent as stored.
+    Rendered {
+        /// `Content-Type`.
+        content_type: String,
+        /// The body.
+        body: Vec<u8>,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+    },
 }
 
 /// The receiver endpoint of a push URL: its scheme, host and port
@@ -432,12 +503,8 @@ pub struct OutboxPush {
     /// The receiver: [`push_endpoint`] of `url` (the whole URL for pushes queued before
     /// endpoints were recorded). Delivery shares its slots between endpoints.
     pub endpoint: String,
-    /// `Content-Type`.
-    pub content_type: String,
-    /// Body.
-    pub body: Vec<u8>,
-    /// Extra headers.
-    pub headers: Vec<(String, String)>,
+    /// What to send.
+    pub payload: PushPayload,
     /// Attempts made so far.
     pub attempt: u32,
     /// When the next attempt is due.
@@ -450,19 +517,6 @@ pub struct OutboxPush {
     pub created_at: Timestamp,
     /// When it was delivered or given up.
     pub finished_at: Option<Timestamp>,
-}
-
-impl OutboxPush {
-    /// The push as a [`waybill_core::carrier::Notifier`] takes it.
-    pub fn to_push(&self) -> waybill_core::carrier::Push {
-        waybill_core::carrier::Push {
-            id: self.push_id.clone(),
-            url: self.url.clone(),
-            content_type: self.content_type.clone(),
-            body: self.body.clone(),
-            headers: self.headers.clone(),
-        }
-    }
 }
 
 /// What became of one delivery attempt of a claimed push.
@@ -622,6 +676,8 @@ pub trait Store: Send + Sync {
 
     /// One subscription.
     async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>>;
+    /// The subscriptions with these ids that exist, in any order.
+    async fn subscriptions_by_id(&self, ids: &[SubscriptionId]) -> StoreResult<Vec<Subscription>>;
     /// Subscriptions matching `filter`, by id.
     async fn list_subscriptions(
         &self,

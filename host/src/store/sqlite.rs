@@ -65,13 +65,13 @@ const TENANT_COLS: &str =
     "id, name, api_key, api_key_sealed, customer, created_at, disabled, expires_at";
 
 const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_area, \
-    callback_url, salt, options, status, state, message, com_old, com_new, next_check_at, \
+    callback_url, salt, dialect, options, status, state, message, com_old, com_new, next_check_at, \
     lease_owner, lease_until, checks, failures, changes, push_seq, trace_hash, event_count, \
     last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at";
 
 const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, \
-    COALESCE(endpoint, url) AS endpoint, content_type, body, headers, attempt, next_attempt_at, \
-    state, last_error, created_at, finished_at";
+    COALESCE(endpoint, url) AS endpoint, change, content_type, body, headers, attempt, \
+    next_attempt_at, state, last_error, created_at, finished_at";
 
 impl SqliteStore {
     /// Opens (creating it and the directory if needed) the store in `data_dir` and applies
@@ -312,6 +312,7 @@ fn sub_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Subscription>
             .try_get::<Option<String>, _>("salt")?
             .map(|salt| secrets.open_or_legacy(salt))
             .transpose()?,
+        dialect: r.try_get("dialect")?,
         options,
         status,
         state: state_from_name(T, &state)?,
@@ -340,12 +341,27 @@ fn sub_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Subscription>
 
 fn push_from_row(r: &SqliteRow) -> StoreResult<OutboxPush> {
     const T: &str = "outbox";
-    let headers: String = r.try_get("headers")?;
-    let headers: Vec<(String, String)> =
-        serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt {
-            table: T,
-            detail: format!("headers: {e}"),
-        })?;
+    let change: Option<String> = r.try_get("change")?;
+    let payload =
+        match change {
+            Some(change) => PushPayload::Change(serde_json::from_str(&change).map_err(|e| {
+                StoreError::Corrupt {
+                    table: T,
+                    detail: format!("change: {e}"),
+                }
+            })?),
+            None => {
+                let headers: String = r.try_get("headers")?;
+                PushPayload::Rendered {
+                    content_type: r.try_get("content_type")?,
+                    body: r.try_get("body")?,
+                    headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt {
+                        table: T,
+                        detail: format!("headers: {e}"),
+                    })?,
+                }
+            }
+        };
     let state: String = r.try_get("state")?;
     let attempt: i64 = r.try_get("attempt")?;
     Ok(OutboxPush {
@@ -355,9 +371,7 @@ fn push_from_row(r: &SqliteRow) -> StoreResult<OutboxPush> {
         seq: r.try_get("seq")?,
         url: r.try_get("url")?,
         endpoint: r.try_get("endpoint")?,
-        content_type: r.try_get("content_type")?,
-        body: r.try_get("body")?,
-        headers,
+        payload,
         attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
         next_attempt_at: ts(T, r.try_get("next_attempt_at")?)?,
         state: PushState::parse(&state).ok_or_else(|| StoreError::Corrupt {
@@ -460,22 +474,21 @@ async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> Store
     }
     for p in &o.pushes {
         push_seq += 1;
-        let headers = serde_json::to_string(&p.headers).map_err(|e| StoreError::Corrupt {
+        let change = serde_json::to_string(&p.change).map_err(|e| StoreError::Corrupt {
             table: "outbox",
-            detail: format!("headers: {e}"),
+            detail: format!("change: {e}"),
         })?;
+        // content_type and body stay empty: the dialect renders the change at send time.
         sqlx::query(
             "INSERT INTO outbox (push_id, subscription_id, seq, url, endpoint, content_type, \
-             body, headers, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             body, change, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, '', X'', ?, ?, ?)",
         )
         .bind(format!("{}-{}", o.subscription_id, push_seq))
         .bind(o.subscription_id)
         .bind(push_seq)
         .bind(&p.url)
         .bind(push_endpoint(&p.url))
-        .bind(&p.content_type)
-        .bind(&p.body)
-        .bind(headers)
+        .bind(change)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -666,12 +679,13 @@ impl Store for SqliteStore {
                 // OR IGNORE turns a second live subscription of the same waybill (the partial
                 // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
                 // at their monthly limit; RETURNING says which rows went in. The VALUES rows
-                // carry the billing month as a 13th column for the usage lookup.
+                // carry the billing month as a 14th column for the usage lookup.
                 let mut q = QueryBuilder::<Sqlite>::new(
                     "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
                  from_area, to_area, callback_url, salt, options, next_check_at, created_at, \
-                 updated_at) SELECT column1, column2, column3, column4, column5, column6, \
-                 column7, column8, column9, column10, column11, column12 FROM (",
+                 updated_at, dialect) SELECT column1, column2, column3, column4, column5, \
+                 column6, column7, column8, column9, column10, column11, column12, column13 \
+                 FROM (",
                 );
                 let rows = chunk.iter().zip(options).zip(months).zip(salts);
                 q.push_values(rows, |mut row, (((s, options), month), salt)| {
@@ -687,11 +701,12 @@ impl Store for SqliteStore {
                         .push_bind(ms(s.next_check_at))
                         .push_bind(ms(s.created_at))
                         .push_bind(ms(s.created_at))
+                        .push_bind(&s.dialect)
                         .push_bind(month);
                 });
                 q.push(
                     ") AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
-                 AND u.month = v.column13 AND u.company = v.column2 AND u.number = v.column3 \
+                 AND u.month = v.column14 AND u.company = v.column2 AND u.number = v.column3 \
                  AND u.subscribes >= ",
                 );
                 q.push_bind(limit);
@@ -777,6 +792,22 @@ impl Store for SqliteStore {
         .as_ref()
         .map(|r| sub_from_row(r, &self.secrets))
         .transpose()
+    }
+
+    async fn subscriptions_by_id(&self, ids: &[SubscriptionId]) -> StoreResult<Vec<Subscription>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::Value::from(ids.to_vec()).to_string();
+        sqlx::query(&format!(
+            "SELECT {SUB_COLS} FROM subscriptions WHERE id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(ids)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| sub_from_row(r, &self.secrets))
+        .collect()
     }
 
     async fn list_subscriptions(&self, f: &SubscriptionFilter) -> StoreResult<Vec<Subscription>> {
@@ -1377,6 +1408,7 @@ mod tests {
             to: Some("北京市朝阳区".into()),
             callback_url: "http://example.com/cb".into(),
             salt: Some("SALT".into()),
+            dialect: "kuaidi100".into(),
             options: SubscribeOptions {
                 resultv2: 4,
                 ..SubscribeOptions::default()
@@ -1450,11 +1482,17 @@ mod tests {
             pushes: (0..pushes)
                 .map(|i| NewPush {
                     url: "http://example.com/cb".into(),
-                    content_type: "application/x-www-form-urlencoded".into(),
-                    body: format!("param={i}").into_bytes(),
-                    headers: vec![("X-Test".into(), i.to_string())],
+                    change: numbered_change(i),
                 })
                 .collect(),
+        }
+    }
+
+    /// A change told apart from others by its message.
+    fn numbered_change(i: usize) -> Change {
+        Change {
+            header: PushHeader::new(MonitorStatus::Polling, format!("push {i}")),
+            trace: Trace::from_events("sandbox", "SB1", vec![]),
         }
     }
 
@@ -1888,9 +1926,37 @@ mod tests {
         let pushes = store.pushes_of(id).await.expect("pushes");
         let ids: Vec<_> = pushes.iter().map(|p| p.push_id.clone()).collect();
         assert_eq!(ids, vec![format!("{id}-1"), format!("{id}-2")]);
+        assert_eq!(pushes[1].payload, PushPayload::Change(numbered_change(1)));
+    }
+
+    #[tokio::test]
+    async fn a_push_queued_rendered_by_an_older_daemon_reads_back_as_stored() {
+        let (_dir, store) = store().await;
+        let id = waybill_with_pushes(&store, "SB1", 1).await;
+        // What a daemon that signed at queue time wrote: a body, no change.
+        sqlx::query(
+            "INSERT INTO outbox (push_id, subscription_id, seq, url, content_type, body, \
+             headers, next_attempt_at, created_at) VALUES (?, ?, 2, 'http://example.com/cb', \
+             'application/x-www-form-urlencoded', ?, '[[\"X-Test\",\"1\"]]', 0, 0)",
+        )
+        .bind(format!("{id}-2"))
+        .bind(id)
+        .bind(b"param=%7B%7D".as_slice())
+        .execute(&store.write)
+        .await
+        .expect("insert");
+        let p = store
+            .push(&format!("{id}-2"))
+            .await
+            .expect("read")
+            .expect("exists");
         assert_eq!(
-            pushes[1].headers,
-            vec![("X-Test".to_string(), "1".to_string())]
+            p.payload,
+            PushPayload::Rendered {
+                content_type: "application/x-www-form-urlencoded".into(),
+                body: b"param=%7B%7D".to_vec(),
+                headers: vec![("X-Test".into(), "1".into())],
+            }
         );
     }
 

@@ -20,52 +20,14 @@ use serde::Serialize;
 use waybill_core::model::{Trace, TrackEvent};
 use waybill_core::state::State;
 
-use crate::store::{MonitorStatus, NewPush, Subscription};
+use crate::dialect::Rendered;
+use crate::store::{PushHeader, Subscription};
 
 pub mod international;
 pub mod route;
 
 /// `Content-Type` of a kuaidi100 push.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
-
-/// The monitor fields of one push, besides the trace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushHeader {
-    /// `status`: polling, shutdown or abort.
-    pub status: MonitorStatus,
-    /// `message`, e.g. "3天查询无记录".
-    pub message: String,
-    /// `autoCheck=1`: the trace is from the company the daemon corrected to.
-    pub auto_check: bool,
-    /// `comOld`.
-    pub com_old: String,
-    /// `comNew`.
-    pub com_new: String,
-}
-
-impl PushHeader {
-    /// A plain push with this status and message, no company correction.
-    pub fn new(status: MonitorStatus, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            auto_check: false,
-            com_old: String::new(),
-            com_new: String::new(),
-        }
-    }
-
-    /// The header every push of a subscription carries once its company was corrected.
-    pub fn for_subscription(sub: &Subscription, status: MonitorStatus, message: &str) -> Self {
-        let mut h = Self::new(status, message);
-        if let Some(c) = &sub.correction {
-            h.auto_check = true;
-            h.com_old = c.com_old.clone();
-            h.com_new = c.com_new.clone();
-        }
-        h
-    }
-}
 
 #[derive(Serialize)]
 struct Param<'a> {
@@ -218,8 +180,8 @@ fn result<'a>(
                 context: &e.context,
                 ftime: time.clone(),
                 time,
-                status: areas.then(|| dialect::label(e.state, advanced)),
-                status_code: advanced.then(|| dialect::code(e.state, true).to_string()),
+                status: areas.then(|| codes::label(e.state, advanced)),
+                status_code: advanced.then(|| codes::code(e.state, true).to_string()),
                 area_code: areas.then_some(e.area_code.as_deref()),
                 area_name: areas.then_some(e.area_name.as_deref()),
             }
@@ -231,7 +193,7 @@ fn result<'a>(
     };
     LastResult {
         message: "ok",
-        state: dialect::code(state, advanced).to_string(),
+        state: codes::code(state, advanced).to_string(),
         status: "200",
         condition: "F00",
         ischeck: if ischeck { "1" } else { "0" },
@@ -254,16 +216,15 @@ pub fn kuaidi100_sign(param: &str, salt: &str) -> String {
     waybill_core::sign::kuaidi100_push_sign(param, salt)
 }
 
-/// The whole push for the outbox: form body `param=…&sign=…` to the callback URL.
-pub fn kuaidi100_push(sub: &Subscription, trace: &Trace, header: &PushHeader) -> NewPush {
+/// The whole push: form body `param=…&sign=…`.
+pub fn kuaidi100_push(sub: &Subscription, trace: &Trace, header: &PushHeader) -> Rendered {
     let param = kuaidi100_param(sub, trace, header);
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("param", &param);
     if let Some(salt) = &sub.salt {
         form.append_pair("sign", &kuaidi100_sign(&param, salt));
     }
-    NewPush {
-        url: sub.callback_url.clone(),
+    Rendered {
         content_type: FORM_CONTENT_TYPE.into(),
         body: form.finish().into_bytes(),
         headers: Vec::new(),
@@ -281,7 +242,7 @@ fn billstatus(state: State) -> &'static str {
 }
 
 /// kuaidi100 state codes and names, from core's dialect table.
-mod dialect {
+mod codes {
     use waybill_core::state::State;
 
     /// Main (0–14) or advanced (101…1003) code.
@@ -324,7 +285,7 @@ mod tests {
     use waybill_core::model::{EventTime, TrackEvent, CHINA_OFFSET};
 
     use super::*;
-    use crate::store::SubscribeOptions;
+    use crate::store::{MonitorStatus, SubscribeOptions};
 
     fn sub(resultv2: u8, salt: Option<&str>) -> Subscription {
         let t: Timestamp = "2024-05-01T00:00:00Z".parse().expect("ts");
@@ -338,6 +299,7 @@ mod tests {
             to: None,
             callback_url: "http://receiver.example/k100?order=9".into(),
             salt: salt.map(str::to_owned),
+            dialect: "kuaidi100".into(),
             options: SubscribeOptions {
                 resultv2,
                 ..SubscribeOptions::default()
@@ -454,7 +416,6 @@ mod tests {
             pairs[1],
             ("sign".into(), kuaidi100_sign(&pairs[0].1, "SALT"))
         );
-        assert_eq!(signed.url, "http://receiver.example/k100?order=9");
         assert_eq!(signed.content_type, FORM_CONTENT_TYPE);
 
         let unsigned = kuaidi100_push(&sub(0, None), &trace(), &h);
