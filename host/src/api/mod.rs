@@ -1,20 +1,15 @@
-//! The daemon's HTTP API in kuaidi100's dialect: subscribe (`POST /poll`), real-time
-//! query (`POST /poll/query.do`), company detection (`/autonumber/auto`), plus `/healthz`
-//! and Prometheus `/metrics`.
-//!
-//! Every kuaidi100 endpoint answers HTTP 200 with a kuaidi100 `returnCode`, whatever the
-//! input: a malformed form, JSON or field gets its documented code and a message saying
-//! what was wrong, never a 4xx/5xx from the framework.
+//! The daemon's HTTP API: every dialect's routes ([`crate::dialect`]) over the
+//! dialect-free use cases ([`usecase`]), plus `/healthz` and Prometheus `/metrics`.
 
-pub mod kuaidi100;
 pub mod limit;
 pub mod metrics;
 pub mod tenants;
+pub mod usecase;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -22,6 +17,7 @@ use waybill_core::carrier::Carrier;
 use waybill_core::guess::Guesser;
 use waybill_core::model::Trace;
 
+use crate::dialect::Dialects;
 use crate::engine::Engine;
 use crate::store::{Store, SubscribeBatcher};
 
@@ -112,6 +108,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     tenants: tenants::TenantCache,
     limits: limit::KeyLimits,
+    dialects: Dialects,
     query_cache: Mutex<HashMap<(String, String), (Trace, Timestamp)>>,
 }
 
@@ -148,6 +145,7 @@ impl Api {
                 carriers: by_code,
                 guesser: Guesser::embedded(),
                 limits: limit::KeyLimits::new(&config.rate_limit),
+                dialects: Dialects::standard(),
                 config,
                 metrics,
                 query_cache: Mutex::new(HashMap::new()),
@@ -165,12 +163,9 @@ impl Api {
         &self.inner.store
     }
 
-    /// kuaidi100's "server busy" (502) for a key over its rate, saying when to retry.
-    fn throttle(&self, endpoint: limit::Endpoint, tenant: i64) -> Result<(), kuaidi100::Reply> {
-        self.inner
-            .limits
-            .check(endpoint, tenant)
-            .map_err(|t| kuaidi100::Reply::busy(format!("服务器繁忙: {t}")))
+    /// The configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
     }
 
     fn now(&self) -> Timestamp {
@@ -180,13 +175,13 @@ impl Api {
 
 /// The API's routes.
 pub fn router(api: Api) -> Router {
-    Router::new()
-        .route("/poll", post(kuaidi100::subscribe))
-        .route("/poll/query.do", post(kuaidi100::query))
-        .route(
-            "/autonumber/auto",
-            get(kuaidi100::autonumber).post(kuaidi100::autonumber),
-        )
+    let mut router = Router::new();
+    for name in api.inner.dialects.names() {
+        if let Some(d) = api.inner.dialects.get(name) {
+            router = router.merge(d.routes());
+        }
+    }
+    router
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .with_state(api)

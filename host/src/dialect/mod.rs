@@ -1,7 +1,8 @@
 //! API dialects: the wire languages subscribers speak (kuaidi100 today).
 //!
-//! A dialect is its routes (requests parsed, answers and errors rendered), its push
-//! rendering and its acknowledgement rule. The check step queues dialect-free
+//! A dialect is its routes (requests parsed into the API's dialect-free use cases,
+//! [`crate::api::usecase`], answers and errors rendered), its push rendering and its
+//! acknowledgement rule. The check step queues dialect-free
 //! [`Change`]s; the delivery worker asks the subscription's dialect to render and sign
 //! each attempt at send time ([`Dialect::render`]) and to judge what the receiver
 //! answered ([`Dialect::judge`]). The HTTP notifier knows no dialect. Adding one is a
@@ -12,9 +13,11 @@ pub mod kuaidi100;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Router;
 use jiff::Timestamp;
 use waybill_core::carrier::{Push, Reply, Verdict};
 
+use crate::api::Api;
 use crate::store::{Change, Subscription};
 
 /// A push rendered for one attempt: what the notifier sends, besides the URL and push id.
@@ -59,6 +62,9 @@ pub trait Dialect: Send + Sync {
 
     /// Whether `reply` acknowledges a push in this dialect.
     fn judge(&self, reply: &Reply) -> Verdict;
+
+    /// The dialect's HTTP routes, over the API's use cases.
+    fn routes(&self) -> Router<Api>;
 }
 
 /// The dialects the daemon speaks, by name.

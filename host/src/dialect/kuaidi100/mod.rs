@@ -1,4 +1,5 @@
-//! The kuaidi100 dialect: push rendering ([`render`]) and its acknowledgement rule.
+//! The kuaidi100 dialect: its routes ([`routes`]), push rendering ([`render`]) and its
+//! acknowledgement rule.
 //!
 //! A push counts as delivered only when the receiver answers with a 2xx status and a
 //! JSON body whose `result` is `true` and whose `returnCode` is `"200"` (the number `200`
@@ -6,11 +7,15 @@
 //! Anything else is retried.
 
 pub mod render;
+pub mod routes;
 
+use axum::routing::{get, post};
+use axum::Router;
 use jiff::Timestamp;
 use waybill_core::carrier::{Reply, Verdict};
 
 use super::{Dialect, Rendered};
+use crate::api::Api;
 use crate::store::{Change, Subscription};
 
 /// The name subscriptions made through the kuaidi100 API record.
@@ -33,6 +38,16 @@ impl Dialect for Kuaidi100 {
         _now: Timestamp,
     ) -> Rendered {
         render::kuaidi100_push(sub, &change.trace, &change.header)
+    }
+
+    fn routes(&self) -> Router<Api> {
+        Router::new()
+            .route("/poll", post(routes::subscribe))
+            .route("/poll/query.do", post(routes::query))
+            .route(
+                "/autonumber/auto",
+                get(routes::autonumber).post(routes::autonumber),
+            )
     }
 
     fn judge(&self, reply: &Reply) -> Verdict {
