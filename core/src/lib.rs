@@ -49,6 +49,7 @@ pub mod place;
 pub mod policy;
 pub mod problem;
 pub mod receive;
+pub mod shipper;
 pub mod sign;
 pub mod state;
 pub mod time;

@@ -26,6 +26,7 @@ fn sub(tenant: i64, n: u64, at: Timestamp) -> NewSubscription {
         callback_url: "http://receiver.example/cb".into(),
         salt: Some("SALT".into()),
         dialect: "kuaidi100".into(),
+        dialect_params: Default::default(),
         options: SubscribeOptions::default(),
         next_check_at: at,
         created_at: at,

@@ -304,6 +304,7 @@ impl SandboxStack {
                 callback_url: callback_url.into(),
                 salt: Some(salt.into()),
                 dialect: crate::dialect::kuaidi100::NAME.into(),
+                dialect_params: Default::default(),
                 options: SubscribeOptions::default(),
                 next_check_at: self
                     .engine

@@ -31,6 +31,7 @@ async fn subscribe(store: &SqliteStore, tenant: i64, company: &str, number: &str
             callback_url: "http://203.0.113.9/cb".into(),
             salt: None,
             dialect: "kuaidi100".into(),
+            dialect_params: Default::default(),
             options: SubscribeOptions::default(),
             next_check_at: t0(),
             created_at: t0(),

@@ -8,6 +8,7 @@
 
 mod crash;
 mod import;
+mod kdniao;
 mod lifecycle;
 mod log;
 mod place;

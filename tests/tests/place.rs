@@ -61,6 +61,7 @@ async fn a_resultv2_1_push_carries_the_area_of_each_line() {
             callback_url: "http://receiver.invalid/cb".into(),
             salt: Some("salt".into()),
             dialect: "kuaidi100".into(),
+            dialect_params: Default::default(),
             options: SubscribeOptions {
                 resultv2: 1,
                 ..SubscribeOptions::default()

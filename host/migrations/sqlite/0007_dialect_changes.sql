@@ -5,3 +5,8 @@
 -- and are sent as stored; they were all kuaidi100 pushes.
 ALTER TABLE subscriptions ADD COLUMN dialect TEXT NOT NULL DEFAULT 'kuaidi100';
 ALTER TABLE outbox ADD COLUMN change TEXT;
+-- The dialect's own parameters of a subscription (JSON object), e.g. the Kdniao push type
+-- and the CallBack value its pushes echo.
+ALTER TABLE subscriptions ADD COLUMN dialect_params TEXT NOT NULL DEFAULT '{}';
+-- Kdniao sets the push address per account, not per subscription.
+ALTER TABLE tenants ADD COLUMN kdniao_push_url TEXT;

@@ -1,6 +1,7 @@
 //! The daemon's HTTP API: every dialect's routes ([`crate::dialect`]) over the
 //! dialect-free use cases ([`usecase`]), plus `/healthz` and Prometheus `/metrics`.
 
+pub mod form;
 pub mod limit;
 pub mod metrics;
 pub mod tenants;
@@ -168,7 +169,8 @@ impl Api {
         &self.inner.config
     }
 
-    fn now(&self) -> Timestamp {
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> Timestamp {
         self.inner.engine.now()
     }
 }

@@ -13,8 +13,8 @@ use super::limit::Endpoint;
 use super::Api;
 use crate::push::callback_allowed;
 use crate::store::{
-    billing_month, MonitorStatus, NewSubscription, SubscribeOptions, SubscribeOutcome,
-    SubscriptionFilter, SubscriptionId, Tenant,
+    billing_month, DialectParams, MonitorStatus, NewSubscription, SubscribeOptions,
+    SubscribeOutcome, SubscriptionFilter, SubscriptionId, Tenant,
 };
 
 /// Longest tracking number accepted (kuaidi100's limit).
@@ -111,6 +111,8 @@ pub struct Subscribe {
     pub salt: Option<String>,
     /// The dialect the pushes are rendered in.
     pub dialect: &'static str,
+    /// That dialect's own parameters.
+    pub dialect_params: DialectParams,
     /// Detail and international options.
     pub options: SubscribeOptions,
 }
@@ -340,6 +342,7 @@ impl Api {
             callback_url: req.callback_url,
             salt: req.salt,
             dialect: req.dialect.into(),
+            dialect_params: req.dialect_params,
             options: req.options,
             next_check_at,
             created_at: now,

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use jiff::Timestamp;
+use waybill_host::dialect::kdniao;
 use waybill_host::store::{NewTenant, Store, StoreError, Tenant};
 
 use super::serve::{open_store, StoreArgs};
@@ -25,6 +26,9 @@ pub enum TenantCommand {
         /// The key stops working at this instant (RFC 3339, e.g. 2025-01-01T00:00:00+08:00).
         #[arg(long)]
         expires: Option<Timestamp>,
+        /// Where the tenant's Kdniao-dialect pushes go (Kdniao sets it per account).
+        #[arg(long, value_name = "URL")]
+        kdniao_push_url: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
@@ -54,6 +58,16 @@ pub enum TenantCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Set where a tenant's Kdniao-dialect pushes go (`none` to clear it). Subscriptions
+    /// made before keep the address they were made with.
+    KdniaoPushUrl {
+        /// The tenant's name, key or id.
+        tenant: String,
+        /// An http(s) URL, or `none`.
+        url: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// List tenants. Keys are hidden unless `--show-keys` is given.
     List {
         /// Output format.
@@ -65,6 +79,16 @@ pub enum TenantCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+/// A push URL as given on the command line: http or https with a host.
+fn push_url(text: &str) -> anyhow::Result<String> {
+    let url =
+        url::Url::parse(text.trim()).map_err(|e| anyhow::anyhow!("bad push URL {text:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        anyhow::bail!("the push URL {text:?} must be http(s)://host/...");
+    }
+    Ok(url.to_string())
 }
 
 /// `n` random bytes as upper-case hex (kuaidi100 keys and customer ids look like this).
@@ -156,10 +180,12 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 key,
                 customer,
                 expires,
+                kdniao_push_url,
                 format,
                 store,
             } => {
                 let name = name.trim().to_owned();
+                let kdniao_push_url = kdniao_push_url.map(|u| push_url(&u)).transpose()?;
                 if name.is_empty() {
                     anyhow::bail!("the tenant name is empty");
                 }
@@ -193,17 +219,31 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 if expires.is_some() {
                     store.set_tenant_access(tenant.id, false, expires).await?;
                 }
+                if let Some(url) = &kdniao_push_url {
+                    store.set_kdniao_push_url(tenant.id, Some(url)).await?;
+                }
                 store.close().await;
                 let customer = tenant.customer.unwrap_or_default();
+                let ebusiness = kdniao::ebusiness_id(tenant.id);
                 if format == OutputFormat::Json {
                     println!(
                         "{}",
-                        serde_json::json!({"name": tenant.name, "key": tenant.key, "customer": customer})
+                        serde_json::json!({"name": tenant.name, "key": tenant.key,
+                            "customer": customer,
+                            "kdniao": {"EBusinessID": ebusiness, "AppKey": tenant.key,
+                                "push_url": kdniao_push_url}})
                     );
                 } else {
                     println!("name:     {}", tenant.name);
                     println!("key:      {}", tenant.key);
                     println!("customer: {customer}");
+                    println!("kdniao:   EBusinessID {ebusiness}, AppKey = key");
+                    println!(
+                        "          push URL {}",
+                        kdniao_push_url
+                            .as_deref()
+                            .unwrap_or("(none: set it with `waybill tenant kdniao-push-url`)")
+                    );
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -224,6 +264,23 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 };
                 set_access(store, &tenant, |t| (t.disabled, at)).await
             }
+            TenantCommand::KdniaoPushUrl { tenant, url, store } => {
+                let url = match url.trim() {
+                    "none" => None,
+                    text => Some(push_url(text)?),
+                };
+                let config = store.load()?;
+                let store = open_store(&config).await?;
+                let t = find_tenant(&store.list_tenants().await?, &tenant)?;
+                store.set_kdniao_push_url(t.id, url.as_deref()).await?;
+                store.close().await;
+                println!(
+                    "{}: Kdniao pushes go to {}",
+                    t.name,
+                    url.as_deref().unwrap_or("nowhere (cleared)")
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             TenantCommand::List {
                 format,
                 show_keys,
@@ -241,7 +298,9 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                             serde_json::json!({"id": t.id, "name": t.name, "key": key,
                                 "customer": t.customer, "created_at": t.created_at.to_string(),
                                 "disabled": t.disabled,
-                                "expires_at": t.expires_at.map(|e| e.to_string())})
+                                "expires_at": t.expires_at.map(|e| e.to_string()),
+                                "kdniao": {"EBusinessID": kdniao::ebusiness_id(t.id),
+                                    "push_url": t.kdniao_push_url}})
                         );
                     } else {
                         println!(

@@ -1,4 +1,4 @@
-//! API dialects: the wire languages subscribers speak (kuaidi100 today).
+//! API dialects: the wire languages subscribers speak (kuaidi100, Kdniao).
 //!
 //! A dialect is its routes (requests parsed into the API's dialect-free use cases,
 //! [`crate::api::usecase`], answers and errors rendered), its push rendering and its
@@ -8,6 +8,7 @@
 //! answered ([`Dialect::judge`]). The HTTP notifier knows no dialect. Adding one is a
 //! module here plus a line in [`Dialects::standard`].
 
+pub mod kdniao;
 pub mod kuaidi100;
 
 use std::collections::BTreeMap;
@@ -80,6 +81,7 @@ impl Dialects {
             by_name: BTreeMap::new(),
         }
         .with(Arc::new(kuaidi100::Kuaidi100))
+        .with(Arc::new(kdniao::Kdniao))
     }
 
     /// The same set speaking `dialect` too (in place of one of the same name).
@@ -116,9 +118,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_standard_set_speaks_kuaidi100() {
+    fn the_standard_set_speaks_kuaidi100_and_kdniao() {
         let d = Dialects::standard();
-        assert_eq!(d.names().collect::<Vec<_>>(), ["kuaidi100"]);
+        assert_eq!(d.names().collect::<Vec<_>>(), ["kdniao", "kuaidi100"]);
         assert!(d.get("kuaidi100").is_some());
         assert!(d.get("nobody").is_none());
     }

@@ -799,6 +799,7 @@ mod tests {
                     callback_url: "http://x/cb".into(),
                     salt: salt.map(str::to_owned),
                     dialect: dialect.into(),
+                    dialect_params: Default::default(),
                     options: SubscribeOptions::default(),
                     next_check_at: t0,
                     created_at: t0,

@@ -164,6 +164,7 @@ mod tests {
                 callback_url: "http://x/cb".into(),
                 salt: None,
                 dialect: "kuaidi100".into(),
+                dialect_params: Default::default(),
                 options: SubscribeOptions::default(),
                 next_check_at: t0,
                 created_at: t0,

@@ -26,6 +26,9 @@ pub use sqlite::SqliteStore;
 /// Where the daemon keeps its data unless told otherwise (`--data-dir`).
 pub const DEFAULT_DATA_DIR: &str = "./waybill-data";
 
+/// A dialect's own parameters of one subscription.
+pub type DialectParams = serde_json::Map<String, serde_json::Value>;
+
 /// Row id of a tenant.
 pub type TenantId = i64;
 /// Row id of a subscription.
@@ -101,6 +104,9 @@ pub struct Tenant {
     /// From this instant on its key is refused (kuaidi100 returnCode 601).
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
+    /// Where Kdniao-dialect pushes go (Kdniao sets it per account).
+    #[serde(default)]
+    pub kdniao_push_url: Option<String>,
 }
 
 impl Tenant {
@@ -202,6 +208,8 @@ pub struct NewSubscription {
     /// The API dialect the subscription was made in; its pushes are rendered, signed and
     /// acknowledged in it ([`crate::dialect`]).
     pub dialect: String,
+    /// That dialect's own parameters (a JSON object).
+    pub dialect_params: DialectParams,
     /// Options.
     pub options: SubscribeOptions,
     /// When the first check is due.
@@ -273,6 +281,8 @@ pub struct Subscription {
     pub salt: Option<String>,
     /// The API dialect the subscription was made in ([`crate::dialect`]).
     pub dialect: String,
+    /// That dialect's own parameters (a JSON object).
+    pub dialect_params: DialectParams,
     /// Options.
     pub options: SubscribeOptions,
     /// Monitor status.
@@ -676,6 +686,9 @@ pub trait Store: Send + Sync {
 
     /// One subscription.
     async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>>;
+    /// Sets (or with `None` clears) where a tenant's Kdniao pushes go; false when there
+    /// is no such tenant.
+    async fn set_kdniao_push_url(&self, tenant: TenantId, url: Option<&str>) -> StoreResult<bool>;
     /// The subscriptions with these ids that exist, in any order.
     async fn subscriptions_by_id(&self, ids: &[SubscriptionId]) -> StoreResult<Vec<Subscription>>;
     /// Subscriptions matching `filter`, by id.

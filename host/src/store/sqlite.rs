@@ -61,11 +61,11 @@ pub struct SqliteStore {
     secrets: std::sync::Arc<SecretKey>,
 }
 
-const TENANT_COLS: &str =
-    "id, name, api_key, api_key_sealed, customer, created_at, disabled, expires_at";
+const TENANT_COLS: &str = "id, name, api_key, api_key_sealed, customer, created_at, disabled, \
+    expires_at, kdniao_push_url";
 
 const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_area, \
-    callback_url, salt, dialect, options, status, state, message, com_old, com_new, next_check_at, \
+    callback_url, salt, dialect, dialect_params, options, status, state, message, com_old, com_new, next_check_at, \
     lease_owner, lease_until, checks, failures, changes, push_seq, trace_hash, event_count, \
     last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at";
 
@@ -280,6 +280,7 @@ fn tenant_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Tenant> {
         created_at: ts("tenants", r.try_get("created_at")?)?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         expires_at: ts_opt("tenants", r.try_get("expires_at")?)?,
+        kdniao_push_url: r.try_get("kdniao_push_url")?,
     })
 }
 
@@ -299,6 +300,7 @@ fn sub_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Subscription>
     let state: String = r.try_get("state")?;
     let com_old: Option<String> = r.try_get("com_old")?;
     let com_new: Option<String> = r.try_get("com_new")?;
+    let dialect_params: String = r.try_get("dialect_params")?;
     Ok(Subscription {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,
@@ -313,6 +315,10 @@ fn sub_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Subscription>
             .map(|salt| secrets.open_or_legacy(salt))
             .transpose()?,
         dialect: r.try_get("dialect")?,
+        dialect_params: serde_json::from_str(&dialect_params).map_err(|e| StoreError::Corrupt {
+            table: T,
+            detail: format!("dialect_params: {e}"),
+        })?,
         options,
         status,
         state: state_from_name(T, &state)?,
@@ -569,7 +575,8 @@ impl Store for SqliteStore {
             "INSERT INTO tenants (name, api_key, api_key_sealed, customer, created_at) \
              SELECT ?1, ?2, ?5, ?3, ?4 \
              WHERE ?3 IS NULL OR NOT EXISTS (SELECT 1 FROM tenants WHERE customer = ?3) \
-             RETURNING id, name, api_key, api_key_sealed, customer, created_at, disabled, expires_at",
+             RETURNING id, name, api_key, api_key_sealed, customer, created_at, disabled, \
+             expires_at, kdniao_push_url",
         )
         .bind(&t.name)
         .bind(self.secrets.lookup(&t.key))
@@ -679,13 +686,13 @@ impl Store for SqliteStore {
                 // OR IGNORE turns a second live subscription of the same waybill (the partial
                 // unique index) into "no row returned", and the NOT EXISTS leaves out waybills
                 // at their monthly limit; RETURNING says which rows went in. The VALUES rows
-                // carry the billing month as a 14th column for the usage lookup.
+                // carry the billing month as a 15th column for the usage lookup.
                 let mut q = QueryBuilder::<Sqlite>::new(
                     "INSERT OR IGNORE INTO subscriptions (tenant_id, company, number, phone, \
                  from_area, to_area, callback_url, salt, options, next_check_at, created_at, \
-                 updated_at, dialect) SELECT column1, column2, column3, column4, column5, \
-                 column6, column7, column8, column9, column10, column11, column12, column13 \
-                 FROM (",
+                 updated_at, dialect, dialect_params) SELECT column1, column2, column3, column4, \
+                 column5, column6, column7, column8, column9, column10, column11, column12, \
+                 column13, column14 FROM (",
                 );
                 let rows = chunk.iter().zip(options).zip(months).zip(salts);
                 q.push_values(rows, |mut row, (((s, options), month), salt)| {
@@ -702,11 +709,12 @@ impl Store for SqliteStore {
                         .push_bind(ms(s.created_at))
                         .push_bind(ms(s.created_at))
                         .push_bind(&s.dialect)
+                        .push_bind(serde_json::Value::Object(s.dialect_params.clone()).to_string())
                         .push_bind(month);
                 });
                 q.push(
                     ") AS v WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.tenant_id = v.column1 \
-                 AND u.month = v.column14 AND u.company = v.column2 AND u.number = v.column3 \
+                 AND u.month = v.column15 AND u.company = v.column2 AND u.number = v.column3 \
                  AND u.subscribes >= ",
                 );
                 q.push_bind(limit);
@@ -780,6 +788,15 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn set_kdniao_push_url(&self, tenant: TenantId, url: Option<&str>) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE tenants SET kdniao_push_url = ? WHERE id = ?")
+            .bind(url)
+            .bind(tenant)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>> {
@@ -1409,6 +1426,7 @@ mod tests {
             callback_url: "http://example.com/cb".into(),
             salt: Some("SALT".into()),
             dialect: "kuaidi100".into(),
+            dialect_params: Default::default(),
             options: SubscribeOptions {
                 resultv2: 4,
                 ..SubscribeOptions::default()

@@ -46,53 +46,8 @@ pub const REQUEST_TYPE: &str = "8001";
 
 const QUERY_STEP: &str = "query";
 
-/// Our company codes (kuaidi100's) and Kdniao's `ShipperCode` for them, where they
-/// differ by more than case. A code not listed is sent upper-cased, which is Kdniao's
-/// convention (`SF`, `EMS`, `DHL`, `UPS`, ...).
-pub const SHIPPER_CODES: &[(&str, &str)] = &[
-    ("shunfeng", "SF"),
-    ("sf", "SF"),
-    ("yuantong", "YTO"),
-    ("zhongtong", "ZTO"),
-    ("shentong", "STO"),
-    ("yunda", "YD"),
-    ("jd", "JD"),
-    ("jingdong", "JD"),
-    ("youzhengguonei", "YZPY"),
-    ("youzhengbk", "YZBK"),
-    ("ems", "EMS"),
-    ("huitongkuaidi", "HTKY"),
-    ("baishiwuliu", "HTKY"),
-    ("tiantian", "HHTT"),
-    ("zhaijisong", "ZJS"),
-    ("youshuwuliu", "UC"),
-    ("debangwuliu", "DBL"),
-    ("debangkuaidi", "DBL"),
-    ("jtexpress", "JTSD"),
-    ("fengwang", "FWX"),
-    ("danniao", "DNWL"),
-    ("zhongtongkuaiyun", "ZTOKY"),
-    ("annengwuliu", "ANE"),
-    ("kuayue", "KYSY"),
-    ("fedex", "FEDEX"),
-];
-
-/// Kdniao's `ShipperCode` for one of our company codes.
-///
-/// ```
-/// use waybill_carrier_kdniao::shipper_code;
-/// assert_eq!(shipper_code("yuantong"), "YTO");
-/// assert_eq!(shipper_code("shunfeng"), "SF");
-/// assert_eq!(shipper_code("dhl"), "DHL"); // not listed: upper-cased
-/// ```
-pub fn shipper_code(company: &str) -> String {
-    let company = company.trim().to_ascii_lowercase();
-    SHIPPER_CODES
-        .iter()
-        .find(|(ours, _)| *ours == company)
-        .map(|(_, theirs)| (*theirs).to_owned())
-        .unwrap_or_else(|| company.to_ascii_uppercase())
-}
+/// Kdniao's `ShipperCode` for one of our company codes (core's one table).
+pub use waybill_core::shipper::kdniao_shipper_code as shipper_code;
 
 /// Kdniao's trace `Action` codes (the StateEx set, main codes included), as core's Kdniao
 /// dialect table decodes them.

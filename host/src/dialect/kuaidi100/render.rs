@@ -208,7 +208,7 @@ fn result<'a>(
 /// kuaidi100's push signature: upper-case hex MD5 of `param` followed by `salt`.
 ///
 /// ```
-/// use waybill_host::push::render::kuaidi100_sign;
+/// use waybill_host::dialect::kuaidi100::render::kuaidi100_sign;
 /// let param = r#"{"status":"polling","message":"","lastResult":{"state":"0"}}"#;
 /// assert_eq!(kuaidi100_sign(param, "SALT123"), "61CC7EDCAB9995124A8D54A14113DC5C");
 /// ```
@@ -300,6 +300,7 @@ mod tests {
             callback_url: "http://receiver.example/k100?order=9".into(),
             salt: salt.map(str::to_owned),
             dialect: "kuaidi100".into(),
+            dialect_params: Default::default(),
             options: SubscribeOptions {
                 resultv2,
                 ..SubscribeOptions::default()

@@ -19,9 +19,9 @@
 
 use std::collections::HashMap;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -61,9 +61,7 @@ impl Reply {
     }
 }
 
-/// Reads the request's form fields: the URL query, then the urlencoded body (body fields
-/// win). Refuses bodies over the limit and JSON or multipart bodies, which kuaidi100 does
-/// not accept either.
+/// The request's form fields ([`crate::api::form::fields`]); a refusal carries `bad`.
 async fn form_fields(
     api: &Api,
     headers: &HeaderMap,
@@ -71,39 +69,9 @@ async fn form_fields(
     body: Body,
     bad: &'static str,
 ) -> Result<HashMap<String, String>, Reply> {
-    let limit = api.config().max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        Reply::new(
-            bad,
-            format!("request body is larger than {limit} bytes or could not be read"),
-        )
-    })?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !bytes.is_empty()
-        && (content_type.starts_with("application/json") || content_type.starts_with("multipart/"))
-    {
-        return Err(Reply::new(
-            bad,
-            format!(
-                "the body must be application/x-www-form-urlencoded (schema=json&param=...), \
-                 not {content_type}"
-            ),
-        ));
-    }
-    let mut fields: HashMap<String, String> = uri
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    fields.extend(url::form_urlencoded::parse(&bytes).into_owned());
-    Ok(fields)
+    crate::api::form::fields(api, headers, uri, body, "schema=json&param=...")
+        .await
+        .map_err(|m| Reply::new(bad, m))
 }
 
 /// A text field of a JSON object: strings as they are (trimmed), numbers as written;
@@ -316,6 +284,7 @@ async fn subscribe_inner(
         callback_url: callback,
         salt,
         dialect: super::NAME,
+        dialect_params: Default::default(),
         options,
     };
     api.subscribe(&tenant, request)
