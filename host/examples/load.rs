@@ -1,6 +1,8 @@
-//! Load generator for `POST /poll`: many concurrent keep-alive connections, each sending
-//! subscriptions of fresh numbers, for a fixed time. Prints subscriptions/s, the
-//! returnCode mix and latency percentiles.
+//! Load generator for subscriptions: many concurrent keep-alive connections, each sending
+//! subscriptions of fresh numbers, for a fixed time, in kuaidi100's dialect (`POST /poll`,
+//! the default) or Kdniao's (`--dialect kdniao --ebusiness-id ID`: 8008 to `/api/dist`,
+//! signed with the key as AppKey). Prints subscriptions/s, the answer-code mix (kuaidi100
+//! returnCode; Kdniao "200" for Success, else its ResultCode) and latency percentiles.
 //!
 //! ```text
 //! cargo run --release -p waybill-host --example load -- \
@@ -20,6 +22,8 @@ struct Args {
     connections: usize,
     seconds: u64,
     prefix: String,
+    dialect: String,
+    ebusiness_id: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,6 +35,8 @@ fn parse_args() -> Result<Args, String> {
         connections: 128,
         seconds: 10,
         prefix: format!("LD{}", std::process::id()),
+        dialect: "kuaidi100".into(),
+        ebusiness_id: String::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,11 +49,19 @@ fn parse_args() -> Result<Args, String> {
             "--connections" => a.connections = value()?.parse().map_err(|e| format!("{e}"))?,
             "--seconds" => a.seconds = value()?.parse().map_err(|e| format!("{e}"))?,
             "--prefix" => a.prefix = value()?,
+            "--dialect" => a.dialect = value()?,
+            "--ebusiness-id" => a.ebusiness_id = value()?,
             other => return Err(format!("unknown option {other}")),
         }
     }
     if a.key.is_empty() {
         return Err("--key is required".into());
+    }
+    match a.dialect.as_str() {
+        "kuaidi100" => {}
+        "kdniao" if !a.ebusiness_id.is_empty() => {}
+        "kdniao" => return Err("--dialect kdniao needs --ebusiness-id".into()),
+        other => return Err(format!("unknown dialect {other}: kuaidi100 or kdniao")),
     }
     Ok(a)
 }
@@ -66,7 +80,12 @@ async fn main() {
         .http1_only()
         .build()
         .expect("client");
-    let endpoint = format!("{}/poll", args.url.trim_end_matches('/'));
+    let path = if args.dialect == "kdniao" {
+        "/api/dist"
+    } else {
+        "/poll"
+    };
+    let endpoint = format!("{}{path}", args.url.trim_end_matches('/'));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -79,19 +98,38 @@ async fn main() {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let param = format!(
-                    r#"{{"company":"{}","number":"{}{:04}{:08}","key":"{}","parameters":{{"callbackurl":"{}"}}}}"#,
-                    args.company, args.prefix, worker, n, args.key, args.callback
-                );
+                let number = format!("{}{:04}{:08}", args.prefix, worker, n);
                 let t = Instant::now();
-                let code = match client
-                    .post(&endpoint)
-                    .form(&[("schema", "json"), ("param", param.as_str())])
-                    .send()
-                    .await
-                {
+                let request = if args.dialect == "kdniao" {
+                    let data = format!(
+                        r#"{{"ShipperCode":"{}","LogisticCode":"{number}","Callback":"load"}}"#,
+                        args.company.to_ascii_uppercase()
+                    );
+                    let sign = waybill_core::sign::kdniao_data_sign(&data, &args.key);
+                    client.post(&endpoint).form(&[
+                        ("RequestData", data.as_str()),
+                        ("EBusinessID", args.ebusiness_id.as_str()),
+                        ("RequestType", "8008"),
+                        ("DataSign", sign.as_str()),
+                        ("DataType", "2"),
+                    ])
+                } else {
+                    let param = format!(
+                        r#"{{"company":"{}","number":"{number}","key":"{}","parameters":{{"callbackurl":"{}"}}}}"#,
+                        args.company, args.key, args.callback
+                    );
+                    client
+                        .post(&endpoint)
+                        .form(&[("schema", "json"), ("param", param.as_str())])
+                };
+                let code = match request.send().await {
                     Ok(resp) => match resp.json::<serde_json::Value>().await {
-                        Ok(v) => v["returnCode"].as_str().unwrap_or("?").to_owned(),
+                        Ok(v) if v["Success"] == true => "200".to_owned(),
+                        Ok(v) => v["returnCode"]
+                            .as_str()
+                            .or(v["ResultCode"].as_str())
+                            .unwrap_or("?")
+                            .to_owned(),
                         Err(_) => "unreadable".into(),
                     },
                     Err(_) => "error".into(),
