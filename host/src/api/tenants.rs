@@ -12,6 +12,7 @@ pub(crate) struct TenantCache {
     store: Arc<dyn Store>,
     ttl: Duration,
     by_key: RwLock<HashMap<String, (Arc<Tenant>, Instant)>>,
+    by_id: RwLock<HashMap<i64, (Arc<Tenant>, Instant)>>,
 }
 
 impl TenantCache {
@@ -20,7 +21,25 @@ impl TenantCache {
             store,
             ttl,
             by_key: RwLock::new(HashMap::new()),
+            by_id: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The tenant with this row id (Kdniao's EBusinessID names it), cached like
+    /// [`TenantCache::by_key`].
+    pub async fn by_id(&self, id: i64) -> StoreResult<Option<Arc<Tenant>>> {
+        if let Ok(map) = self.by_id.read() {
+            if let Some((t, at)) = map.get(&id) {
+                if at.elapsed() < self.ttl {
+                    return Ok(Some(t.clone()));
+                }
+            }
+        }
+        let found = self.store.tenant(id).await?.map(Arc::new);
+        if let (Some(t), Ok(mut map)) = (&found, self.by_id.write()) {
+            map.insert(id, (t.clone(), Instant::now()));
+        }
+        Ok(found)
     }
 
     /// The tenant with this key (shared: the hot path clones a pointer, not the strings).

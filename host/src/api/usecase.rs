@@ -219,6 +219,11 @@ impl Api {
         Ok(self.inner.tenants.by_customer(customer).await?)
     }
 
+    /// The tenant with this row id, not yet admitted (its signature is checked first).
+    pub async fn tenant_by_id(&self, id: i64) -> Result<Option<Arc<Tenant>>, UseError> {
+        Ok(self.inner.tenants.by_id(id).await?)
+    }
+
     /// The tenant holding `key`, admitted to `endpoint`.
     pub async fn tenant_by_key(
         &self,

@@ -14,6 +14,8 @@
 //! EBusinessID is unknown or its account inactive, 105 anything else (carrier error,
 //! monthly limit, store), 405 over the rate limit.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
@@ -74,7 +76,7 @@ impl From<UseError> for Refusal {
 
 /// A verified request: who sent it, what type, its RequestData object.
 struct Request {
-    tenant: Tenant,
+    tenant: Arc<Tenant>,
     request_type: u16,
     data: Map<String, Value>,
 }
@@ -121,10 +123,8 @@ async fn verified(
     let tenant_id = tenant_of_ebusiness_id(ebusiness)
         .ok_or_else(|| Refusal::new(104, "no account has this EBusinessID"))?;
     let tenant = api
-        .store()
-        .tenant(tenant_id)
-        .await
-        .map_err(|e| Refusal::new(105, e.to_string()))?
+        .tenant_by_id(tenant_id)
+        .await?
         .ok_or_else(|| Refusal::new(104, "no account has this EBusinessID"))?;
     let data = signed_data(raw, sign, &tenant.key).ok_or_else(|| {
         Refusal::new(
