@@ -68,6 +68,18 @@ pub trait Dialect: Send + Sync {
     fn routes(&self) -> Router<Api>;
 }
 
+/// The judgement of both Chinese dialects: a 2xx answer whose body `ack` accepts; anything
+/// else is retried.
+pub fn judge_reply(reply: &Reply, ack: fn(&[u8]) -> Result<(), String>) -> Verdict {
+    if !(200..300).contains(&reply.status) {
+        return Verdict::retry(format!("HTTP {}", reply.status));
+    }
+    match ack(&reply.body) {
+        Ok(()) => Verdict::Accepted,
+        Err(reason) => Verdict::retry(reason),
+    }
+}
+
 /// The dialects the daemon speaks, by name.
 #[derive(Clone)]
 pub struct Dialects {

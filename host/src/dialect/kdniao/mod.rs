@@ -240,13 +240,7 @@ impl Dialect for Kdniao {
     }
 
     fn judge(&self, reply: &Reply) -> Verdict {
-        if !(200..300).contains(&reply.status) {
-            return Verdict::retry(format!("HTTP {}", reply.status));
-        }
-        match ack(&reply.body) {
-            Ok(()) => Verdict::Accepted,
-            Err(reason) => Verdict::retry(reason),
-        }
+        super::judge_reply(reply, ack)
     }
 
     fn routes(&self) -> Router<Api> {

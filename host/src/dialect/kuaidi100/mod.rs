@@ -51,13 +51,7 @@ impl Dialect for Kuaidi100 {
     }
 
     fn judge(&self, reply: &Reply) -> Verdict {
-        if !(200..300).contains(&reply.status) {
-            return Verdict::retry(format!("HTTP {}", reply.status));
-        }
-        match ack(&reply.body) {
-            Ok(()) => Verdict::Accepted,
-            Err(reason) => Verdict::retry(reason),
-        }
+        super::judge_reply(reply, ack)
     }
 }
 
