@@ -16,7 +16,7 @@ use axum::Router;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 use waybill_core::carrier::{
-    Capabilities, Carrier, Notifier, Push, TrackError, TrackOutcome, Verdict,
+    Capabilities, Carrier, Delivery, Notifier, Push, TrackError, TrackOutcome,
 };
 use waybill_core::clock::ManualClock;
 use waybill_core::model::Waybill;
@@ -53,8 +53,10 @@ struct Nowhere;
 
 #[async_trait]
 impl Notifier for Nowhere {
-    async fn deliver(&self, _push: &Push) -> Verdict {
-        Verdict::Accepted
+    async fn deliver(&self, _push: &Push) -> Delivery {
+        Delivery::Failed {
+            reason: "pushes are not sent while fuzzing".into(),
+        }
     }
 }
 
