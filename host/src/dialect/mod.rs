@@ -80,6 +80,16 @@ pub fn judge_reply(reply: &Reply, ack: fn(&[u8]) -> Result<(), String>) -> Verdi
     }
 }
 
+/// A reply body as JSON, or why it is not (with its start, for the dead letter's error).
+pub fn reply_json(body: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(body).map_err(|_| {
+        format!(
+            "reply is not JSON: {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    })
+}
+
 /// The dialects the daemon speaks, by name.
 #[derive(Clone)]
 pub struct Dialects {

@@ -20,7 +20,7 @@ use axum::Router;
 use jiff::Timestamp;
 use serde::Serialize;
 use waybill_core::carrier::{Reply, Verdict};
-use waybill_core::model::{Trace, TrackEvent, CHINA_OFFSET};
+use waybill_core::model::{Trace, TrackEvent, Waybill, CHINA_OFFSET};
 use waybill_core::shipper::kdniao_shipper_code;
 
 use super::{Dialect, Rendered};
@@ -146,14 +146,21 @@ pub(crate) struct TracingData {
 }
 
 impl TracingData {
-    /// The 在途监控 view of `trace` for `tenant`.
-    pub(crate) fn of(tenant: TenantId, trace: &Trace, order_code: &str, reason: &str) -> Self {
+    /// The 在途监控 view of `trace` for `tenant`, named by `waybill`'s company and number
+    /// (whatever the carrier echoed).
+    pub(crate) fn of(
+        tenant: TenantId,
+        waybill: &Waybill,
+        trace: &Trace,
+        order_code: &str,
+        reason: &str,
+    ) -> Self {
         let (state, state_ex) = trace.state.kdniao();
         Self {
             ebusiness_id: ebusiness_id(tenant),
             order_code: order_code.into(),
-            shipper_code: kdniao_shipper_code(&trace.com),
-            logistic_code: trace.nu.clone(),
+            shipper_code: kdniao_shipper_code(&waybill.company),
+            logistic_code: waybill.number.clone(),
             success: true,
             reason: reason.into(),
             state: state.to_string(),
@@ -191,13 +198,11 @@ impl Dialect for Kdniao {
         let ebusiness = ebusiness_id(sub.tenant_id);
         let mut data = TracingData::of(
             sub.tenant_id,
+            &sub.waybill(),
             &change.trace,
             param(sub, ORDER_CODE),
             &change.header.message,
         );
-        // The subscription's own company and number, whatever the carrier echoed.
-        data.shipper_code = kdniao_shipper_code(&sub.company);
-        data.logistic_code.clone_from(&sub.number);
         data.callback = Some(param(sub, CALLBACK).to_owned());
         #[derive(Serialize)]
         struct Body<'a> {
@@ -255,12 +260,7 @@ impl Dialect for Kdniao {
 
 /// Whether a reply body is a Kdniao acknowledgement; the reason when it is not.
 pub fn ack(body: &[u8]) -> Result<(), String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
-        format!(
-            "reply is not JSON: {:?}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        )
-    })?;
+    let v = super::reply_json(body)?;
     match v.get("Success") {
         Some(serde_json::Value::Bool(true)) => Ok(()),
         other => Err(format!(

@@ -189,19 +189,19 @@ fn area(data: &Map<String, Value>, name: &str) -> Option<String> {
     (!joined.is_empty()).then_some(joined)
 }
 
-/// The waybill a query or subscription names.
-fn waybill(api: &Api, data: &Map<String, Value>) -> Result<Waybill, Refusal> {
+/// The waybill a query or subscription names, and our code for its `ShipperCode` (not
+/// yet resolved: the waybill's `company` is left empty).
+fn waybill(data: &Map<String, Value>) -> Result<(String, Waybill), Refusal> {
     let number = check_number(text(data, "LogisticCode"), "LogisticCode")?;
     let shipper = text(data, "ShipperCode").ok_or(UseError::NoCompany)?;
-    let company =
-        api.resolve_company(Some(&company_of_kdniao_shipper(&shipper)), &number, false)?;
-    Ok(Waybill {
-        company,
+    let waybill = Waybill {
+        company: String::new(),
         number,
         phone: text(data, "CustomerName"),
         from: area(data, "Sender"),
         to: area(data, "Receiver"),
-    })
+    };
+    Ok((company_of_kdniao_shipper(&shipper), waybill))
 }
 
 /// `POST /Ebusiness/EbusinessOrderHandle.aspx`: 1002, 8001, 2002.
@@ -270,7 +270,8 @@ fn finish(
 }
 
 async fn query(api: &Api, req: &Request) -> Result<Value, Refusal> {
-    let waybill = waybill(api, &req.data)?;
+    let (company, mut waybill) = waybill(&req.data)?;
+    waybill.company = api.resolve_company(Some(&company), &waybill.number, false)?;
     let order_code = text(&req.data, "OrderCode").unwrap_or_default();
     let trace = match api.query(&req.tenant, &waybill).await {
         Ok(trace) => trace,
@@ -286,9 +287,7 @@ async fn query(api: &Api, req: &Request) -> Result<Value, Refusal> {
         ""
     };
     if req.request_type == 8001 {
-        let mut data = TracingData::of(req.tenant.id, &trace, &order_code, reason);
-        data.shipper_code = kdniao_shipper_code(&waybill.company);
-        data.logistic_code = waybill.number;
+        let data = TracingData::of(req.tenant.id, &waybill, &trace, &order_code, reason);
         return serde_json::to_value(data).map_err(|e| Refusal::new(105, e.to_string()));
     }
     let (state, _) = trace.state.kdniao();
@@ -327,20 +326,13 @@ async fn subscribe(api: &Api, req: &Request) -> Result<Value, Refusal> {
             "this account has no push address: set one with `waybill tenant kdniao-push-url`",
         )
     })?;
-    let number = check_number(text(&req.data, "LogisticCode"), "LogisticCode")?;
-    let shipper = text(&req.data, "ShipperCode").ok_or(UseError::NoCompany)?;
+    let (company, waybill) = waybill(&req.data)?;
     let callback = text(&req.data, "Callback").unwrap_or_default();
     let order_code = text(&req.data, "OrderCode").unwrap_or_default();
     let request = Subscribe {
-        company: Some(company_of_kdniao_shipper(&shipper)),
+        company: Some(company),
         guess_company: false,
-        waybill: Waybill {
-            company: String::new(),
-            number,
-            phone: text(&req.data, "CustomerName"),
-            from: area(&req.data, "Sender"),
-            to: area(&req.data, "Receiver"),
-        },
+        waybill,
         callback_url: push_url,
         // Pushes are signed with the AppKey, which is the tenant's key.
         salt: Some(req.tenant.key.clone()),

@@ -57,12 +57,7 @@ impl Dialect for Kuaidi100 {
 
 /// Whether a reply body is a kuaidi100 acknowledgement; the reason when it is not.
 pub fn ack(body: &[u8]) -> Result<(), String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
-        format!(
-            "reply is not JSON: {:?}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        )
-    })?;
+    let v = super::reply_json(body)?;
     let result_ok = v.get("result").and_then(|r| r.as_bool()) == Some(true);
     let code_ok = match v.get("returnCode") {
         Some(serde_json::Value::String(s)) => s == "200",
