@@ -348,7 +348,7 @@ impl Checker {
                     lease_owner: self.owner.clone(),
                     checked_at: now,
                     status: MonitorStatus::Abort,
-                    pushes: vec![change(sub, trace, header)],
+                    pushes: change(sub, trace, header).into_iter().collect(),
                     message,
                     next_check_at: now,
                     new_trace: None,
@@ -419,7 +419,7 @@ impl Checker {
                 out.next_check_at = at;
                 if let Some((trace, _)) = &new_trace {
                     let header = PushHeader::for_subscription(sub, MonitorStatus::Polling, "");
-                    out.pushes.push(change(sub, trace.clone(), header));
+                    out.pushes.extend(change(sub, trace.clone(), header));
                 }
             }
             Decision::Shutdown => {
@@ -430,7 +430,7 @@ impl Checker {
                 out.status = MonitorStatus::Shutdown;
                 out.message = String::new();
                 let header = PushHeader::for_subscription(sub, MonitorStatus::Shutdown, "");
-                out.pushes.push(change(sub, trace, header));
+                out.pushes.extend(change(sub, trace, header));
             }
             Decision::Abort {
                 reason: AbortReason::NoTraceIn3Days,
@@ -447,7 +447,7 @@ impl Checker {
                         com_new: com_new.clone(),
                     };
                     let empty = Trace::from_events(&sub.company, &sub.number, vec![]);
-                    out.pushes.push(change(sub, empty, header));
+                    out.pushes.extend(change(sub, empty, header));
                     out.correction = Some(CompanyCorrection {
                         com_old: sub.company.clone(),
                         com_new,
@@ -460,7 +460,7 @@ impl Checker {
                     out.message = message.into();
                     let header = PushHeader::for_subscription(sub, MonitorStatus::Abort, message);
                     let empty = Trace::from_events(&sub.company, &sub.number, vec![]);
-                    out.pushes.push(change(sub, empty, header));
+                    out.pushes.extend(change(sub, empty, header));
                 }
             },
             Decision::Abort { reason } => {
@@ -472,7 +472,7 @@ impl Checker {
                 out.message = reason.message().into();
                 let header =
                     PushHeader::for_subscription(sub, MonitorStatus::Abort, reason.message());
-                out.pushes.push(change(sub, trace, header));
+                out.pushes.extend(change(sub, trace, header));
             }
         }
         out.new_trace = new_trace;
@@ -543,11 +543,13 @@ impl Checker {
 }
 
 /// The push of a change: the subscription's callback, the header, the trace as it is now.
-fn change(sub: &Subscription, trace: Trace, header: PushHeader) -> NewPush {
-    NewPush {
+/// None for a subscription without a callback (a native tracking read by polling the
+/// API): the change is stored with the trace all the same.
+fn change(sub: &Subscription, trace: Trace, header: PushHeader) -> Option<NewPush> {
+    (!sub.callback_url.is_empty()).then(|| NewPush {
         url: sub.callback_url.clone(),
         change: Change { header, trace },
-    }
+    })
 }
 
 #[cfg(test)]

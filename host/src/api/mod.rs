@@ -51,6 +51,10 @@ pub struct ApiConfig {
     pub tenant_cache_ttl: SignedDuration,
     /// Requests per second each tenant key may send, per endpoint.
     pub rate_limit: limit::RateLimitConfig,
+    /// The problem thresholds the native API's answers use: the daemon's top-level
+    /// `[problems]` table, copied here at start-up.
+    #[serde(skip)]
+    pub problems: waybill_core::problem::Thresholds,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +69,7 @@ impl Default for ApiConfig {
             monthly_subscribe_limit: crate::store::DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
             tenant_cache_ttl: SignedDuration::from_secs(10),
             rate_limit: limit::RateLimitConfig::default(),
+            problems: waybill_core::problem::Thresholds::default(),
         }
     }
 }
@@ -172,6 +177,31 @@ impl Api {
     /// Now, by the engine's clock.
     pub fn now(&self) -> Timestamp {
         self.inner.engine.now()
+    }
+
+    /// The codes of the companies a loaded carrier serves, sorted.
+    pub fn served_companies(&self) -> Vec<String> {
+        self.inner.engine.companies()
+    }
+
+    /// Whether a loaded carrier serves `company` (a canonical code).
+    pub fn serves(&self, company: &str) -> bool {
+        self.inner.engine.knows_company(company)
+    }
+
+    /// The catalog's entry for a company code, if it has one.
+    pub fn carrier_entry(&self, code: &str) -> Option<&waybill_core::guess::CarrierEntry> {
+        self.inner.guesser.catalog().get(code)
+    }
+
+    /// The canonical code of `company` as given (any alias the catalog knows, any case).
+    pub fn company_code(&self, company: &str) -> String {
+        let lower = company.trim().to_ascii_lowercase();
+        self.inner
+            .guesser
+            .catalog()
+            .resolve(&lower)
+            .map_or(lower, str::to_owned)
     }
 }
 

@@ -105,7 +105,7 @@ pub struct Subscribe {
     pub guess_company: bool,
     /// The waybill; its `company` is filled in by [`Api::subscribe`].
     pub waybill: Waybill,
-    /// Where pushes go.
+    /// Where pushes go; empty for none (a native tracking read through the API only).
     pub callback_url: String,
     /// Push signing secret, if any.
     pub salt: Option<String>,
@@ -325,9 +325,11 @@ impl Api {
             &req.waybill.number,
             req.guess_company,
         )?;
-        callback_allowed(&req.callback_url, self.inner.config.allow_private_callbacks)
-            .await
-            .map_err(|e| UseError::BadInput(e.to_string()))?;
+        if !req.callback_url.is_empty() {
+            callback_allowed(&req.callback_url, self.inner.config.allow_private_callbacks)
+                .await
+                .map_err(|e| UseError::BadInput(e.to_string()))?;
+        }
         let now = self.now();
         let next_check_at = self.inner.engine.first_check_at(&req.waybill, now);
         let Waybill {

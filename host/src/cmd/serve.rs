@@ -209,7 +209,11 @@ pub async fn serve(
     )
     .with_guesser(Arc::new(guesser))
     .with_push_observer(metrics.clone());
-    let api = Api::new(engine.clone(), carriers, config.api.clone(), metrics);
+    let api_config = api::ApiConfig {
+        problems: config.problems.clone(),
+        ..config.api.clone()
+    };
+    let api = Api::new(engine.clone(), carriers, api_config, metrics);
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;

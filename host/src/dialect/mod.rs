@@ -1,4 +1,5 @@
-//! API dialects: the wire languages subscribers speak (kuaidi100, Kdniao).
+//! API dialects: the wire languages subscribers speak (kuaidi100, Kdniao, and our own
+//! native JSON API).
 //!
 //! A dialect is its routes (requests parsed into the API's dialect-free use cases,
 //! [`crate::api::usecase`], answers and errors rendered), its push rendering and its
@@ -10,6 +11,7 @@
 
 pub mod kdniao;
 pub mod kuaidi100;
+pub mod native;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -104,6 +106,7 @@ impl Dialects {
         }
         .with(Arc::new(kuaidi100::Kuaidi100))
         .with(Arc::new(kdniao::Kdniao))
+        .with(Arc::new(native::Native))
     }
 
     /// The same set speaking `dialect` too (in place of one of the same name).
@@ -142,7 +145,10 @@ mod tests {
     #[test]
     fn the_standard_set_speaks_kuaidi100_and_kdniao() {
         let d = Dialects::standard();
-        assert_eq!(d.names().collect::<Vec<_>>(), ["kdniao", "kuaidi100"]);
+        assert_eq!(
+            d.names().collect::<Vec<_>>(),
+            ["kdniao", "kuaidi100", "native"]
+        );
         assert!(d.get("kuaidi100").is_some());
         assert!(d.get("nobody").is_none());
     }

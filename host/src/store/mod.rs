@@ -107,6 +107,10 @@ pub struct Tenant {
     /// Where Kdniao-dialect pushes go (Kdniao sets it per account).
     #[serde(default)]
     pub kdniao_push_url: Option<String>,
+    /// The native API's webhook signing secrets (JSON, see
+    /// [`crate::dialect::native::WebhookSecrets`]); `None` until first asked for.
+    #[serde(default, skip_serializing)]
+    pub webhook_secrets: Option<String>,
 }
 
 impl Tenant {
@@ -689,6 +693,30 @@ pub trait Store: Send + Sync {
     /// Sets (or with `None` clears) where a tenant's Kdniao pushes go; false when there
     /// is no such tenant.
     async fn set_kdniao_push_url(&self, tenant: TenantId, url: Option<&str>) -> StoreResult<bool>;
+    /// Sets a tenant's webhook signing secrets (JSON) and gives every native-dialect
+    /// subscription of the tenant the same set as its salt, in one transaction; false when
+    /// there is no such tenant. Sealed at rest.
+    async fn set_webhook_secrets(&self, tenant: TenantId, secrets: &str) -> StoreResult<bool>;
+    /// Polls a subscription again from `now` (a stopped one is resumed, its message
+    /// cleared). [`Retrack::Busy`] when another subscription of the same waybill by the
+    /// same tenant is being polled.
+    async fn retrack(&self, id: SubscriptionId, now: Timestamp) -> StoreResult<Retrack>;
+    /// The stored answer to a request with this tenant's `Idempotency-Key`.
+    async fn idempotent_answer(
+        &self,
+        tenant: TenantId,
+        key: &str,
+    ) -> StoreResult<Option<IdempotentAnswer>>;
+    /// Stores the first answer to a request with this key; a second save of the same key
+    /// keeps the first. Answers older than `forget_before` are dropped on the way.
+    async fn save_idempotent_answer(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        answer: &IdempotentAnswer,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<()>;
     /// The subscriptions with these ids that exist, in any order.
     async fn subscriptions_by_id(&self, ids: &[SubscriptionId]) -> StoreResult<Vec<Subscription>>;
     /// Subscriptions matching `filter`, by id.
@@ -881,6 +909,28 @@ pub trait Store: Send + Sync {
     /// [`waybill_core::guess::PREFIX_LEN`] characters: the facts of the guesser's learned
     /// prior. One aggregate read.
     async fn confirmed_number_counts(&self) -> StoreResult<Vec<waybill_core::guess::PriorCount>>;
+}
+
+/// What [`Store::retrack`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retrack {
+    /// Polled again from now.
+    Resumed,
+    /// No such subscription.
+    Missing,
+    /// Another subscription of the waybill is being polled; nothing changed.
+    Busy(SubscriptionId),
+}
+
+/// The first answer to a request made with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentAnswer {
+    /// Hash of the request it answered (method, path, body).
+    pub fingerprint: String,
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
 }
 
 /// kuaidi100's billing month (`YYYY-MM` at UTC+8) of an instant.

@@ -62,7 +62,7 @@ pub struct SqliteStore {
 }
 
 const TENANT_COLS: &str = "id, name, api_key, api_key_sealed, customer, created_at, disabled, \
-    expires_at, kdniao_push_url";
+    expires_at, kdniao_push_url, webhook_secrets";
 
 const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_area, \
     callback_url, salt, dialect, dialect_params, options, status, state, message, com_old, com_new, next_check_at, \
@@ -281,6 +281,10 @@ fn tenant_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Tenant> {
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         expires_at: ts_opt("tenants", r.try_get("expires_at")?)?,
         kdniao_push_url: r.try_get("kdniao_push_url")?,
+        webhook_secrets: r
+            .try_get::<Option<String>, _>("webhook_secrets")?
+            .map(|sealed| secrets.open(&sealed))
+            .transpose()?,
     })
 }
 
@@ -576,7 +580,7 @@ impl Store for SqliteStore {
              SELECT ?1, ?2, ?5, ?3, ?4 \
              WHERE ?3 IS NULL OR NOT EXISTS (SELECT 1 FROM tenants WHERE customer = ?3) \
              RETURNING id, name, api_key, api_key_sealed, customer, created_at, disabled, \
-             expires_at, kdniao_push_url",
+             expires_at, kdniao_push_url, webhook_secrets",
         )
         .bind(&t.name)
         .bind(self.secrets.lookup(&t.key))
@@ -797,6 +801,107 @@ impl Store for SqliteStore {
             .execute(&self.write)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_webhook_secrets(&self, tenant: TenantId, secrets: &str) -> StoreResult<bool> {
+        let sealed = self.secrets.seal(secrets)?;
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query("UPDATE tenants SET webhook_secrets = ? WHERE id = ?")
+            .bind(&sealed)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE subscriptions SET salt = ? WHERE tenant_id = ? AND dialect = ?")
+            .bind(&sealed)
+            .bind(tenant)
+            .bind(crate::dialect::native::NAME)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn retrack(&self, id: SubscriptionId, now: Timestamp) -> StoreResult<Retrack> {
+        let mut tx = self.write.begin().await?;
+        let busy: Option<i64> = sqlx::query_scalar(
+            "SELECT o.id FROM subscriptions s JOIN subscriptions o ON o.tenant_id = s.tenant_id \
+             AND o.company = s.company AND o.number = s.number AND o.id <> s.id \
+             WHERE s.id = ? AND o.status = 'polling' LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(other) = busy {
+            return Ok(Retrack::Busy(other));
+        }
+        let done = sqlx::query(
+            "UPDATE subscriptions SET status = 'polling', message = '', next_check_at = ?1, \
+             lease_owner = NULL, lease_until = NULL, updated_at = ?1 WHERE id = ?2",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(if done.rows_affected() == 1 {
+            Retrack::Resumed
+        } else {
+            Retrack::Missing
+        })
+    }
+
+    async fn idempotent_answer(
+        &self,
+        tenant: TenantId,
+        key: &str,
+    ) -> StoreResult<Option<IdempotentAnswer>> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT fingerprint, status, body FROM idempotency WHERE tenant_id = ? AND key = ?",
+        )
+        .bind(tenant)
+        .bind(key)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|(fingerprint, status, body)| {
+            Ok(IdempotentAnswer {
+                fingerprint,
+                status: u16::try_from(status).map_err(|_| StoreError::Corrupt {
+                    table: "idempotency",
+                    detail: format!("status {status}"),
+                })?,
+                body,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_idempotent_answer(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        answer: &IdempotentAnswer,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM idempotency WHERE created_at < ?")
+            .bind(ms(forget_before))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO idempotency (tenant_id, key, fingerprint, status, body, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, key) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(&answer.fingerprint)
+        .bind(i64::from(answer.status))
+        .bind(&answer.body)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>> {
