@@ -11,6 +11,7 @@ mod import;
 mod kdniao;
 mod lifecycle;
 mod log;
+mod native;
 mod place;
 mod sandbox_restart;
 mod support;

@@ -9,45 +9,16 @@ use std::process::Stdio;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::support::{free_port, target_dir, wait_for_port, waybill_bin};
+use crate::support::{free_port, python_venv, target_dir, wait_for_port, waybill_bin};
 
 /// The project's own test client and its requirements.
 fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("kdniao")
 }
 
-/// A virtual environment with the third-party client installed (made once per target
-/// directory; pip reaches the package registry).
+/// A virtual environment with the third-party client installed.
 async fn python() -> PathBuf {
-    let venv = target_dir().join("kdniao-venv");
-    let python = venv.join("bin").join("python");
-    if !python.is_file() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .await
-            .expect("python3 is needed for the Kdniao client test");
-        assert!(made.success(), "python3 -m venv failed");
-    }
-    let installed = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(client_dir().join("requirements.txt"))
-        .status()
-        .await
-        .expect("pip");
-    assert!(
-        installed.success(),
-        "installing the Kdniao client from PyPI failed"
-    );
-    python
+    python_venv("kdniao-venv", &client_dir().join("requirements.txt")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

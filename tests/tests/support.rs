@@ -1,8 +1,11 @@
-//! Paths of build outputs the tests use, and the wait for a daemon they start.
+//! Paths of build outputs the tests use, the wait for a daemon they start, and the
+//! Python environments of the third-party clients.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use tokio::process::Command;
 
 /// `target/<profile>`: the directory of this test binary's parent (`deps`).
 pub fn target_dir() -> PathBuf {
@@ -43,4 +46,42 @@ pub async fn wait_for_port(port: u16) {
         assert!(Instant::now() < deadline, "the daemon did not come up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A virtual environment `target/<profile>/<name>` with `requirements` installed (made
+/// once per target directory; pip reaches the package registry). Tests asking for the
+/// same one at once take turns.
+pub async fn python_venv(name: &str, requirements: &Path) -> PathBuf {
+    static MAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = MAKING.lock().await;
+    let venv = target_dir().join(name);
+    let python = venv.join("bin").join("python");
+    if !python.is_file() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .await
+            .expect("python3 is needed (tests/kdniao/setup installs it)");
+        assert!(made.success(), "python3 -m venv {} failed", venv.display());
+    }
+    let installed = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg("-r")
+        .arg(requirements)
+        .status()
+        .await
+        .expect("pip");
+    assert!(
+        installed.success(),
+        "installing {} from PyPI failed",
+        requirements.display()
+    );
+    python
 }

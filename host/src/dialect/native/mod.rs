@@ -335,7 +335,11 @@ impl Dialect for Native {
             data: Tracking::new(&at_change, &change.trace, None),
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
-        let timestamp = now.as_second();
+        // The receiver checks the timestamp against its own clock to refuse replays, so
+        // it is the wall time of this attempt even when the daemon's clock runs scaled
+        // (the sandbox); which secrets sign still follows the daemon's clock, as their
+        // rotation does.
+        let timestamp = Timestamp::now().as_second();
         let secrets = WebhookSecrets::parse(sub.salt.as_deref());
         let mut headers = vec![
             ("webhook-id".to_owned(), push_id.to_owned()),

@@ -136,8 +136,8 @@ async fn openapi() -> Response {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTracking {
-    /// The tracking number.
-    #[schema(min_length = 1, max_length = 32)]
+    /// The tracking number: ASCII letters, digits and '-'.
+    #[schema(min_length = 1, max_length = 32, pattern = "^[A-Za-z0-9-]+$")]
     pub number: String,
     /// Carrier code or alias (`shunfeng`, `SF`); guessed from the number when absent.
     #[serde(default)]
