@@ -26,12 +26,23 @@ async fn python() -> PathBuf {
 /// port. Reads are allowed 1,000 a second: schemathesis sends them as fast as it can.
 async fn daemon(dir: &Path) -> (Child, u16) {
     let added = Command::new(waybill_bin())
-        .args(["tenant", "add", "shop", "--key", KEY, "--data-dir"])
+        .args([
+            "tenant",
+            "add",
+            "shop",
+            "--key",
+            KEY,
+            "--format",
+            "json",
+            "--data-dir",
+        ])
         .arg(dir)
         .output()
         .await
         .expect("tenant add");
     assert!(added.status.success(), "{added:?}");
+    let tenant: Value = serde_json::from_slice(&added.stdout).expect("json");
+    assert_eq!(tenant["native"]["authorization"], format!("Bearer {KEY}"));
     let config = dir.join("waybill.toml");
     std::fs::write(
         &config,

@@ -231,7 +231,9 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                         serde_json::json!({"name": tenant.name, "key": tenant.key,
                             "customer": customer,
                             "kdniao": {"EBusinessID": ebusiness, "AppKey": tenant.key,
-                                "push_url": kdniao_push_url}})
+                                "push_url": kdniao_push_url},
+                            "native": {"authorization": format!("Bearer {}", tenant.key),
+                                "base_path": "/v1"}})
                     );
                 } else {
                     println!("name:     {}", tenant.name);
@@ -244,6 +246,7 @@ pub fn run(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                             .as_deref()
                             .unwrap_or("(none: set it with `waybill tenant kdniao-push-url`)")
                     );
+                    println!("native:   /v1 with `Authorization: Bearer <key>`; webhook secret from GET /v1/webhook-secret");
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -851,10 +851,16 @@ pub trait Store: Send + Sync {
     async fn pushes_of(&self, id: SubscriptionId) -> StoreResult<Vec<OutboxPush>>;
     /// Dead-lettered pushes, oldest first.
     async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<OutboxPush>>;
-    /// Re-drives dead pushes (all when `push_ids` is empty) from attempt 0 at `now`.
-    /// A dead push with a newer push of the same subscription is marked superseded
-    /// instead, so a receiver never goes backwards. Returns (re-driven, superseded).
-    async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)>;
+    /// Re-drives dead pushes from attempt 0 at `now`: those named, or when `push_ids` is
+    /// empty every dead push created at or after `since` (all when `None`). A dead push
+    /// with a newer push of the same subscription is marked superseded instead, so a
+    /// receiver never goes backwards. Returns (re-driven, superseded).
+    async fn redeliver(
+        &self,
+        push_ids: &[String],
+        since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<(u64, u64)>;
     /// The earliest `next_attempt_at` of a pending push.
     async fn next_push_due(&self) -> StoreResult<Option<Timestamp>>;
     /// Pushes that could be sent now (the delivery backlog): those [`Store::claim_pushes`]

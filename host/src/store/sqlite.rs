@@ -1190,12 +1190,21 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn redeliver(&self, push_ids: &[String], now: Timestamp) -> StoreResult<(u64, u64)> {
+    async fn redeliver(
+        &self,
+        push_ids: &[String],
+        since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<(u64, u64)> {
         self.write_tx(async |tx| {
             let ids: Vec<String> = if push_ids.is_empty() {
-                sqlx::query_scalar("SELECT push_id FROM outbox WHERE state = 'dead' ORDER BY id")
-                    .fetch_all(&mut *tx)
-                    .await?
+                sqlx::query_scalar(
+                    "SELECT push_id FROM outbox WHERE state = 'dead' AND created_at >= ? \
+                     ORDER BY id",
+                )
+                .bind(since.map_or(i64::MIN, ms))
+                .fetch_all(&mut *tx)
+                .await?
             } else {
                 push_ids.to_vec()
             };
@@ -2277,8 +2286,20 @@ mod tests {
                 .expect("dead");
         }
         assert_eq!(store.dead_letters(0).await.expect("dead").len(), 2);
+        // Made before the range asked for: left dead.
+        let later = Some(t0() + SignedDuration::from_secs(1));
+        assert_eq!(
+            store.redeliver(&[], later, t0()).await.expect("redeliver"),
+            (0, 0)
+        );
         // Both dead: re-driving all re-sends both in order (nothing newer was delivered).
-        assert_eq!(store.redeliver(&[], t0()).await.expect("redeliver"), (2, 0));
+        assert_eq!(
+            store
+                .redeliver(&[], Some(t0()), t0())
+                .await
+                .expect("redeliver"),
+            (2, 0)
+        );
         let p = store
             .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
             .await
@@ -2298,7 +2319,10 @@ mod tests {
             .await
             .expect("ok");
         // seq 1 is dead but seq 2 reached the receiver: re-sending 1 would go backwards.
-        assert_eq!(store.redeliver(&[], t0()).await.expect("redeliver"), (0, 1));
+        assert_eq!(
+            store.redeliver(&[], None, t0()).await.expect("redeliver"),
+            (0, 1)
+        );
         assert_eq!(
             store
                 .push(&format!("{id}-1"))
