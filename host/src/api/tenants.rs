@@ -42,6 +42,17 @@ impl TenantCache {
         Ok(found)
     }
 
+    /// Drops what is cached of tenant `id`, so its next lookup reads the store (after a
+    /// change made through this process, such as a new webhook secret).
+    pub fn forget(&self, id: i64) {
+        if let Ok(mut map) = self.by_id.write() {
+            map.remove(&id);
+        }
+        if let Ok(mut map) = self.by_key.write() {
+            map.retain(|_, (t, _)| t.id != id);
+        }
+    }
+
     /// The tenant with this key (shared: the hot path clones a pointer, not the strings).
     pub async fn by_key(&self, key: &str) -> StoreResult<Option<Arc<Tenant>>> {
         if let Ok(map) = self.by_key.read() {

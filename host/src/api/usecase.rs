@@ -14,7 +14,7 @@ use super::Api;
 use crate::push::callback_allowed;
 use crate::store::{
     billing_month, DialectParams, MonitorStatus, NewSubscription, SubscribeOptions,
-    SubscribeOutcome, SubscriptionFilter, SubscriptionId, Tenant,
+    SubscribeOutcome, Subscription, SubscriptionFilter, Tenant,
 };
 
 /// Longest tracking number accepted (kuaidi100's limit).
@@ -224,6 +224,11 @@ impl Api {
         Ok(self.inner.tenants.by_id(id).await?)
     }
 
+    /// Forgets the cached copy of tenant `id` (it was changed through this process).
+    pub fn forget_tenant(&self, id: i64) {
+        self.inner.tenants.forget(id);
+    }
+
     /// The tenant holding `key`, admitted to `endpoint`.
     pub async fn tenant_by_key(
         &self,
@@ -313,12 +318,12 @@ impl Api {
 
     /// Subscribes `req.waybill` for `tenant`: the number is checked, the company resolved,
     /// the callback checked, the first check scheduled, the row written by the
-    /// group-commit writer.
+    /// group-commit writer. Answers the subscription as stored.
     pub async fn subscribe(
         &self,
         tenant: &Tenant,
         mut req: Subscribe,
-    ) -> Result<SubscriptionId, UseError> {
+    ) -> Result<Subscription, UseError> {
         check_trackable(&req.waybill.number, "number")?;
         req.waybill.company = self.resolve_company(
             req.company.as_deref(),
@@ -354,8 +359,8 @@ impl Api {
             next_check_at,
             created_at: now,
         };
-        match self.inner.batcher.subscribe(sub).await {
-            Ok(SubscribeOutcome::Created { id, .. }) => Ok(id),
+        match self.inner.batcher.subscribe(sub.clone()).await {
+            Ok(SubscribeOutcome::Created { id, .. }) => Ok(Subscription::created(id, sub)),
             Ok(SubscribeOutcome::Duplicate { .. }) => Err(UseError::Duplicate { company, number }),
             Ok(SubscribeOutcome::MonthlyLimit { subscribes, limit }) => {
                 Err(UseError::MonthlyLimit {

@@ -330,6 +330,44 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The row `new` became when it was stored as `id`, before any check: what the store
+    /// would read back, without reading it.
+    pub fn created(id: SubscriptionId, new: NewSubscription) -> Self {
+        Self {
+            id,
+            tenant_id: new.tenant_id,
+            company: new.company,
+            number: new.number,
+            phone: new.phone,
+            from: new.from,
+            to: new.to,
+            callback_url: new.callback_url,
+            salt: new.salt,
+            dialect: new.dialect,
+            dialect_params: new.dialect_params,
+            options: new.options,
+            status: MonitorStatus::Polling,
+            state: State::NoTrace,
+            message: String::new(),
+            correction: None,
+            next_check_at: new.next_check_at,
+            lease_owner: None,
+            lease_until: None,
+            checks: 0,
+            failures: 0,
+            changes: 0,
+            push_seq: 0,
+            trace_hash: None,
+            event_count: 0,
+            last_event_at: None,
+            last_check_at: None,
+            last_change_at: None,
+            last_error: None,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+        }
+    }
+
     /// The waybill to ask the carrier about.
     pub fn waybill(&self) -> waybill_core::model::Waybill {
         waybill_core::model::Waybill {

@@ -1693,6 +1693,11 @@ mod tests {
                 .expect("subscribe"),
         );
         let s = store.subscription(id).await.expect("read").expect("exists");
+        assert_eq!(
+            s,
+            Subscription::created(id, new_sub(t.id, "SB1")),
+            "what the API answers without reading is what the store holds"
+        );
         assert_eq!(s.tenant_id, t.id);
         assert_eq!(s.number, "SB1");
         assert_eq!(s.phone.as_deref(), Some("1234"));

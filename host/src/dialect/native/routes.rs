@@ -350,10 +350,26 @@ fn problems(api: &Api, sub: &Subscription, trace: &Trace) -> Vec<Flag> {
     flags(trace, &facts, &api.config().problems, api.now())
 }
 
-/// The tenant's signing secrets, made on first use.
-async fn secrets_of(api: &Api, shared: &Shared, tenant: i64) -> Result<WebhookSecrets, Problem> {
+/// The tenant's signing secrets, made on first use. The copy the tenant cache holds
+/// answers while it has a valid secret (a rotation made by another daemon is seen within
+/// the cache's TTL); otherwise the store is read under the lock, so two first uses make
+/// one secret.
+async fn secrets_of(
+    api: &Api,
+    shared: &Shared,
+    tenant: &Tenant,
+) -> Result<WebhookSecrets, Problem> {
+    let cached = WebhookSecrets::parse(tenant.webhook_secrets.as_deref());
+    if cached.valid_at(api.now()).next().is_some() {
+        return Ok(cached);
+    }
     let _one = shared.secrets.lock().await;
-    // Read past the tenant cache: a secret made or rotated a moment ago must be seen.
+    stored_secrets(api, tenant.id).await
+}
+
+/// The tenant's secrets as stored, a first one made when none is valid. The caller holds
+/// the secrets lock.
+async fn stored_secrets(api: &Api, tenant: i64) -> Result<WebhookSecrets, Problem> {
     let stored = api
         .store()
         .tenant(tenant)
@@ -364,10 +380,17 @@ async fn secrets_of(api: &Api, shared: &Shared, tenant: i64) -> Result<WebhookSe
         return Ok(set);
     }
     let fresh = WebhookSecrets(vec![WebhookSecrets::generate().map_err(no_randomness)?]);
-    api.store()
-        .set_webhook_secrets(tenant, &fresh.to_json())
-        .await?;
+    save_secrets(api, tenant, &fresh).await?;
     Ok(fresh)
+}
+
+/// Stores `set` as the tenant's (and every native subscription's) secrets.
+async fn save_secrets(api: &Api, tenant: i64, set: &WebhookSecrets) -> Result<(), Problem> {
+    api.store()
+        .set_webhook_secrets(tenant, &set.to_json())
+        .await?;
+    api.forget_tenant(tenant);
+    Ok(())
 }
 
 fn no_randomness(e: super::NoRandomness) -> Problem {
@@ -458,11 +481,9 @@ async fn create_answer(api: &Api, shared: &Shared, tenant: &Arc<Tenant>, body: &
             .is_some_and(|u| !u.trim().is_empty())
     };
     let salt = match &request {
-        TrackingRequest::One(t) if wants_webhooks(t) => {
-            Some(secrets_of(api, shared, tenant.id).await)
-        }
+        TrackingRequest::One(t) if wants_webhooks(t) => Some(secrets_of(api, shared, tenant).await),
         TrackingRequest::Many(b) if b.trackings.iter().any(wants_webhooks) => {
-            Some(secrets_of(api, shared, tenant.id).await)
+            Some(secrets_of(api, shared, tenant).await)
         }
         _ => None,
     };
@@ -565,9 +586,11 @@ async fn track(
         dialect_params: DialectParams::default(),
         options: SubscribeOptions::default(),
     };
-    let id = api.subscribe(tenant, req).await?;
-    let sub = api.store().subscription(id).await?.ok_or_else(lost)?;
-    view(api, &sub).await
+    let sub = api.subscribe(tenant, req).await?;
+    // Nothing was checked yet: no trace, no problem that needs one.
+    let empty = Trace::from_events(&sub.company, &sub.number, Vec::new());
+    let problems = problems(api, &sub, &empty);
+    Ok(Tracking::new(&sub, &empty, Some(&problems)))
 }
 
 /// Query parameters as a map; a repeated one keeps its last value.
@@ -999,7 +1022,7 @@ fn is_month(m: &str) -> bool {
 async fn secret((State(api), Extension(shared)): Ctx, headers: HeaderMap) -> Response {
     let result = async {
         let tenant = tenant(&api, &headers, Endpoint::Query).await?;
-        let set = secrets_of(&api, &shared, tenant.id).await?;
+        let set = secrets_of(&api, &shared, &tenant).await?;
         Ok(valid(&set, &api))
     };
     answer(StatusCode::OK, result.await).into_response()
@@ -1030,13 +1053,11 @@ async fn rotate((State(api), Extension(shared)): Ctx, headers: HeaderMap, uri: U
     };
     once(&api, &shared, &tenant, &headers, &uri, b"", || async {
         let result = async {
-            let current = secrets_of(&api, &shared, tenant.id).await?;
             let _one = shared.secrets.lock().await;
+            let current = stored_secrets(&api, tenant.id).await?;
             let new = WebhookSecrets::generate().map_err(no_randomness)?;
             let set = current.rotated(new, api.now());
-            api.store()
-                .set_webhook_secrets(tenant.id, &set.to_json())
-                .await?;
+            save_secrets(&api, tenant.id, &set).await?;
             Ok(valid(&set, &api))
         };
         answer(StatusCode::OK, result.await)
