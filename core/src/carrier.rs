@@ -187,6 +187,9 @@ pub enum Verdict {
     },
     /// Refused for good (e.g. the URL can never be reached); dead-letter it.
     Reject { reason: String },
+    /// Refused for good, and the receiver asked for no more pushes to this URL (HTTP 410
+    /// Gone in Standard Webhooks): dead-letter it and disable the URL.
+    Gone { reason: String },
 }
 
 impl Verdict {

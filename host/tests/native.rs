@@ -297,6 +297,12 @@ async fn errors_are_problems_that_say_what_was_wrong() {
         422,
         "invalid-request",
     );
+    let none = r.get("/v1/webhook-endpoints").await;
+    assert_eq!(none.body, json!({"disabled": []}));
+    let not_off = r
+        .post("/v1/webhook-endpoints/enable", json!({"url": HOOK}))
+        .await;
+    is_problem(&not_off, 404, "not-found");
     let long_key = "k".repeat(300);
     let bad_key = r
         .call(

@@ -247,6 +247,7 @@ impl VerdictObserver for Metrics {
             Verdict::Accepted => "accepted",
             Verdict::Retry { .. } => "retry",
             Verdict::Reject { .. } => "reject",
+            Verdict::Gone { .. } => "gone",
         });
     }
 }

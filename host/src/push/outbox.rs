@@ -20,8 +20,8 @@ use waybill_core::clock::Clock;
 
 use crate::dialect::{kuaidi100, Dialect, Dialects};
 use crate::store::{
-    EndpointRoom, Lease, OutboxPush, PushPayload, PushResult, PushVerdict, Store, StoreResult,
-    Subscription, SubscriptionId,
+    DisabledEndpoint, EndpointRoom, Lease, OutboxPush, PushPayload, PushResult, PushVerdict, Store,
+    StoreResult, Subscription, SubscriptionId, TenantId,
 };
 
 /// When to try a failed push again, and when to give up. In a config file every key but
@@ -491,10 +491,28 @@ impl PushWorker {
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
+        // Usually empty; read per claim so an enable takes effect at the next one.
+        let disabled: HashMap<(TenantId, String), DisabledEndpoint> = self
+            .store
+            .disabled_endpoints(None)
+            .await?
+            .into_iter()
+            .map(|d| ((d.tenant_id, d.url.clone()), d))
+            .collect();
         Ok(pushes
             .into_iter()
             .map(|push| {
-                let ready = self.render(&push, subs.get(&push.subscription_id), now);
+                let sub = subs.get(&push.subscription_id);
+                let off = sub.and_then(|s| disabled.get(&(s.tenant_id, push.url.clone())));
+                let ready = match off {
+                    Some(d) => Err(format!(
+                        "not sent: {} is disabled since {} ({}); enable it (POST \
+                         /v1/webhook-endpoints/enable) and re-drive the dead letters \
+                         (`waybill redeliver --since`)",
+                        d.url, d.disabled_at, d.reason
+                    )),
+                    None => self.render(&push, sub, now),
+                };
                 (push, ready)
             })
             .collect())
@@ -582,7 +600,7 @@ impl PushWorker {
                 (_, false) => report.lease_lost += 1,
                 (PushVerdict::Delivered { .. }, true) => report.delivered += 1,
                 (PushVerdict::Retry { .. }, true) => report.retried += 1,
-                (PushVerdict::Dead { .. }, true) => report.dead += 1,
+                (PushVerdict::Dead { .. } | PushVerdict::Gone { .. }, true) => report.dead += 1,
             }
         }
         Ok(report)
@@ -599,6 +617,14 @@ impl PushWorker {
             Verdict::Reject { reason } => {
                 tracing::warn!(push = %id, %reason, "push refused for good; dead-lettered");
                 PushVerdict::Dead {
+                    error: reason,
+                    at: now,
+                }
+            }
+            Verdict::Gone { reason } => {
+                tracing::warn!(push = %id, url = %push.url, %reason,
+                    "the receiver wants no more pushes; push dead-lettered, URL disabled");
+                PushVerdict::Gone {
                     error: reason,
                     at: now,
                 }
@@ -1198,6 +1224,60 @@ mod tests {
                 .contains("carrier-pigeon"),
             "{:?}",
             p.last_error
+        );
+    }
+
+    #[tokio::test]
+    async fn a_410_disables_the_url_until_it_is_enabled_and_nothing_is_lost() {
+        let (_dir, store, ids, t0) =
+            store_with_subscriptions(&["http://x/cb"], 2, crate::dialect::native::NAME, None).await;
+        let gone = Delivery::Answered(Reply {
+            status: 410,
+            retry_after: None,
+            body: Vec::new(),
+        });
+        let notifier = Arc::new(Scripted::new(vec![gone]));
+        let worker = PushWorker::new(store.clone(), notifier.clone(), PushConfig::default(), "w");
+        let report = worker.deliver_due(t0, t0).await.expect("deliver");
+        assert_eq!((report.delivered, report.dead), (0, 1));
+        let off = store.disabled_endpoints(None).await.expect("read");
+        assert_eq!(off.len(), 1);
+        assert_eq!(off[0].url, "http://x/cb");
+        assert!(off[0].reason.contains("410"), "{}", off[0].reason);
+
+        // The next push to the URL is dead-lettered without being sent, saying why.
+        let report = worker.deliver_due(t0, t0).await.expect("deliver");
+        assert_eq!((report.delivered, report.dead), (0, 1));
+        assert_eq!(notifier.sent.lock().expect("lock").len(), 1, "not sent");
+        let second = store
+            .push(&format!("{}-2", ids[0]))
+            .await
+            .expect("read")
+            .expect("exists");
+        let why = second.last_error.unwrap_or_default();
+        assert!(why.contains("disabled"), "{why}");
+
+        // Enabled again and re-driven: both arrive, in order.
+        assert!(store
+            .enable_endpoint(off[0].tenant_id, "http://x/cb")
+            .await
+            .expect("enable"));
+        assert!(!store
+            .enable_endpoint(off[0].tenant_id, "http://x/cb")
+            .await
+            .expect("again"));
+        assert_eq!(
+            store.redeliver(&[], None, t0).await.expect("redrive"),
+            (2, 0)
+        );
+        for _ in 0..2 {
+            let report = worker.deliver_due(t0, t0).await.expect("deliver");
+            assert_eq!(report.delivered, 1);
+        }
+        let sent: Vec<String> = notifier.seen.lock().expect("lock").clone();
+        assert_eq!(
+            sent[1..],
+            [format!("{}-1", ids[0]), format!("{}-2", ids[0])]
         );
     }
 

@@ -593,6 +593,28 @@ pub enum PushVerdict {
         /// When it was given up.
         at: Timestamp,
     },
+    /// Refused for good at `at` by a receiver that wants no more pushes to the URL:
+    /// dead-lettered, and the URL disabled for the subscription's tenant in the same
+    /// commit ([`Store::disabled_endpoints`]).
+    Gone {
+        /// Why.
+        error: String,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// A webhook URL disabled for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DisabledEndpoint {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The URL, as subscribed.
+    pub url: String,
+    /// Why (the receiver's answer).
+    pub reason: String,
+    /// Since when.
+    pub disabled_at: Timestamp,
 }
 
 /// A claim's lease: who holds the claimed rows and until when. Leases are timed on the
@@ -862,6 +884,13 @@ pub trait Store: Send + Sync {
         };
         self.push_result(push_id, owner, verdict).await
     }
+    /// The webhook URLs disabled (of one tenant, or of all).
+    async fn disabled_endpoints(
+        &self,
+        tenant: Option<TenantId>,
+    ) -> StoreResult<Vec<DisabledEndpoint>>;
+    /// Enables a disabled URL again; false when it was not disabled.
+    async fn enable_endpoint(&self, tenant: TenantId, url: &str) -> StoreResult<bool>;
     /// One verdict through [`Store::push_results`]; `LeaseLost` if it was not written.
     async fn push_result(
         &self,

@@ -1135,7 +1135,7 @@ impl Store for SqliteStore {
                     )
                     .bind(ms(*next_attempt_at))
                     .bind(error.as_str()),
-                    PushVerdict::Dead { error, at } => sqlx::query(
+                    PushVerdict::Dead { error, at } | PushVerdict::Gone { error, at } => sqlx::query(
                         "UPDATE outbox SET state = 'dead', attempt = attempt + 1, last_error = ?, \
                      finished_at = ?, lease_owner = NULL, lease_until = NULL \
                      WHERE push_id = ? AND lease_owner = ? AND state = 'pending'",
@@ -1148,11 +1148,57 @@ impl Store for SqliteStore {
                     .bind(r.owner.as_str())
                     .execute(&mut *tx)
                     .await?;
-                written.push(done.rows_affected() == 1);
+                let ok = done.rows_affected() == 1;
+                if let (PushVerdict::Gone { error, at }, true) = (&r.verdict, ok) {
+                    sqlx::query(
+                        "INSERT INTO disabled_endpoints (tenant_id, url, reason, disabled_at) \
+                         SELECT s.tenant_id, o.url, ?, ? FROM outbox o \
+                         JOIN subscriptions s ON s.id = o.subscription_id WHERE o.push_id = ? \
+                         ON CONFLICT (tenant_id, url) DO NOTHING",
+                    )
+                    .bind(error.as_str())
+                    .bind(ms(*at))
+                    .bind(r.push_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                written.push(ok);
             }
             Ok(written)
         })
         .await
+    }
+
+    async fn disabled_endpoints(
+        &self,
+        tenant: Option<TenantId>,
+    ) -> StoreResult<Vec<DisabledEndpoint>> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, url, reason, disabled_at FROM disabled_endpoints \
+             WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY tenant_id, url",
+        )
+        .bind(tenant)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(tenant_id, url, reason, at)| {
+                Ok(DisabledEndpoint {
+                    tenant_id,
+                    url,
+                    reason,
+                    disabled_at: ts("disabled_endpoints", at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn enable_endpoint(&self, tenant: TenantId, url: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM disabled_endpoints WHERE tenant_id = ? AND url = ?")
+            .bind(tenant)
+            .bind(url)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn push(&self, push_id: &str) -> StoreResult<Option<OutboxPush>> {

@@ -10,8 +10,9 @@
 //! [`ROTATION_OVERLAP`], so receivers can switch without losing a push.
 //!
 //! A 2xx answer acknowledges. 429 and 503 are retried no sooner than their `Retry-After`;
-//! 410 Gone rejects the push for good (dead-lettered with the reason); anything else is
-//! retried on the usual schedule.
+//! 410 Gone dead-letters the push and disables its URL for the tenant (later pushes to it
+//! are dead-lettered unsent until it is enabled again); anything else is retried on the
+//! usual schedule.
 
 pub mod idempotency;
 pub mod problem;
@@ -359,7 +360,7 @@ impl Dialect for Native {
     fn judge(&self, reply: &Reply) -> Verdict {
         match reply.status {
             200..=299 => Verdict::Accepted,
-            410 => Verdict::Reject {
+            410 => Verdict::Gone {
                 reason: "HTTP 410 Gone: the endpoint asked for no more webhooks".into(),
             },
             429 | 503 => Verdict::Retry {
@@ -410,7 +411,7 @@ mod tests {
         };
         let d = Native;
         assert_eq!(d.judge(&reply(204, None)), Verdict::Accepted);
-        assert!(matches!(d.judge(&reply(410, None)), Verdict::Reject { .. }));
+        assert!(matches!(d.judge(&reply(410, None)), Verdict::Gone { .. }));
         let wait = Some(std::time::Duration::from_secs(30));
         assert_eq!(
             d.judge(&reply(429, wait)),

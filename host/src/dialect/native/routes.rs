@@ -27,7 +27,7 @@ use waybill_core::state::Phase;
 use super::idempotency::{Answer, Keys};
 use super::problem::Problem;
 use super::{ProblemFlag, Tracking, WebhookEvent, WebhookSecret, WebhookSecrets, NAME};
-use crate::api::limit::Endpoint;
+use crate::api::limit::Endpoint as Limited;
 use crate::api::usecase::{check_number, Subscribe};
 use crate::api::Api;
 use crate::problems::parse_kind;
@@ -71,6 +71,8 @@ pub fn router() -> Router<Api> {
         .route("/usage", get(usage))
         .route("/webhook-secret", get(secret))
         .route("/webhook-secret/rotate", post(rotate))
+        .route("/webhook-endpoints", get(endpoints))
+        .route("/webhook-endpoints/enable", post(enable))
         .route("/openapi.json", get(openapi))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
@@ -105,11 +107,14 @@ async fn no_method(method: Method, uri: Uri) -> Problem {
         description = "Subscribe waybills, read their normalized traces and problems, and \
                        receive Standard Webhooks pushes of every change."
     ),
-    paths(create, list, show, stop, retrack, carriers, detect, usage, secret, rotate),
+    paths(
+        create, list, show, stop, retrack, carriers, detect, usage, secret, rotate, endpoints,
+        enable
+    ),
     components(schemas(
         Tracking, ProblemFlag, Problem, NewTracking, Batch, TrackingRequest, BatchAnswer,
         BatchItem, Page, Carrier, Carriers, Detect, Detected, Candidate, Usage, Secrets,
-        WebhookSecret, WebhookEvent
+        WebhookSecret, WebhookEvent, Endpoints, Endpoint, Enable
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -268,11 +273,7 @@ pub struct Secrets {
 }
 
 /// The tenant a request's `Authorization: Bearer` key names, admitted to `endpoint`.
-async fn tenant(
-    api: &Api,
-    headers: &HeaderMap,
-    endpoint: Endpoint,
-) -> Result<Arc<Tenant>, Problem> {
+async fn tenant(api: &Api, headers: &HeaderMap, endpoint: Limited) -> Result<Arc<Tenant>, Problem> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -456,7 +457,7 @@ async fn create(
     uri: Uri,
     body: Body,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Endpoint::Subscribe).await {
+    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
         Ok(t) => t,
         Err(p) => return p.into_response(),
     };
@@ -626,7 +627,7 @@ fn query(uri: &Uri) -> BTreeMap<String, String> {
 )]
 async fn list((State(api), _): Ctx, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Endpoint::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Query).await?;
         page(&api, &tenant, &query(&uri)).await
     };
     answer(StatusCode::OK, result.await).into_response()
@@ -763,7 +764,7 @@ fn cursor_id(text: &str) -> Result<i64, Problem> {
 )]
 async fn show((State(api), _): Ctx, headers: HeaderMap, params: RawPathParams) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Endpoint::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Query).await?;
         let sub = owned(&api, &tenant, &params).await?;
         view(&api, &sub).await
     };
@@ -793,7 +794,7 @@ async fn stop(
     uri: Uri,
     params: RawPathParams,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Endpoint::Subscribe).await {
+    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
         Ok(t) => t,
         Err(p) => return p.into_response(),
     };
@@ -851,7 +852,7 @@ async fn retrack(
     uri: Uri,
     params: RawPathParams,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Endpoint::Subscribe).await {
+    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
         Ok(t) => t,
         Err(p) => return p.into_response(),
     };
@@ -894,7 +895,7 @@ async fn retrack(
 )]
 async fn carriers((State(api), _): Ctx, headers: HeaderMap) -> Response {
     let result = async {
-        tenant(&api, &headers, Endpoint::Query).await?;
+        tenant(&api, &headers, Limited::Query).await?;
         let carriers = api
             .served_companies()
             .into_iter()
@@ -934,7 +935,7 @@ async fn detect(
     uri: Uri,
     body: Body,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Endpoint::Autonumber).await {
+    let tenant = match tenant(&api, &headers, Limited::Autonumber).await {
         Ok(t) => t,
         Err(p) => return p.into_response(),
     };
@@ -983,7 +984,7 @@ async fn detect(
 )]
 async fn usage((State(api), _): Ctx, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Endpoint::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Query).await?;
         let q = query(&uri);
         let month = match q.get("month").map(|m| m.trim()).filter(|m| !m.is_empty()) {
             None => billing_month(api.now()),
@@ -1021,7 +1022,7 @@ fn is_month(m: &str) -> bool {
 )]
 async fn secret((State(api), Extension(shared)): Ctx, headers: HeaderMap) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Endpoint::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Query).await?;
         let set = secrets_of(&api, &shared, &tenant).await?;
         Ok(valid(&set, &api))
     };
@@ -1047,7 +1048,7 @@ fn valid(set: &WebhookSecrets, api: &Api) -> Secrets {
     )
 )]
 async fn rotate((State(api), Extension(shared)): Ctx, headers: HeaderMap, uri: Uri) -> Response {
-    let tenant = match tenant(&api, &headers, Endpoint::Subscribe).await {
+    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
         Ok(t) => t,
         Err(p) => return p.into_response(),
     };
@@ -1059,6 +1060,113 @@ async fn rotate((State(api), Extension(shared)): Ctx, headers: HeaderMap, uri: U
             let set = current.rotated(new, api.now());
             save_secrets(&api, tenant.id, &set).await?;
             Ok(valid(&set, &api))
+        };
+        answer(StatusCode::OK, result.await)
+    })
+    .await
+}
+
+/// A webhook URL that no longer receives pushes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Endpoint {
+    /// The URL, as the trackings name it.
+    pub url: String,
+    /// Why: the receiver's answer.
+    pub reason: String,
+    /// Since when.
+    #[schema(value_type = String, format = DateTime)]
+    pub disabled_at: jiff::Timestamp,
+}
+
+/// The disabled webhook URLs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Endpoints {
+    /// By URL.
+    pub disabled: Vec<Endpoint>,
+}
+
+/// A URL to enable again.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Enable {
+    /// The URL, as `GET /v1/webhook-endpoints` lists it.
+    pub url: String,
+}
+
+async fn disabled_of(api: &Api, tenant: &Tenant) -> Result<Endpoints, Problem> {
+    let disabled = api
+        .store()
+        .disabled_endpoints(Some(tenant.id))
+        .await?
+        .into_iter()
+        .map(|d| Endpoint {
+            url: d.url,
+            reason: d.reason,
+            disabled_at: d.disabled_at,
+        })
+        .collect();
+    Ok(Endpoints { disabled })
+}
+
+/// The webhook URLs disabled because their receiver answered 410 Gone. Pushes to them are
+/// dead-lettered unsent, with the reason.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints",
+    responses(
+        (status = 200, description = "Disabled URLs", body = Endpoints),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Key inactive", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Over the rate", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn endpoints((State(api), _): Ctx, headers: HeaderMap) -> Response {
+    let result = async {
+        let tenant = tenant(&api, &headers, Limited::Query).await?;
+        disabled_of(&api, &tenant).await
+    };
+    answer(StatusCode::OK, result.await).into_response()
+}
+
+/// Enable a disabled webhook URL: pushes go to it again (re-drive the ones dead-lettered
+/// meanwhile with `waybill redeliver --since`).
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-endpoints/enable",
+    request_body = Enable,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer to a retry")),
+    responses(
+        (status = 200, description = "The URLs still disabled", body = Endpoints),
+        (status = 400, description = "Not JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "No or unknown key", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Key inactive", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "The URL is not disabled", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Over the rate", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn enable(
+    (State(api), Extension(shared)): Ctx,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
+        Ok(t) => t,
+        Err(p) => return p.into_response(),
+    };
+    let body = match bytes(body).await {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    once(&api, &shared, &tenant, &headers, &uri, &body, || async {
+        let result = async {
+            let Enable { url } = parse(&body)?;
+            if !api.store().enable_endpoint(tenant.id, url.trim()).await? {
+                return Err(Problem::not_found(format!("{url:?} is not disabled")));
+            }
+            disabled_of(&api, &tenant).await
         };
         answer(StatusCode::OK, result.await)
     })
