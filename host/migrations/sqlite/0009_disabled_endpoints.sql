@@ -9,3 +9,12 @@ CREATE TABLE disabled_endpoints (
     disabled_at INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, url)
 );
+-- Since when pushes to a URL have failed without one getting through (the row goes at
+-- the first delivery); a URL failing longer than `[engine.push] disable_failing_after`
+-- is disabled.
+CREATE TABLE endpoint_failures (
+    tenant_id INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    failing_since INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, url)
+);

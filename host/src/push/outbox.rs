@@ -201,6 +201,9 @@ pub struct PushConfig {
     /// How long a claimed push stays reserved (real time: [`Clock::lease_now`]); longer
     /// than the HTTP timeout so a slow delivery is not handed out twice.
     pub lease: SignedDuration,
+    /// A webhook URL whose pushes have all failed for this long is disabled for its
+    /// tenant (as a 410 answer disables it); zero: never.
+    pub disable_failing_after: SignedDuration,
 }
 
 impl Default for PushConfig {
@@ -210,6 +213,7 @@ impl Default for PushConfig {
             batch: 256,
             concurrency: 32,
             lease: SignedDuration::from_mins(2),
+            disable_failing_after: SignedDuration::from_hours(5 * 24),
         }
     }
 }
@@ -603,6 +607,23 @@ impl PushWorker {
                 (PushVerdict::Dead { .. } | PushVerdict::Gone { .. }, true) => report.dead += 1,
             }
         }
+        let last_failure = results
+            .iter()
+            .filter_map(|r| match &r.verdict {
+                PushVerdict::Retry { at, .. }
+                | PushVerdict::Dead { at, .. }
+                | PushVerdict::Gone { at, .. } => Some(*at),
+                PushVerdict::Delivered { .. } => None,
+            })
+            .max();
+        let window = self.config.disable_failing_after;
+        if let (Some(now), true) = (last_failure, window.is_positive()) {
+            let before = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+            for d in self.store.disable_failing_endpoints(before, now).await? {
+                tracing::warn!(tenant = d.tenant_id, url = %d.url, reason = %d.reason,
+                    "webhook URL disabled: its pushes kept failing");
+            }
+        }
         Ok(report)
     }
 
@@ -641,6 +662,7 @@ impl PushWorker {
                         tracing::debug!(push = %id, attempt = failed, %reason, "push failed; retrying");
                         PushVerdict::Retry {
                             error: reason,
+                            at: now,
                             next_attempt_at: now.checked_add(delay).unwrap_or(Timestamp::MAX),
                         }
                     }
@@ -1278,6 +1300,56 @@ mod tests {
         assert_eq!(
             sent[1..],
             [format!("{}-1", ids[0]), format!("{}-2", ids[0])]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_url_failing_for_five_days_is_disabled_and_a_delivery_clears_its_record() {
+        let (_dir, store, _ids, t0) =
+            store_with_waybills_pushing_to(&["http://x/a", "http://x/b"], 1).await;
+        let notifier = Arc::new(Scripted::new(vec![failed("refused"), failed("refused")]));
+        let worker = PushWorker::new(store.clone(), notifier, PushConfig::default(), "w");
+        let report = worker.deliver_due(t0, t0).await.expect("deliver");
+        assert_eq!(report.retried, 2);
+        assert!(store
+            .disabled_endpoints(None)
+            .await
+            .expect("read")
+            .is_empty());
+        // b gets through on its retry; a keeps failing past five days.
+        let day = SignedDuration::from_hours(24);
+        let b = store
+            .claim_pushes(t0 + day, 10, &Lease::until("w", t0, t0 + day))
+            .await
+            .expect("claim");
+        for p in &b {
+            if p.url == "http://x/b" {
+                store
+                    .push_delivered(&p.push_id, "w", t0 + day)
+                    .await
+                    .expect("ok");
+            } else {
+                store
+                    .push_retry(&p.push_id, "w", "refused", t0 + day, t0 + day * 6)
+                    .await
+                    .expect("retry");
+            }
+        }
+        let later = t0 + day * 6;
+        let a = store
+            .claim_pushes(later, 10, &Lease::until("w", later, later + day))
+            .await
+            .expect("claim");
+        assert_eq!(a.len(), 1);
+        let result = worker.judge(&a[0], Verdict::retry("refused"), later);
+        worker.record(&[result]).await.expect("record");
+        let off = store.disabled_endpoints(None).await.expect("read");
+        assert_eq!(off.len(), 1, "{off:?}");
+        assert_eq!(off[0].url, "http://x/a");
+        assert!(
+            off[0].reason.contains("since 2024-05-01"),
+            "{}",
+            off[0].reason
         );
     }
 

@@ -579,10 +579,12 @@ pub enum PushVerdict {
         /// When it was acknowledged.
         at: Timestamp,
     },
-    /// Failed; try again at `next_attempt_at`.
+    /// Failed at `at`; try again at `next_attempt_at`.
     Retry {
         /// Why it failed.
         error: String,
+        /// When it failed.
+        at: Timestamp,
         /// When to try again.
         next_attempt_at: Timestamp,
     },
@@ -862,10 +864,12 @@ pub trait Store: Send + Sync {
         push_id: &str,
         owner: &str,
         error: &str,
+        now: Timestamp,
         next_attempt_at: Timestamp,
     ) -> StoreResult<()> {
         let verdict = PushVerdict::Retry {
             error: error.into(),
+            at: now,
             next_attempt_at,
         };
         self.push_result(push_id, owner, verdict).await
@@ -891,6 +895,14 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<DisabledEndpoint>>;
     /// Enables a disabled URL again; false when it was not disabled.
     async fn enable_endpoint(&self, tenant: TenantId, url: &str) -> StoreResult<bool>;
+    /// Disables every URL whose pushes have failed since before `failing_before` with
+    /// none delivered (failures and deliveries are tracked by [`Store::push_results`]),
+    /// at `now`; the URLs it disabled.
+    async fn disable_failing_endpoints(
+        &self,
+        failing_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<DisabledEndpoint>>;
     /// One verdict through [`Store::push_results`]; `LeaseLost` if it was not written.
     async fn push_result(
         &self,

@@ -1117,6 +1117,11 @@ impl Store for SqliteStore {
     async fn push_results(&self, results: &[PushResult]) -> StoreResult<Vec<bool>> {
         self.write_tx(async |tx| {
             let mut written = Vec::with_capacity(results.len());
+            // Deliveries clear a URL's failure record; skip that when there is none.
+            let any_failing: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM endpoint_failures)")
+                    .fetch_one(&mut *tx)
+                    .await?;
             for r in results {
                 let query = match &r.verdict {
                     PushVerdict::Delivered { at } => sqlx::query(
@@ -1128,6 +1133,7 @@ impl Store for SqliteStore {
                     PushVerdict::Retry {
                         error,
                         next_attempt_at,
+                        ..
                     } => sqlx::query(
                         "UPDATE outbox SET attempt = attempt + 1, next_attempt_at = ?, \
                      last_error = ?, lease_owner = NULL, lease_until = NULL \
@@ -1149,6 +1155,37 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                 let ok = done.rows_affected() == 1;
+                match (&r.verdict, ok) {
+                    (_, false) => {}
+                    (PushVerdict::Delivered { .. }, true) if any_failing => {
+                        sqlx::query(
+                            "DELETE FROM endpoint_failures WHERE (tenant_id, url) IN \
+                             (SELECT s.tenant_id, o.url FROM outbox o JOIN subscriptions s \
+                             ON s.id = o.subscription_id WHERE o.push_id = ?)",
+                        )
+                        .bind(r.push_id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    (PushVerdict::Delivered { .. }, true) => {}
+                    (
+                        PushVerdict::Retry { at, .. }
+                        | PushVerdict::Dead { at, .. }
+                        | PushVerdict::Gone { at, .. },
+                        true,
+                    ) => {
+                        sqlx::query(
+                            "INSERT INTO endpoint_failures (tenant_id, url, failing_since) \
+                             SELECT s.tenant_id, o.url, ? FROM outbox o \
+                             JOIN subscriptions s ON s.id = o.subscription_id \
+                             WHERE o.push_id = ? ON CONFLICT (tenant_id, url) DO NOTHING",
+                        )
+                        .bind(ms(*at))
+                        .bind(r.push_id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
                 if let (PushVerdict::Gone { error, at }, true) = (&r.verdict, ok) {
                     sqlx::query(
                         "INSERT INTO disabled_endpoints (tenant_id, url, reason, disabled_at) \
@@ -1193,12 +1230,68 @@ impl Store for SqliteStore {
     }
 
     async fn enable_endpoint(&self, tenant: TenantId, url: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM disabled_endpoints WHERE tenant_id = ? AND url = ?")
-            .bind(tenant)
-            .bind(url)
-            .execute(&self.write)
+        self.write_tx(async |tx| {
+            // Enabled with a clean slate: its failures so far do not count against it.
+            sqlx::query("DELETE FROM endpoint_failures WHERE tenant_id = ? AND url = ?")
+                .bind(tenant)
+                .bind(url)
+                .execute(&mut *tx)
+                .await?;
+            let done =
+                sqlx::query("DELETE FROM disabled_endpoints WHERE tenant_id = ? AND url = ?")
+                    .bind(tenant)
+                    .bind(url)
+                    .execute(&mut *tx)
+                    .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn disable_failing_endpoints(
+        &self,
+        failing_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<DisabledEndpoint>> {
+        self.write_tx(async |tx| {
+            let failing: Vec<(i64, String, i64)> = sqlx::query_as(
+                "SELECT tenant_id, url, failing_since FROM endpoint_failures \
+                 WHERE failing_since < ?",
+            )
+            .bind(ms(failing_before))
+            .fetch_all(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+            let mut disabled = Vec::new();
+            for (tenant_id, url, since) in failing {
+                let since = ts("endpoint_failures", since)?;
+                let reason = format!("no push got through since {since}");
+                let done = sqlx::query(
+                    "INSERT INTO disabled_endpoints (tenant_id, url, reason, disabled_at) \
+                     VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, url) DO NOTHING",
+                )
+                .bind(tenant_id)
+                .bind(&url)
+                .bind(&reason)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM endpoint_failures WHERE tenant_id = ? AND url = ?")
+                    .bind(tenant_id)
+                    .bind(&url)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    disabled.push(DisabledEndpoint {
+                        tenant_id,
+                        url,
+                        reason,
+                        disabled_at: now,
+                    });
+                }
+            }
+            Ok(disabled)
+        })
+        .await
     }
 
     async fn push(&self, push_id: &str) -> StoreResult<Option<OutboxPush>> {
@@ -2164,7 +2257,7 @@ mod tests {
         // A retry later keeps it at the head: seq 2 must wait for it.
         let retry_at = t0() + SignedDuration::from_mins(30);
         store
-            .push_retry(&first[0].push_id, "w", "HTTP 500", retry_at)
+            .push_retry(&first[0].push_id, "w", "HTTP 500", t0(), retry_at)
             .await
             .expect("retry");
         assert!(store
@@ -2240,7 +2333,7 @@ mod tests {
         // counts until the retry is due.
         let head = &claimed[0];
         let retry_at = t0() + SignedDuration::from_mins(30);
-        s.push_retry(&head.push_id, "d", "HTTP 500", retry_at)
+        s.push_retry(&head.push_id, "d", "HTTP 500", t0(), retry_at)
             .await
             .expect("retry");
         assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 2);
