@@ -120,6 +120,7 @@ fn check_cycle(c: &mut Criterion) {
                             correction: None,
                             error: None,
                             pushes: vec![],
+                            problems: None,
                         })
                         .await
                         .expect("complete");
@@ -154,6 +155,7 @@ fn check_cycle(c: &mut Criterion) {
                         correction: None,
                         error: None,
                         pushes: vec![],
+                        problems: None,
                     })
                     .collect();
                 store.complete_checks(&outcomes).await.expect("complete");

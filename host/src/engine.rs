@@ -67,6 +67,10 @@ pub struct EngineConfig {
     /// change→push latency stays bounded when checks find changes faster than receivers
     /// take them. 0 never pauses.
     pub push_backlog: u32,
+    /// Problem thresholds: the daemon's top-level `[problems]` table, copied here at
+    /// start-up (`waybill problems` reads the same table).
+    #[serde(skip)]
+    pub problems: waybill_core::problem::Thresholds,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +86,7 @@ impl Default for EngineConfig {
             carriers: CarrierLimits::default(),
             allow_private_callbacks: false,
             push_backlog: 512,
+            problems: waybill_core::problem::Thresholds::default(),
         }
     }
 }
@@ -155,6 +160,7 @@ impl Engine {
             carriers: Arc::new(Carriers::new(carriers, &config.carriers)),
             guesser: None,
             policy: config.policy.clone(),
+            problems: config.problems.clone(),
             owner: config.owner.clone(),
         });
         let pushes = Arc::new(PushWorker::new(
@@ -182,6 +188,7 @@ impl Engine {
             carriers: c.carriers.clone(),
             guesser: Some(guesser),
             policy: c.policy.clone(),
+            problems: c.problems.clone(),
             owner: c.owner.clone(),
         });
         self
@@ -718,15 +725,20 @@ mod tests {
         let id = r.subscribe("sandbox", "NOPE1").await;
         let report = r.forward(hours(71)).await;
         assert_eq!(
-            report.checks.pushes, 0,
-            "nothing to push before the deadline"
+            report.checks.pushes, 1,
+            "before the deadline only the 401 problem (no trace after 24 h) is pushed"
         );
         r.forward(hours(6)).await;
         let params = r.inbox.params();
-        assert_eq!(params.len(), 1);
-        assert_eq!(params[0]["status"], "abort");
-        assert_eq!(params[0]["message"], "3天查询无记录");
-        assert_eq!(params[0]["comNew"], "");
+        assert_eq!(params.len(), 2);
+        assert_eq!(params[0]["status"], "polling");
+        assert_eq!(
+            params[0]["message"],
+            "no trace 24 h after subscribing; threshold 24 h"
+        );
+        assert_eq!(params[1]["status"], "abort");
+        assert_eq!(params[1]["message"], "3天查询无记录");
+        assert_eq!(params[1]["comNew"], "");
         let sub = r
             .store
             .subscription(id)
@@ -753,8 +765,14 @@ mod tests {
         let id = r.subscribe("wrong", "X1").await;
         r.forward(hours(80)).await;
 
+        // The 401 problem at 24 h, the move, the trace from the right carrier.
         let params = r.inbox.params();
-        assert_eq!(params.len(), 2, "{params:?}");
+        assert_eq!(params.len(), 3, "{params:?}");
+        assert!(params[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no trace"));
+        let params = &params[1..];
         assert_eq!(
             (
                 &params[0]["status"],
@@ -792,19 +810,89 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_parcel_left_in_a_locker_gets_its_412_push_with_no_new_carrier_line() {
+        let sandbox = Scripted::new("sandbox", 10);
+        sandbox.add("SB7", t0(), "已揽收", State::Collected);
+        sandbox.add(
+            "SB7",
+            t0() + hours(1),
+            "已存放至丰巢智能柜，请凭取件码取件",
+            State::InLocker,
+        );
+        let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
+        let id = r.subscribe("sandbox", "SB7").await;
+        r.forward(hours(18)).await;
+        let before = r.inbox.params();
+        assert!(
+            before.iter().all(|p| p["message"] == ""),
+            "no problem before 18 h in the locker: {before:?}"
+        );
+        r.forward(hours(3)).await;
+        let params = r.inbox.params();
+        assert_eq!(params.len(), before.len() + 1, "{params:?}");
+        let flagged = params.last().expect("a push");
+        assert_eq!(flagged["status"], "polling");
+        let message = flagged["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with("in a locker for 18 h") && message.ends_with("threshold 18 h"),
+            "{message}"
+        );
+        assert_eq!(
+            flagged["lastResult"]["data"],
+            before.last().expect("trace push")["lastResult"]["data"],
+            "the same lines: no new carrier event"
+        );
+        let sub = r
+            .store
+            .subscription(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(sub.problems.codes, [412]);
+        // Five days after the last line, 403 joins it.
+        r.forward(hours(24 * 5)).await;
+        let params = r.inbox.params();
+        let last = params.last().expect("a push");
+        assert!(
+            last["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("threshold 5 d"),
+            "{last}"
+        );
+        let sub = r
+            .store
+            .subscription(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(sub.problems.codes, [403, 412]);
+    }
+
+    #[tokio::test]
     async fn sixty_days_without_change_aborts_with_the_full_trace() {
         let sandbox = Scripted::new("sandbox", 10);
         sandbox.add("SB2", t0(), "已揽收", State::Collected);
         let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
         let id = r.subscribe("sandbox", "SB2").await;
         r.forward(hours(24 * 59)).await;
-        assert_eq!(r.inbox.params().len(), 1);
+        // The trace, then the 403 problem (not updated for 5 days) with no new line.
+        let params = r.inbox.params();
+        assert_eq!(params.len(), 2, "{params:?}");
+        assert!(
+            params[1]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("threshold"),
+            "{}",
+            params[1]
+        );
         r.forward(hours(24 * 2)).await;
         let params = r.inbox.params();
-        assert_eq!(params.len(), 2);
-        assert_eq!(params[1]["status"], "abort");
-        assert_eq!(params[1]["message"], "60天无变化");
-        assert_eq!(params[1]["lastResult"]["data"][0]["context"], "已揽收");
+        assert_eq!(params.len(), 3);
+        assert_eq!(params[2]["status"], "abort");
+        assert_eq!(params[2]["message"], "60天无变化");
+        assert_eq!(params[2]["lastResult"]["data"][0]["context"], "已揽收");
         let sub = r
             .store
             .subscription(id)

@@ -20,11 +20,12 @@ use waybill_core::model::{Trace, Waybill};
 use waybill_core::policy::{
     self, AbortReason, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
 };
+use waybill_core::problem::{self, Flag, Thresholds};
 
 use crate::store::sqlite::trace_hash;
 use crate::store::{
-    Change, CheckOutcome, CompanyCorrection, Lease, MonitorStatus, NewPush, PushHeader, Store,
-    StoreResult, Subscription,
+    Change, CheckOutcome, CompanyCorrection, Lease, MonitorStatus, NewPush, ProblemState,
+    PushHeader, Store, StoreResult, Subscription,
 };
 
 /// Suggests the carriers a tracking number may belong to, best first (the autoCheck's
@@ -250,6 +251,7 @@ pub(crate) struct Checker {
     pub carriers: Arc<Carriers>,
     pub guesser: Option<Arc<dyn CompanyGuesser>>,
     pub policy: PolicyConfig,
+    pub problems: Thresholds,
     pub owner: String,
 }
 
@@ -348,17 +350,19 @@ impl Checker {
                     lease_owner: self.owner.clone(),
                     checked_at: now,
                     status: MonitorStatus::Abort,
-                    pushes: change(sub, trace, header).into_iter().collect(),
+                    pushes: change(sub, trace, header, Vec::new()).into_iter().collect(),
                     message,
                     next_check_at: now,
                     new_trace: None,
                     correction: None,
                     error: outcome.err().map(|e| e.to_string()),
+                    problems: None,
                 },
                 false,
             ));
         }
         let mut seen_location: Option<String> = None;
+        let mut unchanged: Option<Trace> = None;
         let last = match outcome {
             Ok(mut trace) if !trace.data.is_empty() => {
                 trace.com.clone_from(&sub.company);
@@ -370,6 +374,7 @@ impl Checker {
                     // Unchanged, but the fresh trace still says where the parcel is: the
                     // policy's near-destination rule needs it on this path too.
                     seen_location = TraceSummary::of(&trace).newest_location.map(str::to_owned);
+                    unchanged = Some(trace);
                 }
                 LastOutcome::Ok { at: now }
             }
@@ -402,6 +407,37 @@ impl Checker {
         let facts = SubscriptionFacts::new(&waybill, sub.created_at);
         let decision = policy::next(&facts, &summary, &last, now, &self.policy);
 
+        // Problem flags, on the trace at hand: the new one, the carrier's unchanged one, none
+        // yet; without news, the stored one only when a timed flag is due.
+        let stored = match (&new_trace, &unchanged) {
+            (None, None)
+                if sub.event_count > 0 && sub.problems.due_at.is_some_and(|d| d <= now) =>
+            {
+                Some(self.stored_trace(sub).await?)
+            }
+            _ => None,
+        };
+        let empty = Trace::from_events(&sub.company, &sub.number, Vec::new());
+        let at_hand = match (&new_trace, &unchanged, &stored) {
+            (Some((t, _)), _, _) | (None, Some(t), _) | (None, None, Some(t)) => Some(t),
+            _ if sub.event_count == 0 => Some(&empty),
+            _ => None,
+        };
+        let evaluated = at_hand.map(|trace| {
+            let flags = problem::flags(trace, &facts, &self.problems, now);
+            let mut codes: Vec<u16> = flags.iter().map(|f| f.kind.code()).collect();
+            codes.sort_unstable();
+            let due_at = problem::next_change_at(trace, &facts, &self.problems, now);
+            (trace, flags, ProblemState { codes, due_at })
+        });
+        let flags = evaluated
+            .as_ref()
+            .map(|(_, f, _)| f.clone())
+            .unwrap_or_default();
+        let flags_changed = evaluated
+            .as_ref()
+            .is_some_and(|(_, _, state)| state.codes != sub.problems.codes);
+
         let mut out = CheckOutcome {
             subscription_id: sub.id,
             lease_owner: self.owner.clone(),
@@ -413,13 +449,30 @@ impl Checker {
             correction: None,
             error,
             pushes: Vec::new(),
+            problems: evaluated.as_ref().map(|(_, _, state)| state.clone()),
         };
         match decision {
             Decision::CheckAt { at, .. } => {
-                out.next_check_at = at;
-                if let Some((trace, _)) = &new_trace {
-                    let header = PushHeader::for_subscription(sub, MonitorStatus::Polling, "");
-                    out.pushes.extend(change(sub, trace.clone(), header));
+                // A timed flag due before the next check moves the check to it.
+                let due = evaluated.as_ref().and_then(|(_, _, s)| s.due_at);
+                out.next_check_at = due.map_or(at, |d| d.min(at));
+                let pushed = match (&new_trace, &evaluated) {
+                    (Some((trace, _)), _) => Some(trace),
+                    (None, Some((trace, _, _))) if flags_changed => Some(*trace),
+                    _ => None,
+                };
+                if let Some(trace) = pushed {
+                    let reasons: Vec<&str> = flags.iter().map(|f| f.reason.as_str()).collect();
+                    let header = PushHeader::for_subscription(
+                        sub,
+                        MonitorStatus::Polling,
+                        &reasons.join("; "),
+                    );
+                    let mut push = change(sub, trace.clone(), header, flags.clone());
+                    if let Some(p) = &mut push {
+                        p.change.problems_only = new_trace.is_none();
+                    }
+                    out.pushes.extend(push);
                 }
             }
             Decision::Shutdown => {
@@ -430,7 +483,7 @@ impl Checker {
                 out.status = MonitorStatus::Shutdown;
                 out.message = String::new();
                 let header = PushHeader::for_subscription(sub, MonitorStatus::Shutdown, "");
-                out.pushes.extend(change(sub, trace, header));
+                out.pushes.extend(change(sub, trace, header, flags.clone()));
             }
             Decision::Abort {
                 reason: AbortReason::NoTraceIn3Days,
@@ -446,8 +499,8 @@ impl Checker {
                         com_old: String::new(),
                         com_new: com_new.clone(),
                     };
-                    let empty = Trace::from_events(&sub.company, &sub.number, vec![]);
-                    out.pushes.extend(change(sub, empty, header));
+                    out.pushes
+                        .extend(change(sub, empty.clone(), header, Vec::new()));
                     out.correction = Some(CompanyCorrection {
                         com_old: sub.company.clone(),
                         com_new,
@@ -459,8 +512,8 @@ impl Checker {
                     out.status = MonitorStatus::Abort;
                     out.message = message.into();
                     let header = PushHeader::for_subscription(sub, MonitorStatus::Abort, message);
-                    let empty = Trace::from_events(&sub.company, &sub.number, vec![]);
-                    out.pushes.extend(change(sub, empty, header));
+                    out.pushes
+                        .extend(change(sub, empty.clone(), header, Vec::new()));
                 }
             },
             Decision::Abort { reason } => {
@@ -472,7 +525,7 @@ impl Checker {
                 out.message = reason.message().into();
                 let header =
                     PushHeader::for_subscription(sub, MonitorStatus::Abort, reason.message());
-                out.pushes.extend(change(sub, trace, header));
+                out.pushes.extend(change(sub, trace, header, flags.clone()));
             }
         }
         out.new_trace = new_trace;
@@ -545,10 +598,18 @@ impl Checker {
 /// The push of a change: the subscription's callback, the header, the trace as it is now.
 /// None for a subscription without a callback (a native tracking read by polling the
 /// API): the change is stored with the trace all the same.
-fn change(sub: &Subscription, trace: Trace, header: PushHeader) -> Option<NewPush> {
+fn change(
+    sub: &Subscription,
+    trace: Trace,
+    header: PushHeader,
+    problems: Vec<Flag>,
+) -> Option<NewPush> {
     (!sub.callback_url.is_empty()).then(|| NewPush {
         url: sub.callback_url.clone(),
-        change: Change { header, trace },
+        change: Change {
+            problems,
+            ..Change::new(header, trace)
+        },
     })
 }
 

@@ -189,11 +189,9 @@ fn check(id: SubscriptionId, number: &str) -> CheckOutcome {
         error: None,
         pushes: vec![NewPush {
             url: PUBLIC_CB.into(),
-            change: Change {
-                header: PushHeader::new(MonitorStatus::Polling, ""),
-                trace,
-            },
+            change: Change::new(PushHeader::new(MonitorStatus::Polling, ""), trace),
         }],
+        problems: None,
     }
 }
 

@@ -84,6 +84,7 @@ async fn record(
             correction: None,
             error: None,
             pushes: Vec::new(),
+            problems: None,
         })
         .await
         .unwrap();

@@ -51,10 +51,6 @@ pub struct ApiConfig {
     pub tenant_cache_ttl: SignedDuration,
     /// Requests per second each tenant key may send, per endpoint.
     pub rate_limit: limit::RateLimitConfig,
-    /// The problem thresholds the native API's answers use: the daemon's top-level
-    /// `[problems]` table, copied here at start-up.
-    #[serde(skip)]
-    pub problems: waybill_core::problem::Thresholds,
 }
 
 impl Default for ApiConfig {
@@ -69,7 +65,6 @@ impl Default for ApiConfig {
             monthly_subscribe_limit: crate::store::DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
             tenant_cache_ttl: SignedDuration::from_secs(10),
             rate_limit: limit::RateLimitConfig::default(),
-            problems: waybill_core::problem::Thresholds::default(),
         }
     }
 }
@@ -177,6 +172,11 @@ impl Api {
     /// Now, by the engine's clock.
     pub fn now(&self) -> Timestamp {
         self.inner.engine.now()
+    }
+
+    /// The problem thresholds, the engine's.
+    pub fn thresholds(&self) -> &waybill_core::problem::Thresholds {
+        &self.inner.engine.config().problems
     }
 
     /// The codes of the companies a loaded carrier serves, sorted.

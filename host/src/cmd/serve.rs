@@ -15,7 +15,7 @@ use waybill_core::clock::{Clock, ScaledClock};
 use waybill_core::normalize::TextNormalizer;
 use waybill_host::api::{self, Api, CountingCarrier, Metrics};
 use waybill_host::config::Config;
-use waybill_host::engine::Engine;
+use waybill_host::engine::{Engine, EngineConfig};
 use waybill_host::guess::{CoreGuesser, LearnedPrior};
 use waybill_host::plugin::adapter::AdapterSettings;
 use waybill_host::plugin::registry::{config_from_table, plugin_dir, settings_from_env, Registry};
@@ -205,15 +205,14 @@ pub async fn serve(
         carriers.clone(),
         clock.clone(),
         Arc::new(http),
-        config.engine.clone(),
+        EngineConfig {
+            problems: config.problems.clone(),
+            ..config.engine.clone()
+        },
     )
     .with_guesser(Arc::new(guesser))
     .with_push_observer(metrics.clone());
-    let api_config = api::ApiConfig {
-        problems: config.problems.clone(),
-        ..config.api.clone()
-    };
-    let api = Api::new(engine.clone(), carriers, api_config, metrics);
+    let api = Api::new(engine.clone(), carriers, config.api.clone(), metrics);
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;

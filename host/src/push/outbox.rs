@@ -783,10 +783,10 @@ mod tests {
     fn polling_push(url: &str) -> NewPush {
         NewPush {
             url: url.into(),
-            change: Change {
-                header: PushHeader::new(MonitorStatus::Polling, ""),
-                trace: Trace::from_events("sandbox", "SB", vec![]),
-            },
+            change: Change::new(
+                PushHeader::new(MonitorStatus::Polling, ""),
+                Trace::from_events("sandbox", "SB", vec![]),
+            ),
         }
     }
 
@@ -881,6 +881,7 @@ mod tests {
                     correction: None,
                     error: None,
                     pushes: (0..n).map(|_| polling_push(urls[w])).collect(),
+                    problems: None,
                 })
                 .await
                 .expect("complete");

@@ -327,6 +327,36 @@ pub struct Subscription {
     pub created_at: Timestamp,
     /// Last write.
     pub updated_at: Timestamp,
+    /// Active problem flags as of the last evaluation.
+    pub problems: ProblemState,
+}
+
+/// A subscription's active problem flags as stored, and when a timed one is due to appear
+/// next if the trace does not change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemState {
+    /// Kdniao StateEx codes of the active flags, ascending.
+    pub codes: Vec<u16>,
+    /// When to evaluate again without news from the carrier.
+    pub due_at: Option<Timestamp>,
+}
+
+impl ProblemState {
+    /// The codes as stored: `403,412`.
+    pub fn codes_text(&self) -> String {
+        self.codes
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Codes as stored; a part that is not a code is skipped.
+    pub fn parse_codes(text: &str) -> Vec<u16> {
+        text.split(',')
+            .filter_map(|c| c.trim().parse().ok())
+            .collect()
+    }
 }
 
 impl Subscription {
@@ -365,6 +395,7 @@ impl Subscription {
             last_error: None,
             created_at: new.created_at,
             updated_at: new.created_at,
+            problems: ProblemState::default(),
         }
     }
 
@@ -447,6 +478,24 @@ pub struct Change {
     pub header: PushHeader,
     /// The whole trace, newest first.
     pub trace: Trace,
+    /// The problem flags active with it (a flag appearing or clearing is a change too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<waybill_core::problem::Flag>,
+    /// Pushed because flags appeared or cleared, with no new line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub problems_only: bool,
+}
+
+impl Change {
+    /// `trace` with `header`, no problem flags.
+    pub fn new(header: PushHeader, trace: Trace) -> Self {
+        Self {
+            header,
+            trace,
+            problems: Vec::new(),
+            problems_only: false,
+        }
+    }
 }
 
 /// A push to queue; the store gives it its id and sequence number.
@@ -680,6 +729,9 @@ pub struct CheckOutcome {
     pub error: Option<String>,
     /// Pushes to queue, in order.
     pub pushes: Vec<NewPush>,
+    /// The problem flags evaluated with this check; `None`: not evaluated (kept as they
+    /// are).
+    pub problems: Option<ProblemState>,
 }
 
 /// How many subscriptions and pushes are in each state.

@@ -67,7 +67,8 @@ const TENANT_COLS: &str = "id, name, api_key, api_key_sealed, customer, created_
 const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_area, \
     callback_url, salt, dialect, dialect_params, options, status, state, message, com_old, com_new, next_check_at, \
     lease_owner, lease_until, checks, failures, changes, push_seq, trace_hash, event_count, \
-    last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at";
+    last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at, problems, \
+    problems_due_at";
 
 const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, \
     COALESCE(endpoint, url) AS endpoint, change, content_type, body, headers, attempt, \
@@ -346,6 +347,10 @@ fn sub_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Subscription>
         last_error: r.try_get("last_error")?,
         created_at: ts(T, r.try_get("created_at")?)?,
         updated_at: ts(T, r.try_get("updated_at")?)?,
+        problems: ProblemState {
+            codes: ProblemState::parse_codes(&r.try_get::<String, _>("problems")?),
+            due_at: ts_opt(T, r.try_get("problems_due_at")?)?,
+        },
     })
 }
 
@@ -521,6 +526,14 @@ async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> Store
     .bind(o.subscription_id)
     .execute(&mut *tx)
     .await?;
+    if let Some(p) = &o.problems {
+        sqlx::query("UPDATE subscriptions SET problems = ?, problems_due_at = ? WHERE id = ?")
+            .bind(p.codes_text())
+            .bind(p.due_at.map(ms))
+            .bind(o.subscription_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(true)
 }
 
@@ -1756,15 +1769,16 @@ mod tests {
                     change: numbered_change(i),
                 })
                 .collect(),
+            problems: None,
         }
     }
 
     /// A change told apart from others by its message.
     fn numbered_change(i: usize) -> Change {
-        Change {
-            header: PushHeader::new(MonitorStatus::Polling, format!("push {i}")),
-            trace: Trace::from_events("sandbox", "SB1", vec![]),
-        }
+        Change::new(
+            PushHeader::new(MonitorStatus::Polling, format!("push {i}")),
+            Trace::from_events("sandbox", "SB1", vec![]),
+        )
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use waybill_core::carrier::{Reply, Verdict};
 use waybill_core::model::{Trace, TrackEvent, Waybill, CHINA_OFFSET};
+use waybill_core::problem::Flag;
 use waybill_core::shipper::kdniao_shipper_code;
 
 use super::{Dialect, Rendered};
@@ -147,15 +148,21 @@ pub(crate) struct TracingData {
 
 impl TracingData {
     /// The 在途监控 view of `trace` for `tenant`, named by `waybill`'s company and number
-    /// (whatever the carrier echoed).
+    /// (whatever the carrier echoed). An active problem flag (the first by code) is the
+    /// State 4 and StateEx Kdniao gives a problem parcel, time-based ones included;
+    /// otherwise the trace's state says.
     pub(crate) fn of(
         tenant: TenantId,
         waybill: &Waybill,
         trace: &Trace,
+        problems: &[Flag],
         order_code: &str,
         reason: &str,
     ) -> Self {
-        let (state, state_ex) = trace.state.kdniao();
+        let (state, state_ex) = match problems.first() {
+            Some(flag) => flag.kind.kdniao(),
+            None => trace.state.kdniao(),
+        };
         Self {
             ebusiness_id: ebusiness_id(tenant),
             order_code: order_code.into(),
@@ -200,6 +207,7 @@ impl Dialect for Kdniao {
             sub.tenant_id,
             &sub.waybill(),
             &change.trace,
+            &change.problems,
             param(sub, ORDER_CODE),
             &change.header.message,
         );
@@ -315,6 +323,7 @@ mod tests {
             last_error: None,
             created_at: t0,
             updated_at: t0,
+            problems: Default::default(),
         }
     }
 
@@ -345,10 +354,7 @@ mod tests {
 
     #[test]
     fn a_push_is_a_signed_form_with_the_full_trace_oldest_first() {
-        let change = Change {
-            header: PushHeader::new(MonitorStatus::Polling, ""),
-            trace: trace(),
-        };
+        let change = Change::new(PushHeader::new(MonitorStatus::Polling, ""), trace());
         let now: Timestamp = "2024-05-03T01:00:00Z".parse().expect("ts");
         let r = Kdniao.render(&sub(), &change, "9-1", now);
         assert_eq!(r.content_type, FORM_CONTENT_TYPE);
@@ -388,10 +394,7 @@ mod tests {
     fn a_1008_subscription_pushes_request_type_101() {
         let mut s = sub();
         s.dialect_params = subscription_params(1008, "", "");
-        let change = Change {
-            header: PushHeader::new(MonitorStatus::Polling, ""),
-            trace: trace(),
-        };
+        let change = Change::new(PushHeader::new(MonitorStatus::Polling, ""), trace());
         let r = Kdniao.render(&s, &change, "9-1", Timestamp::UNIX_EPOCH);
         let form: HashMap<String, String> =
             url::form_urlencoded::parse(&r.body).into_owned().collect();

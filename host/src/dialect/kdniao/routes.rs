@@ -287,7 +287,7 @@ async fn query(api: &Api, req: &Request) -> Result<Value, Refusal> {
         ""
     };
     if req.request_type == 8001 {
-        let data = TracingData::of(req.tenant.id, &waybill, &trace, &order_code, reason);
+        let data = TracingData::of(req.tenant.id, &waybill, &trace, &[], &order_code, reason);
         return serde_json::to_value(data).map_err(|e| Refusal::new(105, e.to_string()));
     }
     let (state, _) = trace.state.kdniao();

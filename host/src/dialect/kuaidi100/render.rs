@@ -324,6 +324,7 @@ mod tests {
             last_error: None,
             created_at: t,
             updated_at: t,
+            problems: Default::default(),
         }
     }
 

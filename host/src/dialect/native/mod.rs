@@ -261,8 +261,7 @@ pub struct Tracking {
     pub last_change_at: Option<Timestamp>,
     /// Lines, newest first.
     pub events: Vec<Event>,
-    /// Active problems, with the configured thresholds. Listed in API answers; pushes
-    /// leave them out until problem changes are stored with the trace.
+    /// Active problems, with the configured thresholds (in a push: as of that change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<ProblemFlag>>,
 }
@@ -296,8 +295,9 @@ impl Tracking {
 /// A webhook event.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WebhookEvent {
-    /// `tracking.updated` (the trace or state changed) or `tracking.stopped` (monitoring
-    /// ended without a delivery).
+    /// `tracking.updated` (the trace or state changed), `tracking.problem` (a problem
+    /// flag appeared or cleared with no new line) or `tracking.stopped` (monitoring ended
+    /// without a delivery).
     #[serde(rename = "type")]
     pub kind: String,
     /// When this event was rendered.
@@ -328,12 +328,13 @@ impl Dialect for Native {
         at_change.message.clone_from(&change.header.message);
         let kind = match change.header.status {
             MonitorStatus::Abort => "tracking.stopped",
+            MonitorStatus::Polling if change.problems_only => "tracking.problem",
             MonitorStatus::Polling | MonitorStatus::Shutdown => "tracking.updated",
         };
         let event = WebhookEvent {
             kind: kind.into(),
             timestamp: now,
-            data: Tracking::new(&at_change, &change.trace, None),
+            data: Tracking::new(&at_change, &change.trace, Some(&change.problems)),
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         // The receiver checks the timestamp against its own clock to refuse replays, so

@@ -348,7 +348,7 @@ fn problems(api: &Api, sub: &Subscription, trace: &Trace) -> Vec<Flag> {
         subscribed_at: sub.created_at,
         to: sub.to.as_deref(),
     };
-    flags(trace, &facts, &api.config().problems, api.now())
+    flags(trace, &facts, api.thresholds(), api.now())
 }
 
 /// The tenant's signing secrets, made on first use. The copy the tenant cache holds
