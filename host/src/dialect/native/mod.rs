@@ -404,6 +404,67 @@ mod tests {
     }
 
     #[test]
+    fn a_flag_without_a_new_line_is_a_signed_tracking_problem_event() {
+        use crate::store::{NewSubscription, PushHeader, SubscribeOptions};
+        use waybill_core::policy::SubscriptionFacts;
+        use waybill_core::problem::{flags, Thresholds};
+
+        let secret = WebhookSecrets::generate().unwrap();
+        let set = WebhookSecrets(vec![secret.clone()]);
+        let created = at(1_700_000_000);
+        let sub = Subscription::created(
+            5,
+            NewSubscription {
+                tenant_id: 1,
+                company: "sandbox".into(),
+                number: "SB1".into(),
+                phone: None,
+                from: None,
+                to: None,
+                callback_url: "https://erp.example/hooks".into(),
+                salt: Some(set.to_json()),
+                dialect: NAME.into(),
+                dialect_params: Default::default(),
+                options: SubscribeOptions::default(),
+                next_check_at: created,
+                created_at: created,
+            },
+        );
+        let empty = Trace::from_events("sandbox", "SB1", vec![]);
+        let facts = SubscriptionFacts {
+            company: "sandbox",
+            number: "SB1",
+            subscribed_at: created,
+            to: None,
+        };
+        let now = at(1_700_000_000 + 25 * 3600);
+        let problems = flags(&empty, &facts, &Thresholds::default(), now);
+        assert_eq!(problems.len(), 1, "401: no trace after 24 h");
+        let change = Change {
+            problems,
+            problems_only: true,
+            ..Change::new(PushHeader::new(MonitorStatus::Polling, ""), empty)
+        };
+        let r = Native.render(&sub, &change, "5-1", now);
+        let event: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(event["type"], "tracking.problem");
+        assert_eq!(event["data"]["problems"][0]["code"], 401);
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(header("webhook-id"), "5-1");
+        let ts: i64 = header("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            header("webhook-signature"),
+            signature(&secret.secret, "5-1", ts, &r.body).unwrap()
+        );
+    }
+
+    #[test]
     fn replies_are_judged_as_standard_webhooks_say() {
         let reply = |status, after| Reply {
             status,
