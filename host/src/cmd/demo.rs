@@ -19,10 +19,11 @@ use waybill_core::clock::{Clock, ManualClock, ScaledClock};
 use waybill_core::state::Phase;
 use waybill_host::engine::EngineConfig;
 use waybill_host::latency::{quantile, LatencyProbe, VirtualDriver};
+use waybill_host::problems::kind_name;
 use waybill_host::push::{HttpNotifier, PushConfig, RetryPolicy};
 use waybill_host::receiver::{Flakiness, Receiver};
 use waybill_host::sandbox::{expected_end, sandbox_numbers, SandboxOptions, SandboxStack};
-use waybill_host::store::{MonitorStatus, Store, Subscription, SubscriptionFilter};
+use waybill_host::store::{MonitorStatus, PushPayload, Store, Subscription, SubscriptionFilter};
 use waybill_sandbox_sim::journey::{Journey, SimConfig};
 use waybill_sandbox_sim::server::SystemClock;
 
@@ -206,17 +207,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if sub.correction.is_some() {
             s.corrected += 1;
         }
-        // A problem parcel: its trace went through a failed attempt, refusal or problem.
-        let troubled = stack.store.trace(sub.id).await?.is_some_and(|t| {
-            t.data.iter().any(|e| {
-                matches!(
-                    e.state.phase(),
-                    Phase::Problem | Phase::AttemptFailed | Phase::Refused
-                )
-            })
-        });
-        if troubled {
+        // A problem parcel: a flag was raised on it, by the carrier's words or by time.
+        let mut kinds = std::collections::BTreeSet::new();
+        for push in stack.store.pushes_of(sub.id).await? {
+            if let PushPayload::Change(change) = &push.payload {
+                kinds.extend(change.problems.iter().map(|f| f.kind));
+            }
+        }
+        if !kinds.is_empty() {
             s.problems += 1;
+        }
+        for kind in kinds {
+            *s.by_kind.entry(kind).or_default() += 1;
         }
         if let Ok(j) = Journey::for_number(&sub.number, &sim) {
             if sub.status == expected_end(j.outcome) {
@@ -230,16 +232,24 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let days = clock.now().duration_since(t0).as_hours() as f64 / 24.0;
-    let rows: Vec<(&str, String)> = vec![
-        ("waybills", subs.len().to_string()),
+    let mut rows: Vec<(String, String)> = vec![
+        ("waybills".into(), subs.len().to_string()),
+        (
+            "problem parcels (any flag raised)".into(),
+            s.problems.to_string(),
+        ),
+    ];
+    rows.extend(s.by_kind.iter().map(|(kind, n)| {
+        (
+            format!("  {} {}", kind.code(), kind_name(*kind)),
+            n.to_string(),
+        )
+    }));
+    let more: Vec<(&str, String)> = vec![
         ("delivered (shutdown)", s.delivered.to_string()),
         ("returned to sender (shutdown)", s.returned.to_string()),
         ("no trace in 3 days (abort)", s.no_trace.to_string()),
         ("no change in 60 days (abort)", s.no_change.to_string()),
-        (
-            "problem parcels (failed attempt, refused, problem)",
-            s.problems.to_string(),
-        ),
         ("still polling", s.polling.to_string()),
         (
             "moved to another carrier (autoCheck)",
@@ -267,6 +277,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             format!("{:.1} s", started.elapsed().as_secs_f64()),
         ),
     ];
+    rows.extend(more.into_iter().map(|(k, v)| (k.to_owned(), v)));
     let width = rows
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -300,6 +311,7 @@ struct Summary {
     polling: usize,
     corrected: usize,
     problems: usize,
+    by_kind: std::collections::BTreeMap<waybill_core::problem::FlagKind, usize>,
     as_journey_says: usize,
 }
 

@@ -411,23 +411,33 @@ fn answer<T: Serialize>(status: StatusCode, result: Result<T, Problem>) -> Answe
     }
 }
 
-/// Runs a POST once per Idempotency-Key.
-async fn once<F, Fut>(
-    api: &Api,
-    shared: &Shared,
-    tenant: &Tenant,
+/// A POST: the tenant admitted to `endpoint`, the body read, then `op` with both, run
+/// once per Idempotency-Key.
+async fn posted<F, Fut>(
+    (api, shared): (&Api, &Shared),
+    endpoint: Limited,
     headers: &HeaderMap,
     uri: &Uri,
-    body: &[u8],
+    body: Body,
     op: F,
 ) -> Response
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(Arc<Tenant>, axum::body::Bytes) -> Fut,
     Fut: std::future::Future<Output = Answer>,
 {
+    let tenant = match tenant(api, headers, endpoint).await {
+        Ok(t) => t,
+        Err(p) => return p.into_response(),
+    };
+    let body = match bytes(body).await {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    let request = ("POST", uri.path(), &body[..]);
+    let (id, copy) = (tenant.id, body.clone());
     shared
         .keys
-        .run(api, tenant.id, headers, ("POST", uri.path(), body), op)
+        .run(api, id, headers, request, || op(tenant, copy))
         .await
 }
 
@@ -457,17 +467,15 @@ async fn create(
     uri: Uri,
     body: Body,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
-        Ok(t) => t,
-        Err(p) => return p.into_response(),
-    };
-    let body = match bytes(body).await {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    once(&api, &shared, &tenant, &headers, &uri, &body, || {
-        create_answer(&api, &shared, &tenant, &body)
-    })
+    let (api, shared) = (&api, &*shared);
+    posted(
+        (api, shared),
+        Limited::Subscribe,
+        &headers,
+        &uri,
+        body,
+        |tenant, body| async move { create_answer(api, shared, &tenant, &body).await },
+    )
     .await
 }
 
@@ -793,26 +801,31 @@ async fn stop(
     headers: HeaderMap,
     uri: Uri,
     params: RawPathParams,
+    body: Body,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
-        Ok(t) => t,
-        Err(p) => return p.into_response(),
-    };
-    once(&api, &shared, &tenant, &headers, &uri, b"", || async {
-        let result = async {
-            let sub = owned(&api, &tenant, &params).await?;
-            if !api
-                .store()
-                .cancel(sub.id, "stopped through the API", api.now())
-                .await?
-            {
-                return Err(not_polling(&sub));
-            }
-            let sub = api.store().subscription(sub.id).await?.ok_or_else(lost)?;
-            view(&api, &sub).await
-        };
-        answer(StatusCode::OK, result.await)
-    })
+    let (api, shared) = (&api, &*shared);
+    posted(
+        (api, shared),
+        Limited::Subscribe,
+        &headers,
+        &uri,
+        body,
+        |tenant, _body| async move {
+            let result = async {
+                let sub = owned(api, &tenant, &params).await?;
+                if !api
+                    .store()
+                    .cancel(sub.id, "stopped through the API", api.now())
+                    .await?
+                {
+                    return Err(not_polling(&sub));
+                }
+                let sub = api.store().subscription(sub.id).await?.ok_or_else(lost)?;
+                view(api, &sub).await
+            };
+            answer(StatusCode::OK, result.await)
+        },
+    )
     .await
 }
 
@@ -851,34 +864,39 @@ async fn retrack(
     headers: HeaderMap,
     uri: Uri,
     params: RawPathParams,
+    body: Body,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
-        Ok(t) => t,
-        Err(p) => return p.into_response(),
-    };
-    once(&api, &shared, &tenant, &headers, &uri, b"", || async {
-        let result = async {
-            let sub = owned(&api, &tenant, &params).await?;
-            match api.store().retrack(sub.id, api.now()).await? {
-                Retrack::Resumed => {}
-                Retrack::Missing => return Err(Problem::not_found("the tracking is gone")),
-                Retrack::Busy(other) => {
-                    return Err(Problem::new(
-                        StatusCode::CONFLICT,
-                        "duplicate",
-                        "The waybill is already tracked",
-                        format!(
-                            "tracking {other} of {} {} is being polled; read that one",
-                            sub.company, sub.number
-                        ),
-                    ))
+    let (api, shared) = (&api, &*shared);
+    posted(
+        (api, shared),
+        Limited::Subscribe,
+        &headers,
+        &uri,
+        body,
+        |tenant, _body| async move {
+            let result = async {
+                let sub = owned(api, &tenant, &params).await?;
+                match api.store().retrack(sub.id, api.now()).await? {
+                    Retrack::Resumed => {}
+                    Retrack::Missing => return Err(Problem::not_found("the tracking is gone")),
+                    Retrack::Busy(other) => {
+                        return Err(Problem::new(
+                            StatusCode::CONFLICT,
+                            "duplicate",
+                            "The waybill is already tracked",
+                            format!(
+                                "tracking {other} of {} {} is being polled; read that one",
+                                sub.company, sub.number
+                            ),
+                        ))
+                    }
                 }
-            }
-            let sub = api.store().subscription(sub.id).await?.ok_or_else(lost)?;
-            view(&api, &sub).await
-        };
-        answer(StatusCode::OK, result.await)
-    })
+                let sub = api.store().subscription(sub.id).await?.ok_or_else(lost)?;
+                view(api, &sub).await
+            };
+            answer(StatusCode::OK, result.await)
+        },
+    )
     .await
 }
 
@@ -935,37 +953,37 @@ async fn detect(
     uri: Uri,
     body: Body,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Limited::Autonumber).await {
-        Ok(t) => t,
-        Err(p) => return p.into_response(),
-    };
-    let body = match bytes(body).await {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    once(&api, &shared, &tenant, &headers, &uri, &body, || async {
-        let result = parse::<Detect>(&body).and_then(|d| {
-            let found = api.recognize(&d.number)?;
-            let normalized = found.first().map_or_else(
-                || d.number.trim().to_ascii_uppercase(),
-                |c| c.normalized.clone(),
-            );
-            let candidates = found
-                .into_iter()
-                .map(|c| Candidate {
-                    served: api.serves(&c.carrier),
-                    carrier: c.carrier,
-                    name: c.name,
-                    score: c.score,
+    let (api, shared) = (&api, &*shared);
+    posted(
+        (api, shared),
+        Limited::Autonumber,
+        &headers,
+        &uri,
+        body,
+        |_tenant, body| async move {
+            let result = parse::<Detect>(&body).and_then(|d| {
+                let found = api.recognize(&d.number)?;
+                let normalized = found.first().map_or_else(
+                    || d.number.trim().to_ascii_uppercase(),
+                    |c| c.normalized.clone(),
+                );
+                let candidates = found
+                    .into_iter()
+                    .map(|c| Candidate {
+                        served: api.serves(&c.carrier),
+                        carrier: c.carrier,
+                        name: c.name,
+                        score: c.score,
+                    })
+                    .collect();
+                Ok(Detected {
+                    normalized,
+                    candidates,
                 })
-                .collect();
-            Ok(Detected {
-                normalized,
-                candidates,
-            })
-        });
-        answer(StatusCode::OK, result)
-    })
+            });
+            answer(StatusCode::OK, result)
+        },
+    )
     .await
 }
 
@@ -1047,22 +1065,31 @@ fn valid(set: &WebhookSecrets, api: &Api) -> Secrets {
         (status = 429, description = "Over the rate", body = Problem, content_type = PROBLEM),
     )
 )]
-async fn rotate((State(api), Extension(shared)): Ctx, headers: HeaderMap, uri: Uri) -> Response {
-    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
-        Ok(t) => t,
-        Err(p) => return p.into_response(),
-    };
-    once(&api, &shared, &tenant, &headers, &uri, b"", || async {
-        let result = async {
-            let _one = shared.secrets.lock().await;
-            let current = stored_secrets(&api, tenant.id).await?;
-            let new = WebhookSecrets::generate().map_err(no_randomness)?;
-            let set = current.rotated(new, api.now());
-            save_secrets(&api, tenant.id, &set).await?;
-            Ok(valid(&set, &api))
-        };
-        answer(StatusCode::OK, result.await)
-    })
+async fn rotate(
+    (State(api), Extension(shared)): Ctx,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    let (api, shared) = (&api, &*shared);
+    posted(
+        (api, shared),
+        Limited::Subscribe,
+        &headers,
+        &uri,
+        body,
+        |tenant, _body| async move {
+            let result = async {
+                let _one = shared.secrets.lock().await;
+                let current = stored_secrets(api, tenant.id).await?;
+                let new = WebhookSecrets::generate().map_err(no_randomness)?;
+                let set = current.rotated(new, api.now());
+                save_secrets(api, tenant.id, &set).await?;
+                Ok(valid(&set, api))
+            };
+            answer(StatusCode::OK, result.await)
+        },
+    )
     .await
 }
 
@@ -1152,24 +1179,24 @@ async fn enable(
     uri: Uri,
     body: Body,
 ) -> Response {
-    let tenant = match tenant(&api, &headers, Limited::Subscribe).await {
-        Ok(t) => t,
-        Err(p) => return p.into_response(),
-    };
-    let body = match bytes(body).await {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    once(&api, &shared, &tenant, &headers, &uri, &body, || async {
-        let result = async {
-            let Enable { url } = parse(&body)?;
-            if !api.store().enable_endpoint(tenant.id, url.trim()).await? {
-                return Err(Problem::not_found(format!("{url:?} is not disabled")));
-            }
-            disabled_of(&api, &tenant).await
-        };
-        answer(StatusCode::OK, result.await)
-    })
+    let (api, shared) = (&api, &*shared);
+    posted(
+        (api, shared),
+        Limited::Subscribe,
+        &headers,
+        &uri,
+        body,
+        |tenant, body| async move {
+            let result = async {
+                let Enable { url } = parse(&body)?;
+                if !api.store().enable_endpoint(tenant.id, url.trim()).await? {
+                    return Err(Problem::not_found(format!("{url:?} is not disabled")));
+                }
+                disabled_of(api, &tenant).await
+            };
+            answer(StatusCode::OK, result.await)
+        },
+    )
     .await
 }
 
