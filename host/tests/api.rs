@@ -1039,6 +1039,7 @@ async fn a_key_over_its_rate_gets_502_and_nothing_is_done_or_counted() {
             subscribe: tight,
             query: tight,
             autonumber: tight,
+            read: tight,
         },
         ..ApiConfig::default()
     };

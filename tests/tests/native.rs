@@ -46,7 +46,7 @@ async fn daemon(dir: &Path) -> (Child, u16) {
     let config = dir.join("waybill.toml");
     std::fs::write(
         &config,
-        "[api.rate_limit.query]\nper_second = 1000\nburst = 2000\n\
+        "[api.rate_limit.read]\nper_second = 1000\nburst = 2000\n\
          [api.rate_limit.autonumber]\nper_second = 1000\nburst = 2000\n",
     )
     .expect("config");

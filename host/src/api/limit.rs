@@ -49,6 +49,8 @@ pub struct RateLimitConfig {
     pub query: Rate,
     /// `/autonumber/auto` (kuaidi100: 1/s).
     pub autonumber: Rate,
+    /// The native API's reads (`GET /v1/…`).
+    pub read: Rate,
 }
 
 impl Default for RateLimitConfig {
@@ -57,6 +59,7 @@ impl Default for RateLimitConfig {
             subscribe: Rate::new(1_000, 2_000),
             query: Rate::new(20, 40),
             autonumber: Rate::new(20, 40),
+            read: Rate::new(200, 400),
         }
     }
 }
@@ -70,6 +73,9 @@ pub enum Endpoint {
     Query,
     /// Number recognition.
     Autonumber,
+    /// Reads of the store through the native API (trackings, usage, secrets): no carrier
+    /// is asked, so they get a bucket of their own.
+    Read,
 }
 
 /// A request over its key's limit.
@@ -90,6 +96,7 @@ pub struct KeyLimits {
     subscribe: Option<(Rate, DefaultKeyedRateLimiter<i64>)>,
     query: Option<(Rate, DefaultKeyedRateLimiter<i64>)>,
     autonumber: Option<(Rate, DefaultKeyedRateLimiter<i64>)>,
+    read: Option<(Rate, DefaultKeyedRateLimiter<i64>)>,
 }
 
 impl KeyLimits {
@@ -108,6 +115,7 @@ impl KeyLimits {
             subscribe: limiter(config.subscribe),
             query: limiter(config.query),
             autonumber: limiter(config.autonumber),
+            read: limiter(config.read),
         }
     }
 
@@ -117,6 +125,7 @@ impl KeyLimits {
             Endpoint::Subscribe => &self.subscribe,
             Endpoint::Query => &self.query,
             Endpoint::Autonumber => &self.autonumber,
+            Endpoint::Read => &self.read,
         };
         let Some((rate, limiter)) = slot else {
             return Ok(());
@@ -163,6 +172,7 @@ mod tests {
             subscribe: off,
             query: off,
             autonumber: off,
+            read: off,
         });
         for _ in 0..10_000 {
             limits.check(Endpoint::Autonumber, 1).expect("no limit");

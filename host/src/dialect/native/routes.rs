@@ -635,7 +635,7 @@ fn query(uri: &Uri) -> BTreeMap<String, String> {
 )]
 async fn list((State(api), _): Ctx, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Limited::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Read).await?;
         page(&api, &tenant, &query(&uri)).await
     };
     answer(StatusCode::OK, result.await).into_response()
@@ -772,7 +772,7 @@ fn cursor_id(text: &str) -> Result<i64, Problem> {
 )]
 async fn show((State(api), _): Ctx, headers: HeaderMap, params: RawPathParams) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Limited::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Read).await?;
         let sub = owned(&api, &tenant, &params).await?;
         view(&api, &sub).await
     };
@@ -913,7 +913,7 @@ async fn retrack(
 )]
 async fn carriers((State(api), _): Ctx, headers: HeaderMap) -> Response {
     let result = async {
-        tenant(&api, &headers, Limited::Query).await?;
+        tenant(&api, &headers, Limited::Read).await?;
         let carriers = api
             .served_companies()
             .into_iter()
@@ -1002,7 +1002,7 @@ async fn detect(
 )]
 async fn usage((State(api), _): Ctx, headers: HeaderMap, uri: Uri) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Limited::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Read).await?;
         let q = query(&uri);
         let month = match q.get("month").map(|m| m.trim()).filter(|m| !m.is_empty()) {
             None => billing_month(api.now()),
@@ -1040,7 +1040,7 @@ fn is_month(m: &str) -> bool {
 )]
 async fn secret((State(api), Extension(shared)): Ctx, headers: HeaderMap) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Limited::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Read).await?;
         let set = secrets_of(&api, &shared, &tenant).await?;
         Ok(valid(&set, &api))
     };
@@ -1149,7 +1149,7 @@ async fn disabled_of(api: &Api, tenant: &Tenant) -> Result<Endpoints, Problem> {
 )]
 async fn endpoints((State(api), _): Ctx, headers: HeaderMap) -> Response {
     let result = async {
-        let tenant = tenant(&api, &headers, Limited::Query).await?;
+        let tenant = tenant(&api, &headers, Limited::Read).await?;
         disabled_of(&api, &tenant).await
     };
     answer(StatusCode::OK, result.await).into_response()
