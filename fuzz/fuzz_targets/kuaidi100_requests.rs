@@ -96,7 +96,6 @@ fn rig() -> Rig {
         );
         router(Api::new(
             engine,
-            carriers,
             ApiConfig::default(),
             Arc::new(Metrics::default()),
         ))

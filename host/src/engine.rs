@@ -67,6 +67,9 @@ pub struct EngineConfig {
     /// change→push latency stays bounded when checks find changes faster than receivers
     /// take them. 0 never pauses.
     pub push_backlog: u32,
+    /// The aggregator plugin (its code, e.g. `kuaidi100`) that tracks every company the
+    /// catalog knows and no plugin of its own serves. `$WAYBILL_UPSTREAM` when unset.
+    pub upstream: Option<String>,
     /// Problem thresholds: the daemon's top-level `[problems]` table, copied here at
     /// start-up (`waybill problems` reads the same table).
     #[serde(skip)]
@@ -86,8 +89,22 @@ impl Default for EngineConfig {
             carriers: CarrierLimits::default(),
             allow_private_callbacks: false,
             push_backlog: 512,
+            upstream: None,
             problems: waybill_core::problem::Thresholds::default(),
         }
+    }
+}
+
+/// The engine's carriers: each plugin for its codes, and the upstream aggregator for the
+/// catalog's other companies when one is configured.
+fn carriers_of(carriers: Vec<Arc<dyn Carrier>>, config: &EngineConfig) -> Carriers {
+    let own = Carriers::new(carriers, &config.carriers);
+    match &config.upstream {
+        Some(upstream) => {
+            let catalog = waybill_core::guess::Guesser::embedded().catalog();
+            own.with_upstream(upstream, catalog.iter().map(|e| e.code.clone()))
+        }
+        None => own,
     }
 }
 
@@ -157,7 +174,7 @@ impl Engine {
     ) -> Self {
         let checker = Arc::new(Checker {
             store: store.clone(),
-            carriers: Arc::new(Carriers::new(carriers, &config.carriers)),
+            carriers: Arc::new(carriers_of(carriers, &config)),
             guesser: None,
             policy: config.policy.clone(),
             problems: config.problems.clone(),
@@ -215,7 +232,12 @@ impl Engine {
         self.clock.now()
     }
 
-    /// Whether a carrier plugin answers for `company`.
+    /// The companies the upstream aggregator answers for (no plugin of their own), sorted.
+    pub fn routed_companies(&self) -> Vec<String> {
+        self.checker.carriers.routed_codes()
+    }
+
+    /// Whether a carrier plugin answers for `company`, its own or the upstream.
     pub fn knows_company(&self, company: &str) -> bool {
         self.checker.carriers.knows(company)
     }
@@ -231,7 +253,7 @@ impl Engine {
         self.checker.carriers.track(company, waybills).await
     }
 
-    /// Carrier codes answered for.
+    /// Carrier codes a plugin of their own answers for.
     pub fn companies(&self) -> Vec<String> {
         self.checker.carriers.codes()
     }

@@ -103,6 +103,8 @@ impl Gate {
 /// The carriers the scheduler may ask, by every code they answer to.
 pub struct Carriers {
     by_code: HashMap<String, (Arc<dyn Carrier>, Arc<Gate>)>,
+    /// Codes answered by the upstream aggregator rather than a carrier of their own.
+    routed: std::collections::BTreeSet<String>,
 }
 
 impl Carriers {
@@ -122,7 +124,40 @@ impl Carriers {
                     .or_insert_with(|| (c.clone(), gate.clone()));
             }
         }
-        Self { by_code }
+        Self {
+            by_code,
+            routed: Default::default(),
+        }
+    }
+
+    /// The same carriers with every code of `companies` that has no carrier of its own
+    /// answered by the carrier of `upstream` (an aggregator such as kuaidi100), through
+    /// that carrier's gate: the aggregator's limits hold for all it answers. Unchanged
+    /// when no carrier answers for `upstream`.
+    pub fn with_upstream(
+        mut self,
+        upstream: &str,
+        companies: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let Some(entry) = self.by_code.get(upstream).cloned() else {
+            tracing::warn!(
+                upstream,
+                "the upstream is not a loaded carrier; companies without a plugin stay untracked"
+            );
+            return self;
+        };
+        for code in companies {
+            if !self.by_code.contains_key(&code) {
+                self.by_code.insert(code.clone(), entry.clone());
+                self.routed.insert(code);
+            }
+        }
+        self
+    }
+
+    /// Whether `code` is answered by the upstream aggregator.
+    pub fn is_routed(&self, code: &str) -> bool {
+        self.routed.contains(code)
     }
 
     /// Whether a carrier answers for `code`.
@@ -130,11 +165,21 @@ impl Carriers {
         self.by_code.contains_key(code)
     }
 
-    /// Every code answered for, sorted.
+    /// Every code a carrier of its own answers for, sorted.
     pub fn codes(&self) -> Vec<String> {
-        let mut codes: Vec<String> = self.by_code.keys().cloned().collect();
+        let mut codes: Vec<String> = self
+            .by_code
+            .keys()
+            .filter(|c| !self.routed.contains(*c))
+            .cloned()
+            .collect();
         codes.sort();
         codes
+    }
+
+    /// Every code the upstream aggregator answers for, sorted.
+    pub fn routed_codes(&self) -> Vec<String> {
+        self.routed.iter().cloned().collect()
     }
 
     /// Tracks `waybills` (all of carrier `code`) in batches as large as the carrier takes,
@@ -730,6 +775,38 @@ mod tests {
         assert!(out
             .iter()
             .all(|o| matches!(o, Err(TrackError::BadResponse { .. }))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_company_without_a_carrier_goes_to_the_upstream_within_its_limits() {
+        let slow = Arc::new(Slow::new(Duration::from_millis(50), 1));
+        let carriers = Carriers::new(vec![slow.clone()], &limits(2, None))
+            .with_upstream("slow", ["zhongtong".to_owned(), "slow".to_owned()]);
+        assert!(carriers.knows("zhongtong") && carriers.is_routed("zhongtong"));
+        assert!(
+            !carriers.is_routed("slow"),
+            "its own carrier is not displaced"
+        );
+        assert_eq!(carriers.codes(), ["slow", "slow-alias"]);
+        assert_eq!(carriers.routed_codes(), ["zhongtong"]);
+        let zto: Vec<Waybill> = (0..4)
+            .map(|i| Waybill::new("zhongtong", format!("7{i}")))
+            .collect();
+        let own = waybills(4);
+        let (a, b) = tokio::join!(
+            carriers.track("zhongtong", &zto),
+            carriers.track("slow", &own)
+        );
+        assert!(a.iter().chain(&b).all(Result::is_ok));
+        assert_eq!(
+            slow.peak.load(Ordering::SeqCst),
+            2,
+            "routed and own requests share the upstream's gate"
+        );
+        // An upstream that is not loaded routes nothing.
+        let none = Carriers::new(vec![], &CarrierLimits::default())
+            .with_upstream("kuaidi100", ["zhongtong".to_owned()]);
+        assert!(!none.knows("zhongtong"));
     }
 
     #[tokio::test]

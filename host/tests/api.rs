@@ -146,7 +146,7 @@ async fn rig_with(carriers: Vec<Arc<dyn Carrier>>, config: ApiConfig) -> Rig {
         EngineConfig::default(),
     );
     let metrics = Arc::new(Metrics::default());
-    let api = Api::new(engine, carriers, config, metrics.clone());
+    let api = Api::new(engine, config, metrics.clone());
     Rig {
         _dir: dir,
         store,
@@ -1007,7 +1007,6 @@ async fn a_query_answer_survives_a_restart_and_is_not_fetched_again() {
         store,
         app: router(Api::new(
             engine,
-            carriers,
             ApiConfig::default(),
             Arc::new(Metrics::default()),
         )),

@@ -288,7 +288,6 @@ async fn a_full_disk_never_acknowledges_a_write_it_did_not_save() {
     );
     let app = router(Api::new(
         engine,
-        carriers,
         ApiConfig::default(),
         Arc::new(Metrics::default()),
     ));

@@ -71,6 +71,10 @@ struct Got {
 }
 
 async fn rig() -> Rig {
+    rig_with(EngineConfig::default()).await
+}
+
+async fn rig_with(config: EngineConfig) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open_dir(dir.path()).await.unwrap());
     let t0: Timestamp = "2026-12-01T02:00:00Z".parse().unwrap();
@@ -88,14 +92,9 @@ async fn rig() -> Rig {
         carriers.clone(),
         Arc::new(ManualClock::new(t0)),
         Arc::new(Discard),
-        EngineConfig::default(),
+        config,
     );
-    let api = Api::new(
-        engine,
-        carriers,
-        ApiConfig::default(),
-        Arc::new(Metrics::default()),
-    );
+    let api = Api::new(engine, ApiConfig::default(), Arc::new(Metrics::default()));
     Rig {
         _dir: dir,
         store,
@@ -440,4 +439,36 @@ async fn an_idempotency_key_replays_the_first_answer_even_to_a_concurrent_duplic
         .await;
     is_problem(&second, 409, "duplicate");
     assert!(second.replayed);
+}
+
+#[tokio::test]
+async fn a_company_without_a_plugin_is_tracked_through_the_configured_upstream() {
+    let plain = rig().await;
+    let zto = json!({"number": "75312345678901", "carrier": "zhongtong"});
+    is_problem(
+        &plain.post("/v1/trackings", zto.clone()).await,
+        422,
+        "invalid-request",
+    );
+    // "sandbox" stands in for an aggregator here; the daemon only accepts a loaded
+    // aggregator plugin as upstream.
+    let routed = rig_with(EngineConfig {
+        upstream: Some("sandbox".into()),
+        ..EngineConfig::default()
+    })
+    .await;
+    let made = routed.post("/v1/trackings", zto).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.body["carrier"], "zhongtong");
+    let carriers = routed.get("/v1/carriers").await;
+    let codes: Vec<&str> = carriers.body["carriers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["sandbox", "shunfeng"], "own plugins");
+    let routed = carriers.body["through_upstream"].as_array().unwrap();
+    assert!(routed.iter().any(|c| c == "zhongtong"), "{routed:?}");
+    assert!(!routed.iter().any(|c| c == "shunfeng"), "{routed:?}");
 }

@@ -14,7 +14,6 @@ use axum::routing::get;
 use axum::Router;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use waybill_core::carrier::Carrier;
 use waybill_core::guess::Guesser;
 use waybill_core::model::Trace;
 
@@ -103,7 +102,6 @@ struct Inner {
     engine: Engine,
     store: Arc<dyn Store>,
     batcher: SubscribeBatcher,
-    carriers: HashMap<String, Arc<dyn Carrier>>,
     guesser: &'static Guesser,
     config: ApiConfig,
     metrics: Arc<Metrics>,
@@ -114,15 +112,10 @@ struct Inner {
 }
 
 impl Api {
-    /// The API over `engine`'s store and clock. `carriers` are the same carriers the
-    /// engine polls (the real-time query asks them directly). Must be called inside a
-    /// tokio runtime (it starts the group-commit writer).
-    pub fn new(
-        engine: Engine,
-        carriers: Vec<Arc<dyn Carrier>>,
-        config: ApiConfig,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// The API over `engine`'s store, clock and carriers (a real-time query goes through
+    /// the engine's gate like a poll). Must be called inside a tokio runtime (it starts
+    /// the group-commit writer).
+    pub fn new(engine: Engine, config: ApiConfig, metrics: Arc<Metrics>) -> Self {
         let store = engine.store().clone();
         let batcher = SubscribeBatcher::spawn(
             store.clone(),
@@ -130,12 +123,6 @@ impl Api {
             config.subscribe_batch.max(1) * 8,
             config.monthly_subscribe_limit,
         );
-        let mut by_code: HashMap<String, Arc<dyn Carrier>> = HashMap::new();
-        for c in carriers {
-            for code in c.codes() {
-                by_code.entry(code.to_string()).or_insert_with(|| c.clone());
-            }
-        }
         let ttl = std::time::Duration::try_from(config.tenant_cache_ttl).unwrap_or_default();
         Self {
             inner: Arc::new(Inner {
@@ -143,7 +130,6 @@ impl Api {
                 tenants: tenants::TenantCache::new(store.clone(), ttl),
                 store,
                 batcher,
-                carriers: by_code,
                 guesser: Guesser::embedded(),
                 limits: limit::KeyLimits::new(&config.rate_limit),
                 dialects: Dialects::standard(),
@@ -182,6 +168,11 @@ impl Api {
     /// The codes of the companies a loaded carrier serves, sorted.
     pub fn served_companies(&self) -> Vec<String> {
         self.inner.engine.companies()
+    }
+
+    /// The codes of the companies the upstream aggregator serves (no plugin of their own).
+    pub fn routed_companies(&self) -> Vec<String> {
+        self.inner.engine.routed_companies()
     }
 
     /// Whether a loaded carrier serves `company` (a canonical code).

@@ -309,10 +309,14 @@ impl Api {
 
     fn served_list(&self) -> String {
         let codes = self.inner.engine.companies();
-        if codes.is_empty() {
-            "none; no carrier plugin is loaded".into()
-        } else {
-            codes.join(", ")
+        let routed = self.inner.engine.routed_companies().len();
+        match (codes.is_empty(), routed) {
+            (true, 0) => "none; no carrier plugin is loaded".into(),
+            (false, 0) => codes.join(", "),
+            (_, n) => format!(
+                "{}, and {n} more companies of the catalog through the upstream aggregator",
+                codes.join(", ")
+            ),
         }
     }
 
@@ -441,9 +445,9 @@ impl Api {
             // A broken cache must not stop the query: ask the carrier instead.
             Err(e) => tracing::warn!(error = %e, "cannot read the stored query answer"),
         }
-        // The API's own carrier list says what it serves; the request goes through the
-        // engine's gate, the one limit on traffic to each carrier.
-        if !self.inner.carriers.contains_key(&waybill.company) {
+        // The request goes through the engine's gate, the one limit on traffic to each
+        // carrier (the upstream aggregator's for a company it answers).
+        if !self.inner.engine.knows_company(&waybill.company) {
             return Err(UseError::UnsupportedCompany {
                 company: waybill.company.clone(),
                 served: self.served_list(),

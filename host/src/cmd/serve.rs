@@ -18,7 +18,9 @@ use waybill_host::config::Config;
 use waybill_host::engine::{Engine, EngineConfig};
 use waybill_host::guess::{CoreGuesser, LearnedPrior};
 use waybill_host::plugin::adapter::AdapterSettings;
-use waybill_host::plugin::registry::{config_from_table, plugin_dir, settings_from_env, Registry};
+use waybill_host::plugin::registry::{
+    config_from_table, plugin_dir, settings_from_env, upstream, Registry,
+};
 use waybill_host::push::HttpNotifier;
 use waybill_host::sandbox::{keep_clock, linked_sandbox, restore_journeys, resume_clock};
 use waybill_host::store::location::create_private_dir;
@@ -186,7 +188,7 @@ pub async fn serve(
     } else {
         None
     };
-    let (carriers, guesser) = load_carriers(&config, &carrier_tables, &metrics, &clock)?;
+    let (carriers, guesser, upstream) = load_carriers(&config, &carrier_tables, &metrics, &clock)?;
     // The autoCheck's order learns from the confirmed waybills, recounted periodically.
     let learn_every = Duration::try_from(config.guess.prior_refresh)
         .ok()
@@ -207,20 +209,25 @@ pub async fn serve(
         Arc::new(http),
         EngineConfig {
             problems: config.problems.clone(),
+            upstream,
             ..config.engine.clone()
         },
     )
     .with_guesser(Arc::new(guesser))
     .with_push_observer(metrics.clone());
-    let api = Api::new(engine.clone(), carriers, config.api.clone(), metrics);
+    let api = Api::new(engine.clone(), config.api.clone(), metrics);
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;
     let addr = listener.local_addr()?;
-    let carriers = if engine.companies().is_empty() {
-        "none".to_string()
-    } else {
-        engine.companies().join(", ")
+    let routed = engine.routed_companies().len();
+    let carriers = match (engine.companies().is_empty(), routed) {
+        (true, 0) => "none".to_string(),
+        (_, 0) => engine.companies().join(", "),
+        (_, n) => format!(
+            "{} (+{n} through the upstream)",
+            engine.companies().join(", ")
+        ),
     };
     let simulator = sim
         .as_ref()
@@ -289,15 +296,20 @@ pub async fn serve(
     Ok(())
 }
 
+/// The carriers started, the guesser with their rules, the upstream aggregator's code.
+type LoadedCarriers = (Vec<Arc<dyn Carrier>>, CoreGuesser, Option<String>);
+
 /// Instantiates every loaded plugin with its `[carriers.<code>]` table (and environment);
 /// a plugin whose configuration is refused is left out with a warning. In sandbox mode
-/// the sandbox carrier runs in-process when no sandbox plugin file is installed.
+/// the sandbox carrier runs in-process when no sandbox plugin file is installed. The third
+/// value is the upstream (`[engine] upstream`, else `$WAYBILL_UPSTREAM`) when it names a
+/// loaded aggregator plugin; otherwise it is refused with a warning.
 fn load_carriers(
     config: &Config,
     tables: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     metrics: &Arc<Metrics>,
     clock: &Arc<dyn Clock>,
-) -> anyhow::Result<(Vec<Arc<dyn Carrier>>, CoreGuesser)> {
+) -> anyhow::Result<LoadedCarriers> {
     let settings = |base: AdapterSettings| AdapterSettings {
         clock: clock.clone(),
         ..base
@@ -338,7 +350,21 @@ fn load_carriers(
     }
     // The 3-day autoCheck guesses with the embedded rules plus every loaded plugin's.
     let guesser = CoreGuesser::new(Arc::new(registry.guesser()?));
-    Ok((carriers, guesser))
+    let upstream = upstream(config.engine.upstream.as_deref()).filter(|u| {
+        let aggregator = registry.loaded.iter().any(|p| {
+            let m = p.manifest();
+            m.aggregator && m.codes.iter().any(|c| c == u)
+        });
+        if !aggregator {
+            tracing::warn!(
+                upstream = %u,
+                "the upstream is not a loaded aggregator plugin; companies without a plugin \
+                 stay untracked"
+            );
+        }
+        aggregator
+    });
+    Ok((carriers, guesser, upstream))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

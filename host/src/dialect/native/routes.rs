@@ -221,8 +221,10 @@ pub struct Carrier {
 /// The carriers this daemon tracks.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Carriers {
-    /// By code.
+    /// The carriers with a plugin of their own, by code.
     pub carriers: Vec<Carrier>,
+    /// Company codes tracked through the upstream aggregator (`[engine] upstream`).
+    pub through_upstream: Vec<String>,
 }
 
 /// A number whose carrier is wanted.
@@ -926,7 +928,10 @@ async fn carriers((State(api), _): Ctx, headers: HeaderMap) -> Response {
                 }
             })
             .collect();
-        Ok(Carriers { carriers })
+        Ok(Carriers {
+            carriers,
+            through_upstream: api.routed_companies(),
+        })
     };
     answer(StatusCode::OK, result.await).into_response()
 }
