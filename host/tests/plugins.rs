@@ -883,3 +883,107 @@ fn kdniao_and_17track_track_a_company_without_a_plugin_as_upstreams() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_daemon_tracks_a_company_without_a_plugin_through_the_upstream() {
+    let dir = all_plugins_dir("upstream-daemon");
+    let data = temp_dir("upstream-daemon-data");
+    let (base, seen) = fake_carrier(|_| {
+        (
+            200,
+            include_bytes!("../../plugins/kuaidi100/fixtures/delivered.json").to_vec(),
+        )
+    });
+    let env = [
+        ("WAYBILL_KUAIDI100_CUSTOMER", "CUST0001".to_owned()),
+        ("WAYBILL_KUAIDI100_KEY", "k100-secret".to_owned()),
+        ("WAYBILL_KUAIDI100_BASE_URL", base),
+        ("WAYBILL_UPSTREAM", "kuaidi100".to_owned()),
+    ];
+    let data_dir = data.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = waybill(
+        &dir,
+        &[
+            "tenant",
+            "add",
+            "shop",
+            "--key",
+            "UPKEY001",
+            "--format",
+            "json",
+            "--data-dir",
+            &data_dir,
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let tenant: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let customer = tenant["customer"].as_str().unwrap().to_owned();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_waybill"))
+        .args([
+            "serve",
+            "--data-dir",
+            &data_dir,
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("WAYBILL_PLUGIN_DIR", &dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (made, answer) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let made = client
+            .post(format!("{url}/v1/trackings"))
+            .bearer_auth("UPKEY001")
+            .json(&serde_json::json!({"number": "YT7300000000202", "carrier": "yuantong"}))
+            .send()
+            .await
+            .unwrap();
+        let made = (made.status().as_u16(), made.text().await.unwrap());
+        let param = r#"{"com":"yuantong","num":"YT7300000000202"}"#;
+        let sign = waybill_core::sign::kuaidi100_query_sign(param, "UPKEY001", &customer);
+        let answer: serde_json::Value = client
+            .post(format!("{url}/poll/query.do"))
+            .form(&[
+                ("customer", customer.as_str()),
+                ("sign", &sign),
+                ("param", param),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (made, answer)
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(made.0, 201, "{}", made.1);
+    assert!(made.1.contains(r#""carrier":"yuantong""#), "{}", made.1);
+    assert_eq!(answer["nu"], "YT7300000000202", "{answer}");
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty(), "the query reached the upstream");
+    let param: serde_json::Value =
+        serde_json::from_str(&form_field(&seen[0].body, "param").unwrap()).unwrap();
+    assert_eq!(param["com"], "yuantong");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+}
