@@ -1100,7 +1100,7 @@ mod tests {
         let report = engine.run_once(t0()).await.expect("round");
         assert_eq!(report.deliveries.delivered, 1);
         let seen = seen.lock().expect("lock").clone();
-        assert_eq!(seen[0].0, format!("{id}-1"));
+        assert_eq!(seen[0].0, store.push_id(id, 1));
         let form: HashMap<String, String> = url::form_urlencoded::parse(seen[0].1.as_bytes())
             .into_owned()
             .collect();

@@ -58,8 +58,9 @@ pub struct Received {
 /// What the receiver has seen.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    /// Accepted pushes per subscription id, in arrival order.
-    pub by_subscription: BTreeMap<i64, Vec<Received>>,
+    /// Accepted pushes per subscription (the push id's part before `-<seq>`), in arrival
+    /// order.
+    pub by_subscription: BTreeMap<String, Vec<Received>>,
     /// Requests received.
     pub requests: u64,
     /// Pushes accepted in all, repeats included (each also kept in `by_subscription`
@@ -96,11 +97,6 @@ impl Inbox {
             }
         }
         problems
-    }
-
-    /// The last accepted push of a subscription.
-    pub fn last_of(&self, sub: i64) -> Option<&Received> {
-        self.by_subscription.get(&sub).and_then(|v| v.last())
     }
 }
 
@@ -213,9 +209,9 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         Ok(received) => {
             let sub = received
                 .push_id
-                .split_once('-')
-                .and_then(|(s, _)| s.parse::<i64>().ok())
-                .unwrap_or(0);
+                .rsplit_once('-')
+                .map_or(received.push_id.as_str(), |(s, _)| s)
+                .to_owned();
             let now = Instant::now();
             let mut inbox = lock(&shared.inbox);
             inbox.first_at.get_or_insert(now);
@@ -289,7 +285,7 @@ mod tests {
     fn inbox(seqs: &[i64]) -> Inbox {
         let mut i = Inbox::default();
         i.by_subscription
-            .insert(1, seqs.iter().map(|s| received(*s)).collect());
+            .insert("a1".into(), seqs.iter().map(|s| received(*s)).collect());
         i
     }
 

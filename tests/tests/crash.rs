@@ -170,7 +170,7 @@ async fn assert_every_push_arrived_in_order(dir: &Path, receiver: &Receiver) {
             assert_ne!(sub.status, MonitorStatus::Polling);
             let got = inbox
                 .by_subscription
-                .get(&sub.id)
+                .get(&store.push_prefix(sub.id))
                 .cloned()
                 .unwrap_or_default();
             let mut seqs: Vec<i64> = got.iter().map(|r| r.seq).collect();

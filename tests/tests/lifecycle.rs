@@ -160,7 +160,7 @@ async fn every_waybill_ends_as_its_journey_says_and_every_change_reaches_the_rec
                 );
                 let got = inbox
                     .by_subscription
-                    .get(&sub.id)
+                    .get(&stack.store.push_prefix(sub.id))
                     .cloned()
                     .unwrap_or_default();
                 let mut seqs: Vec<i64> = got.iter().map(|r| r.seq).collect();

@@ -953,21 +953,22 @@ mod tests {
     #[tokio::test]
     async fn a_slow_receiver_holds_one_slot_while_the_others_are_delivered() {
         let (_dir, store, ids, t0) = store_with_waybills(40, 1).await;
-        let (notifier, worker) = four_slots(&store, &format!("{}-", ids[0]), 1_500);
+        let (notifier, worker) =
+            four_slots(&store, &format!("{}-", store.push_prefix(ids[0])), 1_500);
         let started = Instant::now();
         let report = run_until_drained(&worker, &store, &ManualClock::new(t0)).await;
         assert_eq!((report.claimed, report.delivered), (40, 40));
         let acked = notifier.acked.lock().expect("lock").clone();
         let slow = acked
             .iter()
-            .find(|(id, _)| id.starts_with(&format!("{}-", ids[0])))
+            .find(|(id, _)| id.starts_with(&format!("{}-", store.push_prefix(ids[0]))))
             .expect("slow push acknowledged")
             .1;
         // The 39 others went through the three remaining slots long before the slow one
         // came back (in rounds, all 39 behind it would have waited for it).
         let others_done = acked
             .iter()
-            .filter(|(id, _)| !id.starts_with(&format!("{}-", ids[0])))
+            .filter(|(id, _)| !id.starts_with(&format!("{}-", store.push_prefix(ids[0]))))
             .map(|(_, at)| *at)
             .max()
             .expect("others");
@@ -1017,7 +1018,7 @@ mod tests {
         let mut urls = vec!["http://hangs.example/cb"; 8];
         urls.extend(vec!["http://fast.example/cb?shop=2"; 10]);
         let (_dir, store, ids, t0) = store_with_waybills_pushing_to(&urls, 1).await;
-        let slow: Vec<String> = ids[..8].iter().map(|id| format!("{id}-1")).collect();
+        let slow: Vec<String> = ids[..8].iter().map(|id| store.push_id(*id, 1)).collect();
         let notifier = Arc::new(SlowList {
             slow: slow.clone(),
             delay: std::time::Duration::from_millis(1_000),
@@ -1120,9 +1121,9 @@ mod tests {
         for id in ids {
             let of: Vec<&String> = seen
                 .iter()
-                .filter(|p| p.starts_with(&format!("{id}-")))
+                .filter(|p| p.starts_with(&format!("{}-", store.push_prefix(id))))
                 .collect();
-            let want: Vec<String> = (1..=4).map(|seq| format!("{id}-{seq}")).collect();
+            let want: Vec<String> = (1..=4).map(|seq| store.push_id(id, seq)).collect();
             assert_eq!(of, want.iter().collect::<Vec<_>>());
         }
     }
@@ -1149,7 +1150,7 @@ mod tests {
             .await;
         assert_eq!((report.claimed, report.delivered), (3, 3));
         for id in ids {
-            let push = format!("{id}-1");
+            let push = store.push_id(id, 1);
             assert_eq!(state_of(&store, &push).await, (PushState::Delivered, 1));
         }
     }
@@ -1183,8 +1184,8 @@ mod tests {
         assert_eq!(dead, vec![0, 0, 0, 1, 0]);
         assert_eq!(reports[4].delivered, 1);
         let seen = notifier.seen.lock().expect("lock").clone();
-        let first = format!("{id}-1");
-        let second = format!("{id}-2");
+        let first = store.push_id(id, 1);
+        let second = store.push_id(id, 2);
         assert_eq!(
             seen,
             vec![
@@ -1213,7 +1214,7 @@ mod tests {
         let report = worker.deliver_due(t0, t0).await.expect("deliver");
         assert_eq!(report.delivered, 1);
         let sent = notifier.sent.lock().expect("lock").clone();
-        assert_eq!(sent[0].id, format!("{}-1", ids[0]));
+        assert_eq!(sent[0].id, store.push_id(ids[0], 1));
         assert_eq!(sent[0].url, "http://x/cb");
         assert_eq!(sent[0].content_type, "application/x-www-form-urlencoded");
         let form: HashMap<String, String> = url::form_urlencoded::parse(&sent[0].body)
@@ -1236,7 +1237,7 @@ mod tests {
         assert_eq!((report.delivered, report.dead), (0, 1));
         assert!(notifier.sent.lock().expect("lock").is_empty());
         let p = store
-            .push(&format!("{}-1", ids[0]))
+            .push(&store.push_id(ids[0], 1))
             .await
             .expect("read")
             .expect("exists");
@@ -1273,7 +1274,7 @@ mod tests {
         assert_eq!((report.delivered, report.dead), (0, 1));
         assert_eq!(notifier.sent.lock().expect("lock").len(), 1, "not sent");
         let second = store
-            .push(&format!("{}-2", ids[0]))
+            .push(&store.push_id(ids[0], 2))
             .await
             .expect("read")
             .expect("exists");
@@ -1300,7 +1301,7 @@ mod tests {
         let sent: Vec<String> = notifier.seen.lock().expect("lock").clone();
         assert_eq!(
             sent[1..],
-            [format!("{}-1", ids[0]), format!("{}-2", ids[0])]
+            [store.push_id(ids[0], 1), store.push_id(ids[0], 2)]
         );
     }
 
@@ -1448,7 +1449,7 @@ mod tests {
             .expect("claim");
         assert_eq!(again.len(), 1);
         let verdict = |owner: &str| PushResult {
-            push_id: format!("{id}-1"),
+            push_id: store.push_id(id, 1),
             owner: owner.into(),
             verdict: PushVerdict::Delivered { at: later },
         };
@@ -1457,7 +1458,7 @@ mod tests {
             .await
             .expect("write");
         assert_eq!(written, vec![false, true]);
-        let push = format!("{id}-1");
+        let push = store.push_id(id, 1);
         assert_eq!(state_of(&store, &push).await, (PushState::Delivered, 1));
     }
 

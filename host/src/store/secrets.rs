@@ -151,6 +151,16 @@ impl SecretKey {
         format!("{LOOKUP}{}", hex(&mac.finalize().into_bytes()))
     }
 
+    /// The public name of subscription `id` in its push ids: 16 hex digits of a keyed
+    /// hash, so a receiver learns nothing of the store's row counter from them.
+    pub fn push_prefix(&self, id: i64) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(b"push-id:");
+        mac.update(&id.to_be_bytes());
+        hex(&mac.finalize().into_bytes()[..8])
+    }
+
     /// Whether a stored key column already holds a lookup hash (rows written before
     /// secrets were sealed hold the key itself).
     pub fn is_lookup(stored: &str) -> bool {

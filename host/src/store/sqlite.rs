@@ -427,8 +427,19 @@ fn lease_lost(what: &'static str, id: impl ToString, owner: &str) -> StoreError 
     }
 }
 
+/// The id of push `seq` of subscription `id`: `<opaque prefix>-<seq>`. The sequence is
+/// the subscription's own (receivers order a waybill's pushes by it); the prefix hides the
+/// row id.
+fn push_id(secrets: &SecretKey, id: SubscriptionId, seq: i64) -> String {
+    format!("{}-{seq}", secrets.push_prefix(id))
+}
+
 /// Writes one check's result inside `tx`; false (and nothing written) if the lease moved on.
-async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> StoreResult<bool> {
+async fn write_check(
+    tx: &mut sqlx::SqliteConnection,
+    o: &CheckOutcome,
+    secrets: &SecretKey,
+) -> StoreResult<bool> {
     let held: Option<i64> =
         sqlx::query_scalar("SELECT push_seq FROM subscriptions WHERE id = ? AND lease_owner = ?")
             .bind(o.subscription_id)
@@ -498,7 +509,7 @@ async fn write_check(tx: &mut sqlx::SqliteConnection, o: &CheckOutcome) -> Store
             "INSERT INTO outbox (push_id, subscription_id, seq, url, endpoint, content_type, \
              body, change, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, '', X'', ?, ?, ?)",
         )
-        .bind(format!("{}-{}", o.subscription_id, push_seq))
+        .bind(push_id(secrets, o.subscription_id, push_seq))
         .bind(o.subscription_id)
         .bind(push_seq)
         .bind(&p.url)
@@ -580,6 +591,18 @@ async fn refused(
                 s.company, s.number, s.tenant_id
             ),
         }),
+    }
+}
+
+impl SqliteStore {
+    /// The id push `seq` of subscription `id` has (or will have) in this store.
+    pub fn push_id(&self, id: SubscriptionId, seq: i64) -> String {
+        push_id(&self.secrets, id, seq)
+    }
+
+    /// What every push id of subscription `id` starts with, before `-<seq>`.
+    pub fn push_prefix(&self, id: SubscriptionId) -> String {
+        self.secrets.push_prefix(id)
     }
 }
 
@@ -1034,7 +1057,7 @@ impl Store for SqliteStore {
 
     async fn complete_check(&self, o: &CheckOutcome) -> StoreResult<()> {
         self.write_tx(async |tx| {
-            if write_check(tx, o).await? {
+            if write_check(tx, o, &self.secrets).await? {
                 Ok(())
             } else {
                 Err(lease_lost(
@@ -1051,7 +1074,7 @@ impl Store for SqliteStore {
         self.write_tx(async |tx| {
             let mut written = Vec::with_capacity(outcomes.len());
             for o in outcomes {
-                written.push(write_check(tx, o).await?);
+                written.push(write_check(tx, o, &self.secrets).await?);
             }
             Ok(written)
         })
@@ -2215,7 +2238,7 @@ mod tests {
         assert_eq!(s.push_seq, 2);
         let pushes = store.pushes_of(id).await.expect("pushes");
         let ids: Vec<_> = pushes.iter().map(|p| p.push_id.clone()).collect();
-        assert_eq!(ids, vec![format!("{id}-1"), format!("{id}-2")]);
+        assert_eq!(ids, vec![store.push_id(id, 1), store.push_id(id, 2)]);
         assert_eq!(pushes[1].payload, PushPayload::Change(numbered_change(1)));
     }
 
@@ -2483,7 +2506,7 @@ mod tests {
         );
         assert_eq!(
             store
-                .push(&format!("{id}-1"))
+                .push(&store.push_id(id, 1))
                 .await
                 .expect("push")
                 .map(|p| p.state),
