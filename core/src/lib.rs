@@ -14,6 +14,7 @@
 //!   formats kept as data, a learned [`guess::Prior`], and the number's
 //!   [`guess::canonical`] form.
 //! - [`policy`]: when to check a waybill next, or stop (shutdown / abort).
+//! - [`eta`]: arrival estimates learned per lane ([`eta::Lanes`], [`eta::Estimate`]).
 //! - [`problem`]: problem flags (Kdniao 问题件 401–423, kuaidi100 疑难 2xx) from the trace,
 //!   thresholds and `now` ([`problem::flags`]), and when the next one is due
 //!   ([`problem::next_change_at`]).
@@ -42,6 +43,7 @@ pub use jiff;
 pub mod carrier;
 pub mod clock;
 pub mod dialect;
+pub mod eta;
 pub mod guess;
 pub mod model;
 pub mod normalize;
