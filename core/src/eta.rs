@@ -492,6 +492,47 @@ pub struct LaneStats {
     pub from_stage: [Histogram; 3],
 }
 
+impl LaneStats {
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &LaneStats) {
+        self.deliveries += other.deliveries;
+        for (mine, theirs) in self.from_stage.iter_mut().zip(&other.from_stage) {
+            mine.merge(theirs);
+        }
+    }
+}
+
+/// What one delivered parcel teaches: its samples, and the scopes they belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lesson {
+    /// The parcel's scopes, most specific first ([`Scope::chain`]).
+    pub scopes: Vec<Scope>,
+    /// One delivery, with one sample per stage the parcel passed.
+    pub stats: LaneStats,
+}
+
+impl Lesson {
+    /// The lesson of a delivered parcel; `None` for one not delivered, returning, or
+    /// without a collection time.
+    pub fn of(m: &Milestones) -> Option<Lesson> {
+        let delivered = m.delivered.filter(|_| !m.returning)?;
+        m.collected?;
+        let mut stats = LaneStats {
+            deliveries: 1,
+            ..LaneStats::default()
+        };
+        for stage in Stage::ALL {
+            if let Some(t) = m.entered(stage) {
+                stats.from_stage[stage.index()].add(delivered.duration_since(t));
+            }
+        }
+        Some(Lesson {
+            scopes: Scope::chain(m.origin.as_ref(), m.destination.as_ref()),
+            stats,
+        })
+    }
+}
+
 fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<SignedDuration, D::Error> {
     let span = crate::policy::duration_from_text(d)?;
     if span.is_positive() {
@@ -664,26 +705,22 @@ impl Lanes {
     }
 
     /// Adds a delivered parcel of `carrier` to every scope it belongs to, and returns the
-    /// scopes it changed (to persist them). Nothing for a parcel not delivered, returning,
-    /// or without a collection time.
-    pub fn learn(&mut self, carrier: &str, m: &Milestones) -> Vec<Scope> {
-        let (Some(delivered), false) = (m.delivered, m.returning) else {
-            return Vec::new();
-        };
-        if m.collected.is_none() {
-            return Vec::new();
+    /// lesson (to persist it). Nothing for a parcel not delivered, returning, or without a
+    /// collection time.
+    pub fn learn(&mut self, carrier: &str, m: &Milestones) -> Option<Lesson> {
+        let lesson = Lesson::of(m)?;
+        self.apply(carrier, &lesson);
+        Some(lesson)
+    }
+
+    /// Adds `lesson` to every scope it names.
+    pub fn apply(&mut self, carrier: &str, lesson: &Lesson) {
+        for scope in &lesson.scopes {
+            self.stats
+                .entry((carrier.to_string(), *scope))
+                .or_default()
+                .merge(&lesson.stats);
         }
-        let scopes = Scope::chain(m.origin.as_ref(), m.destination.as_ref());
-        for scope in &scopes {
-            let stats = self.stats.entry((carrier.to_string(), *scope)).or_default();
-            stats.deliveries += 1;
-            for stage in Stage::ALL {
-                if let Some(t) = m.entered(stage) {
-                    stats.from_stage[stage.index()].add(delivered.duration_since(t));
-                }
-            }
-        }
-        scopes
     }
 
     /// What `scope` of `carrier` has learned.
@@ -930,7 +967,7 @@ mod tests {
         let m = Milestones::of(&trace, None);
         assert!(m.returning);
         let mut lanes = Lanes::default();
-        assert!(lanes.learn("sandbox", &m).is_empty());
+        assert!(lanes.learn("sandbox", &m).is_none());
         assert!(lanes
             .estimate("sandbox", &m, at("2024-05-02 09:00:00").at)
             .is_none());

@@ -121,6 +121,8 @@ fn check_cycle(c: &mut Criterion) {
                             error: None,
                             pushes: vec![],
                             problems: None,
+                            eta: None,
+                            lesson: None,
                         })
                         .await
                         .expect("complete");
@@ -156,6 +158,8 @@ fn check_cycle(c: &mut Criterion) {
                         error: None,
                         pushes: vec![],
                         problems: None,
+                        eta: None,
+                        lesson: None,
                     })
                     .collect();
                 store.complete_checks(&outcomes).await.expect("complete");

@@ -61,6 +61,8 @@ pub struct Config {
     pub guess: GuessConfig,
     /// Problem-parcel thresholds (Kdniao's 401/402/403/412), overridable per carrier.
     pub problems: waybill_core::problem::Thresholds,
+    /// Arrival estimates: samples a lane needs, cold-start defaults.
+    pub eta: waybill_core::eta::EtaConfig,
     /// Plugin configuration by carrier code: `[carriers.<code>]` with the keys the
     /// plugin's manifest declares (`waybill plugins` lists them).
     pub carriers: BTreeMap<String, BTreeMap<String, String>>,

@@ -27,11 +27,13 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use waybill_core::carrier::{Carrier, Notifier};
 use waybill_core::clock::{Clock, ManualClock};
-use waybill_core::model::Waybill;
+use waybill_core::eta::Estimate;
+use waybill_core::model::{Trace, Waybill};
 use waybill_core::policy::{
     self, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
 };
 
+use crate::eta::LaneBook;
 use crate::push::deliver::DEFAULT_TIMEOUT;
 use crate::push::{DeliveryReport, HttpNotifier, PushConfig, PushWorker, VerdictObserver};
 use crate::scheduler::{CarrierLimits, Carriers, CheckReport, Checker, CompanyGuesser};
@@ -74,6 +76,9 @@ pub struct EngineConfig {
     /// start-up (`waybill problems` reads the same table).
     #[serde(skip)]
     pub problems: waybill_core::problem::Thresholds,
+    /// Arrival estimates: the daemon's top-level `[eta]` table, copied here at start-up.
+    #[serde(skip)]
+    pub eta: waybill_core::eta::EtaConfig,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +96,7 @@ impl Default for EngineConfig {
             push_backlog: 512,
             upstream: None,
             problems: waybill_core::problem::Thresholds::default(),
+            eta: waybill_core::eta::EtaConfig::default(),
         }
     }
 }
@@ -178,6 +184,7 @@ impl Engine {
             guesser: None,
             policy: config.policy.clone(),
             problems: config.problems.clone(),
+            lanes: Arc::new(LaneBook::new(store.clone(), config.eta.clone())),
             owner: config.owner.clone(),
         });
         let pushes = Arc::new(PushWorker::new(
@@ -206,6 +213,7 @@ impl Engine {
             guesser: Some(guesser),
             policy: c.policy.clone(),
             problems: c.problems.clone(),
+            lanes: c.lanes.clone(),
             owner: c.owner.clone(),
         });
         self
@@ -251,6 +259,25 @@ impl Engine {
         waybills: &[Waybill],
     ) -> Vec<waybill_core::carrier::TrackOutcome> {
         self.checker.carriers.track(company, waybills).await
+    }
+
+    /// The arrival estimate for `trace` of `company` to `to` at `now`, from the lanes
+    /// learned so far (loaded from the store on first use).
+    pub async fn estimate(
+        &self,
+        company: &str,
+        trace: &Trace,
+        to: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<Estimate>> {
+        self.checker.lanes.ready().await?;
+        Ok(self.checker.lanes.estimate(company, trace, to, now))
+    }
+
+    /// The lanes learned so far (loaded from the store on first use).
+    pub async fn lanes(&self) -> StoreResult<waybill_core::eta::Lanes> {
+        self.checker.lanes.ready().await?;
+        Ok(self.checker.lanes.snapshot())
     }
 
     /// Carrier codes a plugin of their own answers for.

@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod dialect;
 pub mod engine;
+pub mod eta;
 pub mod guess;
 pub mod latency;
 pub mod listen;

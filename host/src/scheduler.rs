@@ -16,12 +16,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use waybill_core::carrier::{Carrier, TrackError, TrackOutcome};
+use waybill_core::eta::{Estimate, Milestones};
 use waybill_core::model::{Trace, Waybill};
 use waybill_core::policy::{
     self, AbortReason, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
 };
 use waybill_core::problem::{self, Flag, Thresholds};
 
+use crate::eta::LaneBook;
 use crate::store::sqlite::trace_hash;
 use crate::store::{
     Change, CheckOutcome, CompanyCorrection, Lease, MonitorStatus, NewPush, ProblemState,
@@ -297,6 +299,7 @@ pub(crate) struct Checker {
     pub guesser: Option<Arc<dyn CompanyGuesser>>,
     pub policy: PolicyConfig,
     pub problems: Thresholds,
+    pub lanes: Arc<LaneBook>,
     pub owner: String,
 }
 
@@ -311,6 +314,7 @@ impl Checker {
         lease: SignedDuration,
     ) -> StoreResult<CheckReport> {
         let lease = Lease::new(&self.owner, lease_now, lease);
+        self.lanes.ready().await?;
         let subs = self.store.claim_due(now, limit, &lease).await?;
         let mut report = CheckReport {
             claimed: u32::try_from(subs.len()).unwrap_or(u32::MAX),
@@ -361,6 +365,9 @@ impl Checker {
         let mut report = CheckReport::default();
         for ((o, changed), ok) in results.iter().zip(changed).zip(written) {
             if ok {
+                if let Some((carrier, lesson)) = &o.lesson {
+                    self.lanes.apply(carrier, lesson);
+                }
                 report.add(o, changed);
             } else {
                 report.lease_lost += 1;
@@ -395,13 +402,17 @@ impl Checker {
                     lease_owner: self.owner.clone(),
                     checked_at: now,
                     status: MonitorStatus::Abort,
-                    pushes: change(sub, trace, header, Vec::new()).into_iter().collect(),
+                    pushes: change(sub, trace, header, Vec::new(), None)
+                        .into_iter()
+                        .collect(),
                     message,
                     next_check_at: now,
                     new_trace: None,
                     correction: None,
                     error: outcome.err().map(|e| e.to_string()),
                     problems: None,
+                    eta: Some(None),
+                    lesson: None,
                 },
                 false,
             ));
@@ -482,6 +493,23 @@ impl Checker {
         let flags_changed = evaluated
             .as_ref()
             .is_some_and(|(_, _, state)| state.codes != sub.problems.codes);
+        // The estimate is remade at every change; a delivery new with this trace is a
+        // lesson for the lanes.
+        let to = sub.to.as_deref();
+        let eta = match (&new_trace, &evaluated) {
+            (Some((t, _)), _) => Some(self.lanes.estimate(&sub.company, t, to, now)),
+            (None, Some((t, _, _))) if flags_changed => {
+                Some(self.lanes.estimate(&sub.company, t, to, now))
+            }
+            _ => None,
+        };
+        let lesson = new_trace.as_ref().and_then(|(t, _)| {
+            let lesson = LaneBook::lesson(t, to)?;
+            let delivered = Milestones::of(t, to).delivered?;
+            sub.last_event_at
+                .is_none_or(|seen| delivered > seen)
+                .then(|| (sub.company.clone(), lesson))
+        });
 
         let mut out = CheckOutcome {
             subscription_id: sub.id,
@@ -495,6 +523,12 @@ impl Checker {
             error,
             pushes: Vec::new(),
             problems: evaluated.as_ref().map(|(_, _, state)| state.clone()),
+            eta: eta.clone(),
+            lesson,
+        };
+        let eta = match eta {
+            Some(made) => made,
+            None => sub.eta.clone(),
         };
         match decision {
             Decision::CheckAt { at, .. } => {
@@ -513,7 +547,7 @@ impl Checker {
                         MonitorStatus::Polling,
                         &reasons.join("; "),
                     );
-                    let mut push = change(sub, trace.clone(), header, flags.clone());
+                    let mut push = change(sub, trace.clone(), header, flags.clone(), eta.clone());
                     if let Some(p) = &mut push {
                         p.change.problems_only = new_trace.is_none();
                     }
@@ -528,7 +562,8 @@ impl Checker {
                 out.status = MonitorStatus::Shutdown;
                 out.message = String::new();
                 let header = PushHeader::for_subscription(sub, MonitorStatus::Shutdown, "");
-                out.pushes.extend(change(sub, trace, header, flags.clone()));
+                out.pushes
+                    .extend(change(sub, trace, header, flags.clone(), eta.clone()));
             }
             Decision::Abort {
                 reason: AbortReason::NoTraceIn3Days,
@@ -545,7 +580,7 @@ impl Checker {
                         com_new: com_new.clone(),
                     };
                     out.pushes
-                        .extend(change(sub, empty.clone(), header, Vec::new()));
+                        .extend(change(sub, empty.clone(), header, Vec::new(), None));
                     out.correction = Some(CompanyCorrection {
                         com_old: sub.company.clone(),
                         com_new,
@@ -558,7 +593,7 @@ impl Checker {
                     out.message = message.into();
                     let header = PushHeader::for_subscription(sub, MonitorStatus::Abort, message);
                     out.pushes
-                        .extend(change(sub, empty.clone(), header, Vec::new()));
+                        .extend(change(sub, empty.clone(), header, Vec::new(), None));
                 }
             },
             Decision::Abort { reason } => {
@@ -570,7 +605,8 @@ impl Checker {
                 out.message = reason.message().into();
                 let header =
                     PushHeader::for_subscription(sub, MonitorStatus::Abort, reason.message());
-                out.pushes.extend(change(sub, trace, header, flags.clone()));
+                out.pushes
+                    .extend(change(sub, trace, header, flags.clone(), eta.clone()));
             }
         }
         out.new_trace = new_trace;
@@ -648,11 +684,13 @@ fn change(
     trace: Trace,
     header: PushHeader,
     problems: Vec<Flag>,
+    eta: Option<Estimate>,
 ) -> Option<NewPush> {
     (!sub.callback_url.is_empty()).then(|| NewPush {
         url: sub.callback_url.clone(),
         change: Change {
             problems,
+            eta: eta.map(Box::new),
             ..Change::new(header, trace)
         },
     })

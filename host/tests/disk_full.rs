@@ -192,6 +192,8 @@ fn check(id: SubscriptionId, number: &str) -> CheckOutcome {
             change: Change::new(PushHeader::new(MonitorStatus::Polling, ""), trace),
         }],
         problems: None,
+        eta: None,
+        lesson: None,
     }
 }
 

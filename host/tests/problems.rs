@@ -85,6 +85,8 @@ async fn record(
             error: None,
             pushes: Vec::new(),
             problems: None,
+            eta: None,
+            lesson: None,
         })
         .await
         .unwrap();

@@ -209,6 +209,7 @@ pub async fn serve(
         Arc::new(http),
         EngineConfig {
             problems: config.problems.clone(),
+            eta: config.eta.clone(),
             upstream,
             ..config.engine.clone()
         },

@@ -882,6 +882,8 @@ mod tests {
                     error: None,
                     pushes: (0..n).map(|_| polling_push(urls[w])).collect(),
                     problems: None,
+                    eta: None,
+                    lesson: None,
                 })
                 .await
                 .expect("complete");

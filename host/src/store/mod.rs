@@ -16,6 +16,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use waybill_core::eta::{Estimate, LaneStats, Lesson, Scope};
 use waybill_core::model::Trace;
 use waybill_core::state::State;
 
@@ -329,6 +330,8 @@ pub struct Subscription {
     pub updated_at: Timestamp,
     /// Active problem flags as of the last evaluation.
     pub problems: ProblemState,
+    /// The arrival estimate made at the last evaluation; `None` when there is none.
+    pub eta: Option<Estimate>,
 }
 
 /// A subscription's active problem flags as stored, and when a timed one is due to appear
@@ -396,6 +399,7 @@ impl Subscription {
             created_at: new.created_at,
             updated_at: new.created_at,
             problems: ProblemState::default(),
+            eta: None,
         }
     }
 
@@ -484,6 +488,9 @@ pub struct Change {
     /// Pushed because flags appeared or cleared, with no new line.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub problems_only: bool,
+    /// The arrival estimate made with this change (boxed: most changes are small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Box<Estimate>>,
 }
 
 impl Change {
@@ -494,6 +501,7 @@ impl Change {
             trace,
             problems: Vec::new(),
             problems_only: false,
+            eta: None,
         }
     }
 }
@@ -732,6 +740,12 @@ pub struct CheckOutcome {
     /// The problem flags evaluated with this check; `None`: not evaluated (kept as they
     /// are).
     pub problems: Option<ProblemState>,
+    /// The arrival estimate made with this check: `None`: not evaluated (kept as it is);
+    /// `Some(None)`: there is none any more (delivered, on its way back).
+    pub eta: Option<Option<Estimate>>,
+    /// A parcel delivered with this check: what its carrier's lanes learn from it, merged
+    /// into the stored lanes in the same transaction.
+    pub lesson: Option<(String, Lesson)>,
 }
 
 /// How many subscriptions and pushes are in each state.
@@ -1046,6 +1060,9 @@ pub trait Store: Send + Sync {
     /// [`waybill_core::guess::PREFIX_LEN`] characters: the facts of the guesser's learned
     /// prior. One aggregate read.
     async fn confirmed_number_counts(&self) -> StoreResult<Vec<waybill_core::guess::PriorCount>>;
+
+    /// Every carrier's learned lane stats, to load the estimator.
+    async fn lanes(&self) -> StoreResult<Vec<(String, Scope, LaneStats)>>;
 }
 
 /// What [`Store::retrack`] did.

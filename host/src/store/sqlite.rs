@@ -68,7 +68,7 @@ const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_are
     callback_url, salt, dialect, dialect_params, options, status, state, message, com_old, com_new, next_check_at, \
     lease_owner, lease_until, checks, failures, changes, push_seq, trace_hash, event_count, \
     last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at, problems, \
-    problems_due_at";
+    problems_due_at, eta";
 
 const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, \
     COALESCE(endpoint, url) AS endpoint, change, content_type, body, headers, attempt, \
@@ -351,6 +351,15 @@ fn sub_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Subscription>
             codes: ProblemState::parse_codes(&r.try_get::<String, _>("problems")?),
             due_at: ts_opt(T, r.try_get("problems_due_at")?)?,
         },
+        eta: match r.try_get::<Option<String>, _>("eta")? {
+            Some(text) => Some(
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    table: T,
+                    detail: format!("eta: {e}"),
+                })?,
+            ),
+            None => None,
+        },
     })
 }
 
@@ -545,7 +554,68 @@ async fn write_check(
             .execute(&mut *tx)
             .await?;
     }
+    if let Some(eta) = &o.eta {
+        let text = eta
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                table: "subscriptions",
+                detail: format!("eta: {e}"),
+            })?;
+        sqlx::query("UPDATE subscriptions SET eta = ? WHERE id = ?")
+            .bind(text)
+            .bind(o.subscription_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some((carrier, lesson)) = &o.lesson {
+        learn_lanes(tx, carrier, lesson, now).await?;
+    }
     Ok(true)
+}
+
+/// Merges a delivered parcel's lesson into each of its scopes' stored stats, inside the
+/// check's transaction, so daemons sharing the database add up instead of overwriting.
+async fn learn_lanes(
+    tx: &mut sqlx::SqliteConnection,
+    carrier: &str,
+    lesson: &Lesson,
+    now: i64,
+) -> StoreResult<()> {
+    for scope in &lesson.scopes {
+        let key = scope.key();
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT stats FROM lanes WHERE carrier = ? AND scope = ?")
+                .bind(carrier)
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let mut stats: LaneStats = match stored {
+            Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                table: "lanes",
+                detail: format!("{carrier} {key}: {e}"),
+            })?,
+            None => LaneStats::default(),
+        };
+        stats.merge(&lesson.stats);
+        let text = serde_json::to_string(&stats).map_err(|e| StoreError::Corrupt {
+            table: "lanes",
+            detail: format!("{carrier} {key}: {e}"),
+        })?;
+        sqlx::query(
+            "INSERT INTO lanes (carrier, scope, stats, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (carrier, scope) DO UPDATE SET stats = excluded.stats, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(carrier)
+        .bind(&key)
+        .bind(text)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Why `s` was not inserted: a live subscription of the waybill (duplicate), or else its
@@ -1565,6 +1635,26 @@ impl Store for SqliteStore {
         Ok(stats)
     }
 
+    async fn lanes(&self) -> StoreResult<Vec<(String, Scope, LaneStats)>> {
+        let rows = sqlx::query("SELECT carrier, scope, stats FROM lanes")
+            .fetch_all(&self.read)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let carrier: String = r.try_get("carrier")?;
+            let key: String = r.try_get("scope")?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                table: "lanes",
+                detail,
+            };
+            let scope = Scope::parse(&key).ok_or_else(|| corrupt(format!("scope {key:?}")))?;
+            let stats = serde_json::from_str(&r.try_get::<String, _>("stats")?)
+                .map_err(|e| corrupt(format!("{carrier} {key}: {e}")))?;
+            out.push((carrier, scope, stats));
+        }
+        Ok(out)
+    }
+
     async fn confirmed_number_counts(&self) -> StoreResult<Vec<waybill_core::guess::PriorCount>> {
         // `company` is the carrier the trace came from: an autoCheck correction rewrites it.
         let rows = sqlx::query(
@@ -1793,6 +1883,8 @@ mod tests {
                 })
                 .collect(),
             problems: None,
+            eta: None,
+            lesson: None,
         }
     }
 

@@ -196,13 +196,12 @@ impl Shared {
     }
 
     fn result_for(&self, requested: &str, now: Timestamp) -> TrackResult {
-        let journey = normalize_number(requested)
-            .and_then(|n| Journey::for_number(&n, &self.config).map(|j| (n, j)));
+        let journey = normalize_number(requested).and_then(|n| {
+            let start = self.start_of(&n, now);
+            Journey::for_number_at(&n, &self.config, start).map(|j| (start, j))
+        });
         match journey {
-            Ok((normalized, journey)) => {
-                let start = self.start_of(&normalized, now);
-                TrackResult::from_journey(requested, &journey, start, now)
-            }
+            Ok((start, journey)) => TrackResult::from_journey(requested, &journey, start, now),
             Err(e) => TrackResult {
                 number: requested.to_string(),
                 found: false,
@@ -471,17 +470,17 @@ struct JourneyView {
 }
 
 async fn journey(State(shared): State<Arc<Shared>>, Path(number): Path<String>) -> Response {
-    let journey = normalize_number(&number)
-        .and_then(|n| Journey::for_number(&n, &shared.config).map(|j| (n, j)));
+    let journey = normalize_number(&number).and_then(|n| {
+        let started = lock(&shared.first_seen).get(&n).copied();
+        let start = started.unwrap_or(crate::journey::REFERENCE_START);
+        Journey::for_number_at(&n, &shared.config, start).map(|j| (started, j))
+    });
     match journey {
-        Ok((normalized, journey)) => {
-            let started = lock(&shared.first_seen).get(&normalized).copied();
-            Json(JourneyView {
-                started: started.map(format_time),
-                journey,
-            })
-            .into_response()
-        }
+        Ok((started, journey)) => Json(JourneyView {
+            started: started.map(format_time),
+            journey,
+        })
+        .into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -575,7 +574,7 @@ mod tests {
     async fn events_appear_as_the_simulated_clock_passes_them() {
         let (clock, sim) = start(SimConfig::default()).await;
         let number = "SB20240501001";
-        let journey = Journey::for_number(number, &SimConfig::default()).unwrap();
+        let journey = Journey::for_number_at(number, &SimConfig::default(), t0()).unwrap();
         assert!(journey.events.len() > 5);
 
         let first = ok(&track_one(sim.addr(), "", number).await);

@@ -324,6 +324,7 @@ mod tests {
             created_at: t0,
             updated_at: t0,
             problems: Default::default(),
+            eta: None,
         }
     }
 

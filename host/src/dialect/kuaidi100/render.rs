@@ -325,6 +325,7 @@ mod tests {
             created_at: t,
             updated_at: t,
             problems: Default::default(),
+            eta: None,
         }
     }
 
