@@ -26,6 +26,9 @@ enum Command {
     /// Scale measurement: due checks per second with many active subscriptions.
     #[command(hide = true)]
     BenchDispatch(cmd::bench_dispatch::BenchDispatchArgs),
+    /// ETA measurement: sandbox parcels on a few lanes, estimates scored per stage.
+    #[command(hide = true)]
+    BenchEta(cmd::bench_eta::BenchEtaArgs),
     /// Print the version of every part.
     Version,
     /// Run the sandbox carrier's simulator (a fake courier for demos and tests).
@@ -58,6 +61,13 @@ Environment:
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: cmd::OutputFormat,
+        /// Destination address (`广东省深圳市南山区`): places the lines and picks the lane
+        /// of the arrival estimate.
+        #[arg(long)]
+        to: Option<String>,
+        /// Where the learned lanes are read from (nothing is created or written).
+        #[command(flatten)]
+        store: cmd::serve::StoreArgs,
     },
     /// Guess the carrier of tracking numbers (`-` reads one per line from stdin).
     Guess(cmd::guess::GuessArgs),
@@ -87,6 +97,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::BenchDispatch(args) => cmd::bench_dispatch::run(args),
+        Command::BenchEta(args) => cmd::bench_eta::run(args),
         Command::Version => cmd::version::run(),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Normalize(args) => cmd::normalize::run(args),
@@ -96,7 +107,16 @@ fn main() -> ExitCode {
             number,
             phone,
             format,
-        } => cmd::track::run(&company, &number, phone, format == cmd::OutputFormat::Json),
+            to,
+            store,
+        } => cmd::track::run(cmd::track::TrackArgs {
+            company,
+            number,
+            phone,
+            to,
+            json: format == cmd::OutputFormat::Json,
+            store,
+        }),
         Command::Guess(args) => cmd::guess::run(args),
         Command::Carriers(args) => cmd::carriers::run(args),
         Command::DeadLetters(args) => cmd::dead_letters::run(args),

@@ -197,6 +197,8 @@ pub struct SandboxStack {
     pub sim: SimulatorHandle,
     /// Where the sandbox plugin came from.
     pub plugin_source: PluginSource,
+    /// The simulated carrier's world (to know a number's journey ahead).
+    pub sim_config: SimConfig,
 }
 
 impl SandboxStack {
@@ -205,6 +207,7 @@ impl SandboxStack {
     /// sandbox subscription already in the store gets its journey back (see
     /// [`SandboxStack::restore_journeys`]), so a restarted daemon sees the same parcels.
     pub async fn start(options: SandboxOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let sim_config = options.sim.clone();
         let sim = Simulator::start(
             "127.0.0.1:0".parse().context("loopback address")?,
             clock.clone(),
@@ -250,6 +253,7 @@ impl SandboxStack {
             store,
             sim,
             plugin_source,
+            sim_config,
         };
         stack.restore_journeys().await?;
         Ok(stack)
@@ -280,10 +284,12 @@ impl SandboxStack {
     }
 
     /// Subscribes sandbox `numbers` for `tenant` with pushes to `callback_url` signed
-    /// with `salt`, in one transaction, and starts their journeys now. A number the
-    /// tenant already watches is left as it is (kuaidi100's duplicate rule), so this is
-    /// safe to repeat after a restart; so is one it subscribed 4 times this month
-    /// (kuaidi100's monthly limit). Returns how many were new.
+    /// with `salt`, in one transaction, and starts their journeys now. Each domestic
+    /// subscription gives its journey's destination city as `to`, as a shop that knows
+    /// where it ships would. A number the tenant already watches is left as it is
+    /// (kuaidi100's duplicate rule), so this is safe to repeat after a restart; so is one
+    /// it subscribed 4 times this month (kuaidi100's monthly limit). Returns how many were
+    /// new.
     pub async fn subscribe(
         &self,
         tenant: &Tenant,
@@ -300,7 +306,10 @@ impl SandboxStack {
                 number: n.clone(),
                 phone: None,
                 from: None,
-                to: None,
+                to: waybill_sandbox_sim::journey::Journey::for_number(n, &self.sim_config)
+                    .ok()
+                    .filter(|j| !j.international)
+                    .map(|j| j.destination),
                 callback_url: callback_url.into(),
                 salt: Some(salt.into()),
                 dialect: crate::dialect::kuaidi100::NAME.into(),

@@ -160,6 +160,25 @@ impl Api {
         self.inner.engine.now()
     }
 
+    /// The arrival estimate for `trace` of `company` to `to`, now (none once delivered or
+    /// on its way back). A store error loading the lanes answers none, logged: an
+    /// estimate is never worth failing a query for.
+    pub async fn estimate(
+        &self,
+        company: &str,
+        trace: &waybill_core::model::Trace,
+        to: Option<&str>,
+    ) -> Option<waybill_core::eta::Estimate> {
+        let now = self.now();
+        match self.inner.engine.estimate(company, trace, to, now).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the lanes for an estimate");
+                None
+            }
+        }
+    }
+
     /// The problem thresholds, the engine's.
     pub fn thresholds(&self) -> &waybill_core::problem::Thresholds {
         &self.inner.engine.config().problems

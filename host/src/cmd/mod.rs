@@ -1,6 +1,7 @@
 //! One module per subcommand; each has `run(...) -> anyhow::Result<ExitCode>`.
 
 pub mod bench_dispatch;
+pub mod bench_eta;
 pub mod carriers;
 pub mod config;
 pub mod dead_letters;

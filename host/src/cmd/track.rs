@@ -5,32 +5,48 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use waybill_core::carrier::Carrier;
+use waybill_core::eta::{Estimate, Lanes, Milestones};
 use waybill_core::model::{Trace, Waybill};
+use waybill_host::store::Store;
+
+use super::serve::{open_store, StoreArgs};
 
 use waybill_core::normalize::TextNormalizer;
 use waybill_host::plugin::registry::{plugin_dir, upstream, Registry};
 
-/// Queries one waybill and prints its normalized trace. Exit 1 when the carrier answered
-/// with an error.
-pub fn run(
-    company: &str,
-    number: &str,
-    phone: Option<String>,
-    json_format: bool,
-) -> anyhow::Result<ExitCode> {
+/// What `waybill track` was asked.
+pub struct TrackArgs {
+    /// Carrier code.
+    pub company: String,
+    /// Tracking number.
+    pub number: String,
+    /// Phone (or its last four digits).
+    pub phone: Option<String>,
+    /// Destination address.
+    pub to: Option<String>,
+    /// JSON output.
+    pub json: bool,
+    /// Where the learned lanes are.
+    pub store: StoreArgs,
+}
+
+/// Queries one waybill and prints its normalized trace with an arrival estimate. Exit 1
+/// when the carrier answered with an error.
+pub fn run(args: TrackArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::load(&plugin_dir(None))?;
     for r in &registry.refused {
         eprintln!("waybill: plugin refused: {r}");
     }
-    let company = company.to_ascii_lowercase();
+    let company = args.company.to_ascii_lowercase();
     // A company without its own plugin goes to the upstream aggregator, if one is set.
     let carrier = registry.routed_carrier(
         &company,
         upstream(None).as_deref(),
         Arc::new(TextNormalizer::builtin().clone()),
     )?;
-    let mut waybill = Waybill::new(company, number.trim().to_ascii_uppercase());
-    waybill.phone = phone;
+    let mut waybill = Waybill::new(company, args.number.trim().to_ascii_uppercase());
+    waybill.phone = args.phone;
+    waybill.to = args.to;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -43,16 +59,30 @@ pub fn run(
                 message: "no outcome".into(),
             })
         });
+    let outcome = outcome.map(|mut trace| {
+        trace.locate(waybill.from.as_deref(), waybill.to.as_deref());
+        trace
+    });
     match outcome {
-        Ok(trace) if json_format => {
-            println!("{}", serde_json::to_string_pretty(&trace)?);
-            Ok(ExitCode::SUCCESS)
-        }
         Ok(trace) => {
-            print!("{}", render_table(&trace));
+            let lanes = runtime.block_on(learned_lanes(&args.store))?;
+            let m = Milestones::of(&trace, waybill.to.as_deref());
+            let eta = lanes.estimate(&waybill.company, &m, jiff::Timestamp::now());
+            if args.json {
+                let mut v = serde_json::to_value(&trace)?;
+                if let (Some(obj), Some(e)) = (v.as_object_mut(), &eta) {
+                    obj.insert("eta".into(), serde_json::to_value(e)?);
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", render_table(&trace));
+                if let Some(e) = &eta {
+                    println!("{}", eta_line(e));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) if json_format => {
+        Err(e) if args.json => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"error": e}))?
@@ -64,6 +94,38 @@ pub fn run(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The lanes the store has learned, when its database exists; none otherwise (the
+/// estimate then says it is a cold start). Nothing is created.
+async fn learned_lanes(args: &StoreArgs) -> anyhow::Result<Lanes> {
+    let config = args.load()?;
+    let mut lanes = Lanes::new(config.eta.clone());
+    if config.database_path().exists() {
+        let store = open_store(&config).await?;
+        for (carrier, scope, stats) in store.lanes().await? {
+            lanes.insert(&carrier, scope, stats);
+        }
+        store.close().await;
+    }
+    Ok(lanes)
+}
+
+/// `eta: 2024-05-03 14:00 (p20 … – p80 …), …explanation`, China time.
+pub fn eta_line(e: &Estimate) -> String {
+    let china = jiff::tz::TimeZone::fixed(waybill_core::model::CHINA_OFFSET);
+    let t = |at: jiff::Timestamp| {
+        at.to_zoned(china.clone())
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    format!(
+        "eta: {} (p20 {} – p80 {}); {}",
+        t(e.arrival),
+        t(e.early),
+        t(e.late),
+        e.explanation
+    )
 }
 
 /// The trace as a table: time, place, state, text; newest first.

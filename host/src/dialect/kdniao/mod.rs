@@ -20,6 +20,7 @@ use axum::Router;
 use jiff::Timestamp;
 use serde::Serialize;
 use waybill_core::carrier::{Reply, Verdict};
+use waybill_core::eta::Estimate;
 use waybill_core::model::{Trace, TrackEvent, Waybill, CHINA_OFFSET};
 use waybill_core::problem::Flag;
 use waybill_core::shipper::kdniao_shipper_code;
@@ -144,6 +145,20 @@ pub(crate) struct TracingData {
     pub callback: Option<String>,
     #[serde(rename = "Traces")]
     pub traces: Vec<TraceLine>,
+    /// The estimated delivery day (`yyyy-mm-dd`, China time), empty without an estimate.
+    #[serde(rename = "EstimatedDeliveryTime")]
+    pub estimated_delivery_time: String,
+}
+
+/// Kdniao's `EstimatedDeliveryTime`: the estimate's day in China, or empty.
+pub(crate) fn estimated_day(eta: Option<&Estimate>) -> String {
+    eta.map(|e| {
+        e.arrival
+            .to_zoned(CHINA_OFFSET.to_time_zone())
+            .strftime("%Y-%m-%d")
+            .to_string()
+    })
+    .unwrap_or_default()
 }
 
 impl TracingData {
@@ -156,6 +171,7 @@ impl TracingData {
         waybill: &Waybill,
         trace: &Trace,
         problems: &[Flag],
+        eta: Option<&Estimate>,
         order_code: &str,
         reason: &str,
     ) -> Self {
@@ -175,6 +191,7 @@ impl TracingData {
             location: trace.data.first().and_then(city).unwrap_or_default(),
             callback: None,
             traces: trace_lines(trace, true),
+            estimated_delivery_time: estimated_day(eta),
         }
     }
 }
@@ -208,6 +225,7 @@ impl Dialect for Kdniao {
             &sub.waybill(),
             &change.trace,
             &change.problems,
+            change.eta.as_deref(),
             param(sub, ORDER_CODE),
             &change.header.message,
         );

@@ -287,7 +287,18 @@ async fn query(api: &Api, req: &Request) -> Result<Value, Refusal> {
         ""
     };
     if req.request_type == 8001 {
-        let data = TracingData::of(req.tenant.id, &waybill, &trace, &[], &order_code, reason);
+        let eta = api
+            .estimate(&waybill.company, &trace, waybill.to.as_deref())
+            .await;
+        let data = TracingData::of(
+            req.tenant.id,
+            &waybill,
+            &trace,
+            &[],
+            eta.as_ref(),
+            &order_code,
+            reason,
+        );
         return serde_json::to_value(data).map_err(|e| Refusal::new(105, e.to_string()));
     }
     let (state, _) = trace.state.kdniao();
@@ -329,6 +340,10 @@ async fn subscribe(api: &Api, req: &Request) -> Result<Value, Refusal> {
     let (company, waybill) = waybill(&req.data)?;
     let callback = text(&req.data, "Callback").unwrap_or_default();
     let order_code = text(&req.data, "OrderCode").unwrap_or_default();
+    // No trace yet: the estimate counts from now on the carrier's (or the destination's)
+    // learned times, or says nothing.
+    let empty = waybill_core::model::Trace::from_events(&company, &waybill.number, vec![]);
+    let eta = api.estimate(&company, &empty, waybill.to.as_deref()).await;
     let request = Subscribe {
         company: Some(company),
         guess_company: false,
@@ -351,7 +366,7 @@ async fn subscribe(api: &Api, req: &Request) -> Result<Value, Refusal> {
         "UpdateTime": kdniao_time(api.now()),
         "Success": true,
         "Reason": reason,
-        "EstimatedDeliveryTime": "",
+        "EstimatedDeliveryTime": super::estimated_day(eta.as_ref()),
     }))
 }
 

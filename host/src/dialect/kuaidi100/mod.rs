@@ -35,9 +35,13 @@ impl Dialect for Kuaidi100 {
         sub: &Subscription,
         change: &Change,
         _push_id: &str,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Rendered {
-        render::kuaidi100_push(sub, &change.trace, &change.header)
+        let eta = change
+            .eta
+            .as_deref()
+            .map(|estimate| render::EtaAt { estimate, now });
+        render::kuaidi100_push(sub, &change.trace, &change.header, eta)
     }
 
     fn routes(&self) -> Router<Api> {

@@ -6,9 +6,13 @@
 //! - ≥ 1: each line's status name and area (`status`, `areaCode`, `areaName`);
 //! - ≥ 4: the advanced state code in `lastResult.state` and each line's `statusCode`, and
 //!   `lastResult.routeInfo` {from, cur, to} and `lastResult.isLoop` ([`route`]);
-//! - 8: kuaidi100 adds an ETA (`arrivalTime`, `totalTime`, `remainTime`,
-//!   `predictedRoute`). The daemon has no ETA model yet: resultv2=8 is accepted and
-//!   stored, and renders what 4 renders.
+//! - 8: what 4 renders plus the arrival estimate ([`waybill_core::eta`]) as kuaidi100
+//!   writes it: `arrivalTime` the estimated hour of delivery (`2024-05-03 14`, China
+//!   time), `totalTime` the lane's typical door-to-door time and `remainTime` what is left
+//!   at the moment of sending (`1天6小时`). A parcel delivered or on its way back has no
+//!   estimate and renders what 4 renders. `predictedRoute` (kuaidi100's guess of the hubs
+//!   still to come) is not rendered: the lanes learn times, not routes, and a made-up
+//!   route would not be honest.
 //!
 //! `interCom=1` (international mode) leaves out `comOld` and `comNew`, as kuaidi100 does.
 //! For an international postal item it also splits the trace by country: `lastResult`
@@ -16,7 +20,9 @@
 //! full, newest first, with its own state ([`international`] says how the split is
 //! made). A waybill that is not an international postal item gets no `destResult`.
 
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
+use waybill_core::eta::Estimate;
 use waybill_core::model::{Trace, TrackEvent};
 use waybill_core::state::State;
 
@@ -60,6 +66,53 @@ struct LastResult<'a> {
     route_info: Option<route::RouteInfo>,
     #[serde(rename = "isLoop", skip_serializing_if = "Option::is_none")]
     is_loop: Option<bool>,
+    #[serde(rename = "arrivalTime", skip_serializing_if = "Option::is_none")]
+    arrival_time: Option<String>,
+    #[serde(rename = "totalTime", skip_serializing_if = "Option::is_none")]
+    total_time: Option<String>,
+    #[serde(rename = "remainTime", skip_serializing_if = "Option::is_none")]
+    remain_time: Option<String>,
+}
+
+/// An estimate at `now`, for `resultv2=8`.
+#[derive(Debug, Clone, Copy)]
+pub struct EtaAt<'a> {
+    /// The estimate.
+    pub estimate: &'a Estimate,
+    /// When the answer is sent: `remainTime` counts from here.
+    pub now: Timestamp,
+}
+
+/// kuaidi100's way of writing a span: whole days and hours, `1天6小时`, `0天3小时`
+/// (rounded to the nearest hour).
+///
+/// ```
+/// use waybill_host::dialect::kuaidi100::render::days_hours;
+/// use waybill_core::time::SignedDuration;
+/// assert_eq!(days_hours(SignedDuration::from_mins(30 * 60 + 40)), "1天7小时");
+/// assert_eq!(days_hours(SignedDuration::from_mins(-5)), "0天0小时");
+/// ```
+pub fn days_hours(d: SignedDuration) -> String {
+    let hours = (d.as_secs_f64().max(0.0) / 3600.0).round() as i64;
+    format!("{}天{}小时", hours / 24, hours % 24)
+}
+
+impl LastResult<'_> {
+    fn with_eta(mut self, eta: Option<EtaAt<'_>>) -> Self {
+        if let Some(EtaAt { estimate, now }) = eta {
+            let china = jiff::tz::TimeZone::fixed(waybill_core::model::CHINA_OFFSET);
+            self.arrival_time = Some(
+                estimate
+                    .arrival
+                    .to_zoned(china)
+                    .strftime("%Y-%m-%d %H")
+                    .to_string(),
+            );
+            self.total_time = Some(days_hours(estimate.typical_total));
+            self.remain_time = Some(days_hours(estimate.remaining(now)));
+        }
+        self
+    }
 }
 
 #[derive(Serialize)]
@@ -77,10 +130,17 @@ struct Line<'a> {
     area_name: Option<Option<&'a str>>,
 }
 
-/// The `param` JSON of a kuaidi100 push for `trace`, as the subscription's options ask.
-pub fn kuaidi100_param(sub: &Subscription, trace: &Trace, header: &PushHeader) -> String {
+/// The `param` JSON of a kuaidi100 push for `trace`, as the subscription's options ask
+/// (`eta` is rendered at `resultv2=8` only).
+pub fn kuaidi100_param(
+    sub: &Subscription,
+    trace: &Trace,
+    header: &PushHeader,
+    eta: Option<EtaAt<'_>>,
+) -> String {
     let options = &sub.options;
     let resultv2 = options.resultv2;
+    let eta = eta.filter(|_| resultv2 >= 8);
     let route =
         (resultv2 >= 4).then(|| route::Route::of(trace, sub.from.as_deref(), sub.to.as_deref()));
     let split = if options.inter_com {
@@ -106,6 +166,7 @@ pub fn kuaidi100_param(sub: &Subscription, trace: &Trace, header: &PushHeader) -
         }
         None => (last_result(trace, resultv2, route), None),
     };
+    let last_result = last_result.with_eta(eta);
     // kuaidi100 sends no company-correction names in international mode.
     let names = !options.inter_com;
     let param = Param {
@@ -131,9 +192,11 @@ pub fn kuaidi100_result(
     resultv2: u8,
     from: Option<&str>,
     to: Option<&str>,
+    eta: Option<EtaAt<'_>>,
 ) -> serde_json::Value {
     let route = (resultv2 >= 4).then(|| route::Route::of(trace, from, to));
-    serde_json::to_value(last_result(trace, resultv2, route)).unwrap_or_default()
+    let eta = eta.filter(|_| resultv2 >= 8);
+    serde_json::to_value(last_result(trace, resultv2, route).with_eta(eta)).unwrap_or_default()
 }
 
 fn last_result(trace: &Trace, resultv2: u8, route: Option<route::Route>) -> LastResult<'_> {
@@ -202,6 +265,9 @@ fn result<'a>(
         data,
         route_info,
         is_loop,
+        arrival_time: None,
+        total_time: None,
+        remain_time: None,
     }
 }
 
@@ -217,8 +283,13 @@ pub fn kuaidi100_sign(param: &str, salt: &str) -> String {
 }
 
 /// The whole push: form body `param=…&sign=…`.
-pub fn kuaidi100_push(sub: &Subscription, trace: &Trace, header: &PushHeader) -> Rendered {
-    let param = kuaidi100_param(sub, trace, header);
+pub fn kuaidi100_push(
+    sub: &Subscription,
+    trace: &Trace,
+    header: &PushHeader,
+    eta: Option<EtaAt<'_>>,
+) -> Rendered {
+    let param = kuaidi100_param(sub, trace, header, eta);
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("param", &param);
     if let Some(salt) = &sub.salt {
@@ -366,6 +437,7 @@ mod tests {
             &sub(4, None),
             &trace(),
             &PushHeader::new(MonitorStatus::Polling, ""),
+            None,
         );
         let got: serde_json::Value = serde_json::from_str(&param).expect("json");
         let want: serde_json::Value =
@@ -380,6 +452,7 @@ mod tests {
             &sub(0, None),
             &trace(),
             &PushHeader::new(MonitorStatus::Polling, ""),
+            None,
         );
         let v: serde_json::Value = serde_json::from_str(&param).expect("json");
         let line = &v["lastResult"]["data"][0];
@@ -400,7 +473,7 @@ mod tests {
         });
         let h = PushHeader::for_subscription(&s, MonitorStatus::Polling, "");
         let v: serde_json::Value =
-            serde_json::from_str(&kuaidi100_param(&s, &trace(), &h)).expect("json");
+            serde_json::from_str(&kuaidi100_param(&s, &trace(), &h, None)).expect("json");
         assert_eq!(
             (&v["autoCheck"], &v["comOld"], &v["comNew"]),
             (&"1".into(), &"yuantong".into(), &"sandbox".into())
@@ -410,7 +483,7 @@ mod tests {
     #[test]
     fn body_is_a_form_with_a_sign_only_when_a_salt_was_given() {
         let h = PushHeader::new(MonitorStatus::Polling, "");
-        let signed = kuaidi100_push(&sub(0, Some("SALT")), &trace(), &h);
+        let signed = kuaidi100_push(&sub(0, Some("SALT")), &trace(), &h, None);
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&signed.body)
             .into_owned()
             .collect();
@@ -421,7 +494,7 @@ mod tests {
         );
         assert_eq!(signed.content_type, FORM_CONTENT_TYPE);
 
-        let unsigned = kuaidi100_push(&sub(0, None), &trace(), &h);
+        let unsigned = kuaidi100_push(&sub(0, None), &trace(), &h, None);
         let names: Vec<String> = url::form_urlencoded::parse(&unsigned.body)
             .map(|(k, _)| k.into_owned())
             .collect();
@@ -528,8 +601,17 @@ mod tests {
         s
     }
 
+    fn param_json_eta(
+        s: &Subscription,
+        t: &Trace,
+        h: &PushHeader,
+        eta: Option<EtaAt<'_>>,
+    ) -> serde_json::Value {
+        serde_json::from_str(&kuaidi100_param(s, t, h, eta)).expect("json")
+    }
+
     fn param_json(s: &Subscription, t: &Trace, h: &PushHeader) -> serde_json::Value {
-        serde_json::from_str(&kuaidi100_param(s, t, h)).expect("json")
+        serde_json::from_str(&kuaidi100_param(s, t, h, None)).expect("json")
     }
 
     #[test]
@@ -771,11 +853,42 @@ mod tests {
     }
 
     #[test]
-    fn resultv2_8_renders_what_4_renders_and_1_has_no_route() {
+    fn resultv2_8_adds_the_estimate_to_what_4_renders_and_1_has_no_route() {
         let h = PushHeader::new(MonitorStatus::Polling, "");
+        let now: Timestamp = "2024-05-02T02:00:00Z".parse().unwrap();
+        let estimate = Estimate {
+            arrival: "2024-05-03T06:20:00Z".parse().unwrap(),
+            early: "2024-05-03T02:00:00Z".parse().unwrap(),
+            late: "2024-05-03T10:00:00Z".parse().unwrap(),
+            stage: Some(waybill_core::eta::Stage::Collected),
+            stage_since: Some(now),
+            typical_total: SignedDuration::from_hours(52),
+            basis: waybill_core::eta::Basis::ColdStart { reach: None },
+            fallback: true,
+            explanation: String::new(),
+        };
+        let eta = Some(EtaAt {
+            estimate: &estimate,
+            now,
+        });
+        let v8 = param_json_eta(&sub(8, None), &trace(), &h, eta);
+        let last = &v8["lastResult"];
         assert_eq!(
-            kuaidi100_param(&sub(8, None), &trace(), &h),
-            kuaidi100_param(&sub(4, None), &trace(), &h)
+            last["arrivalTime"], "2024-05-03 14",
+            "China time, to the hour"
+        );
+        assert_eq!(last["totalTime"], "2天4小时");
+        assert_eq!(last["remainTime"], "1天4小时");
+        let mut v4 = param_json_eta(&sub(4, None), &trace(), &h, eta);
+        assert!(v4["lastResult"].get("arrivalTime").is_none(), "{v4}");
+        for key in ["arrivalTime", "totalTime", "remainTime"] {
+            v4["lastResult"][key] = last[key].clone();
+        }
+        assert_eq!(v4, v8, "8 is 4 plus the estimate");
+        assert_eq!(
+            kuaidi100_param(&sub(8, None), &trace(), &h, None),
+            kuaidi100_param(&sub(4, None), &trace(), &h, None),
+            "no estimate (delivered): 8 renders what 4 renders"
         );
         let v = param_json(&sub(1, None), &trace(), &h);
         assert!(v["lastResult"].get("routeInfo").is_none(), "{v}");
@@ -784,13 +897,13 @@ mod tests {
 
     #[test]
     fn the_query_answer_carries_the_route_of_the_query_from_and_to() {
-        let v = kuaidi100_result(&trace(), 4, None, Some("北京市朝阳区"));
+        let v = kuaidi100_result(&trace(), 4, None, Some("北京市朝阳区"), None);
         assert_eq!(
             v["routeInfo"]["to"],
             serde_json::json!({"number": "110105000000", "name": "北京市朝阳区"})
         );
         assert_eq!(v["isLoop"], false);
-        assert!(kuaidi100_result(&trace(), 1, None, None)
+        assert!(kuaidi100_result(&trace(), 1, None, None, None)
             .get("routeInfo")
             .is_none());
     }

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use waybill_core::carrier::TrackError;
 use waybill_core::model::Waybill;
 
-use super::render::kuaidi100_result;
+use super::render::{kuaidi100_result, EtaAt};
 use crate::api::limit::Endpoint;
 use crate::api::usecase::{check_number, Subscribe, UseError, MAX_NUMBER_CHARS};
 use crate::api::Api;
@@ -391,11 +391,22 @@ async fn query_inner(
         to: non_empty(&param, "to").map_err(bad)?,
     };
     let trace = api.query(&tenant, &waybill).await.map_err(query_refusal)?;
+    let estimate = if resultv2 >= 8 {
+        api.estimate(&waybill.company, &trace, waybill.to.as_deref())
+            .await
+    } else {
+        None
+    };
+    let eta = estimate.as_ref().map(|estimate| EtaAt {
+        estimate,
+        now: api.now(),
+    });
     let mut answer = kuaidi100_result(
         &trace,
         resultv2,
         waybill.from.as_deref(),
         waybill.to.as_deref(),
+        eta,
     );
     // kuaidi100 lists events newest first unless the query asks for `"order": "asc"`
     // (its SDKs expose the field).

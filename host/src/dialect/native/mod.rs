@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use utoipa::ToSchema;
 use waybill_core::carrier::{Reply, Verdict};
+use waybill_core::eta::{Basis, Estimate};
 use waybill_core::model::{Trace, TrackEvent};
 use waybill_core::problem::Flag;
 
@@ -223,6 +224,48 @@ impl From<&Flag> for ProblemFlag {
     }
 }
 
+/// When the parcel should arrive, and why we think so.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Eta {
+    /// The median estimate of delivery.
+    #[schema(value_type = String, format = DateTime)]
+    pub arrival: Timestamp,
+    /// 20th percentile: one parcel in five like this one arrives earlier.
+    #[schema(value_type = String, format = DateTime)]
+    pub early: Timestamp,
+    /// 80th percentile: four in five arrive by then.
+    #[schema(value_type = String, format = DateTime)]
+    pub late: Timestamp,
+    /// The stage it counts from (`collected`, `destination_city`, `out_for_delivery`);
+    /// null before collection.
+    pub stage: Option<String>,
+    /// The learned scope that answered (`lane:440300-110000`, `provinces:…`,
+    /// `reach:same_city`, `carrier`); null on the cold-start defaults.
+    pub scope: Option<String>,
+    /// Deliveries that scope had at the stage.
+    pub samples: u64,
+    /// The estimate in words.
+    pub explanation: String,
+}
+
+impl From<&Estimate> for Eta {
+    fn from(e: &Estimate) -> Self {
+        let (scope, samples) = match &e.basis {
+            Basis::Learned { scope, samples } => (Some(scope.clone()), *samples),
+            Basis::ColdStart { .. } => (None, 0),
+        };
+        Self {
+            arrival: e.arrival,
+            early: e.early,
+            late: e.late,
+            stage: e.stage.map(|s| s.name().to_string()),
+            scope,
+            samples,
+            explanation: e.explanation.clone(),
+        }
+    }
+}
+
 /// A tracking: one subscribed waybill, its state and trace.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Tracking {
@@ -264,11 +307,20 @@ pub struct Tracking {
     /// Active problems, with the configured thresholds (in a push: as of that change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<ProblemFlag>>,
+    /// The arrival estimate (in a push: as of that change); absent once delivered or on
+    /// its way back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Eta>,
 }
 
 impl Tracking {
     /// `sub` with `trace` (its stored one, or the one a push carries).
-    pub fn new(sub: &Subscription, trace: &Trace, problems: Option<&[Flag]>) -> Self {
+    pub fn new(
+        sub: &Subscription,
+        trace: &Trace,
+        problems: Option<&[Flag]>,
+        eta: Option<&Estimate>,
+    ) -> Self {
         let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         Self {
             id: sub.id,
@@ -288,6 +340,7 @@ impl Tracking {
             last_change_at: sub.last_change_at,
             events: trace.data.iter().map(Event::from).collect(),
             problems: problems.map(|p| p.iter().map(ProblemFlag::from).collect()),
+            eta: eta.map(Eta::from),
         }
     }
 }
@@ -334,7 +387,12 @@ impl Dialect for Native {
         let event = WebhookEvent {
             kind: kind.into(),
             timestamp: now,
-            data: Tracking::new(&at_change, &change.trace, Some(&change.problems)),
+            data: Tracking::new(
+                &at_change,
+                &change.trace,
+                Some(&change.problems),
+                change.eta.as_deref(),
+            ),
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         // The receiver checks the timestamp against its own clock to refuse replays, so

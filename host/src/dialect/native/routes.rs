@@ -26,7 +26,7 @@ use waybill_core::state::Phase;
 
 use super::idempotency::{Answer, Keys};
 use super::problem::Problem;
-use super::{ProblemFlag, Tracking, WebhookEvent, WebhookSecret, WebhookSecrets, NAME};
+use super::{Eta, ProblemFlag, Tracking, WebhookEvent, WebhookSecret, WebhookSecrets, NAME};
 use crate::api::limit::Endpoint as Limited;
 use crate::api::usecase::{check_number, Subscribe};
 use crate::api::Api;
@@ -112,7 +112,7 @@ async fn no_method(method: Method, uri: Uri) -> Problem {
         enable
     ),
     components(schemas(
-        Tracking, ProblemFlag, Problem, NewTracking, Batch, TrackingRequest, BatchAnswer,
+        Tracking, ProblemFlag, Eta, Problem, NewTracking, Batch, TrackingRequest, BatchAnswer,
         BatchItem, Page, Carrier, Carriers, Detect, Detected, Candidate, Usage, Secrets,
         WebhookSecret, WebhookEvent, Endpoints, Endpoint, Enable
     )),
@@ -337,7 +337,12 @@ async fn view(api: &Api, sub: &Subscription) -> Result<Tracking, Problem> {
         .await?
         .unwrap_or_else(|| Trace::from_events(&sub.company, &sub.number, Vec::new()));
     let problems = problems(api, sub, &trace);
-    Ok(Tracking::new(sub, &trace, Some(&problems)))
+    let eta = if sub.status == MonitorStatus::Polling {
+        api.estimate(&sub.company, &trace, sub.to.as_deref()).await
+    } else {
+        None
+    };
+    Ok(Tracking::new(sub, &trace, Some(&problems), eta.as_ref()))
 }
 
 fn problems(api: &Api, sub: &Subscription, trace: &Trace) -> Vec<Flag> {
@@ -601,7 +606,7 @@ async fn track(
     // Nothing was checked yet: no trace, no problem that needs one.
     let empty = Trace::from_events(&sub.company, &sub.number, Vec::new());
     let problems = problems(api, &sub, &empty);
-    Ok(Tracking::new(&sub, &empty, Some(&problems)))
+    Ok(Tracking::new(&sub, &empty, Some(&problems), None))
 }
 
 /// Query parameters as a map; a repeated one keeps its last value.
