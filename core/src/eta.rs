@@ -64,19 +64,23 @@
 //! let now = at("2024-06-01 10:00:00").at;
 //! let e = lanes.estimate("sandbox", &m, now).expect("an estimate");
 //! assert_eq!(e.stage, Some(Stage::Collected));
-//! assert!(matches!(&e.basis, Basis::Learned { scope, samples: 5 } if scope == "lane:440300-110000"));
+//! assert!(matches!(&e.basis, Basis::Learned { scope, samples: 5, .. } if scope == "lane:440300-110000"));
 //! let total = e.arrival.duration_since(at("2024-06-01 09:00:00").at);
 //! assert!((total - SignedDuration::from_hours(14)).abs() < SignedDuration::from_mins(40));
 //! ```
 
 use std::collections::HashMap;
 
+use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::Trace;
+use crate::model::{Trace, CHINA_OFFSET};
 use crate::place::{parse_address, Place};
 use crate::state::{Phase, State};
+
+/// Stage entries are bucketed by local hour into this many 4-hour buckets.
+pub const HOUR_BUCKETS: usize = 6;
 
 /// Bin growth: each bin is 4 % wider than the one before (a relative error of 2 %).
 const GROWTH: f64 = 1.04;
@@ -229,6 +233,45 @@ impl Histogram {
         Some(from_minutes(self.at_rank(r)).max(elapsed))
     }
 
+    /// The point estimate for a parcel that entered its stage at `since` and has spent
+    /// `elapsed` in it: the median within the local day (in `zone`) on which most of the
+    /// durations longer than `elapsed` end. Deliveries come in rounds, so the remaining
+    /// time is often bimodal (this evening or tomorrow morning); the overall median can
+    /// fall in the night between, on the wrong day, where no parcel arrives. `None` when
+    /// nothing lies beyond `elapsed`.
+    pub fn likeliest_day(
+        &self,
+        since: Timestamp,
+        elapsed: SignedDuration,
+        zone: &TimeZone,
+    ) -> Option<SignedDuration> {
+        let n = self.count() as f64;
+        let floor = minutes(elapsed);
+        if n - self.rank_of(floor) < 0.5 {
+            return None;
+        }
+        let last = upper(self.first + self.counts.len().saturating_sub(1) as u16);
+        let mut day = (since + elapsed).to_zoned(zone.clone()).date();
+        let mut best: Option<(f64, f64, f64)> = None;
+        loop {
+            let start = day.to_zoned(zone.clone()).ok()?.timestamp();
+            let next = day.tomorrow().ok()?;
+            let end = next.to_zoned(zone.clone()).ok()?.timestamp();
+            let lo = minutes(start.duration_since(since)).max(floor);
+            let hi = minutes(end.duration_since(since));
+            let (r_lo, r_hi) = (self.rank_of(lo), self.rank_of(hi));
+            if best.is_none_or(|(mass, _, _)| r_hi - r_lo > mass) {
+                best = Some((r_hi - r_lo, r_lo, r_hi));
+            }
+            if hi >= last {
+                break;
+            }
+            day = next;
+        }
+        let (_, r_lo, r_hi) = best?;
+        Some(from_minutes(self.at_rank((r_lo + r_hi) / 2.0)).max(elapsed))
+    }
+
     /// How many counted durations are longer than `elapsed` (fractional inside its bin).
     pub fn beyond(&self, elapsed: SignedDuration) -> f64 {
         self.count() as f64 - self.rank_of(minutes(elapsed))
@@ -286,6 +329,9 @@ pub struct Milestones {
     pub destination: Option<Place>,
     /// Refused, returning or returned: no estimate, nothing to learn.
     pub returning: bool,
+    /// The carrier's local offset (of its first line): stage entries are bucketed by
+    /// their local hour.
+    pub offset: Option<Offset>,
 }
 
 impl Milestones {
@@ -307,6 +353,7 @@ impl Milestones {
                 continue;
             }
             m.collected.get_or_insert(at);
+            m.offset.get_or_insert(e.time.offset);
             let place = e.place();
             if m.origin.is_none() {
                 m.origin = place;
@@ -350,6 +397,14 @@ impl Milestones {
             Stage::DestinationCity => self.destination_city,
             Stage::OutForDelivery => self.out_for_delivery,
         }
+    }
+
+    /// The bucket of the local hour at which `stage` was entered ([`HOUR_BUCKETS`] of
+    /// four hours each: 0 is 00:00–04:00).
+    pub fn entry_bucket(&self, stage: Stage) -> Option<usize> {
+        let at = self.entered(stage)?;
+        let local = at.to_zoned(TimeZone::fixed(self.offset.unwrap_or(CHINA_OFFSET)));
+        Some(usize::from(local.hour().unsigned_abs()) / (24 / HOUR_BUCKETS))
     }
 
     /// The latest stage reached, `None` before collection (or once delivered).
@@ -490,6 +545,11 @@ pub struct LaneStats {
     pub deliveries: u64,
     /// Remaining time to delivery from entering each stage, in [`Stage::ALL`] order.
     pub from_stage: [Histogram; 3],
+    /// The same, split by the local hour the stage was entered ([`HOUR_BUCKETS`]): the
+    /// hour decides which line haul and which delivery round a parcel catches, so the
+    /// remaining time from 10:00 and from 22:00 are different distributions.
+    #[serde(default)]
+    pub by_entry_hour: [[Histogram; HOUR_BUCKETS]; 3],
 }
 
 impl LaneStats {
@@ -498,6 +558,11 @@ impl LaneStats {
         self.deliveries += other.deliveries;
         for (mine, theirs) in self.from_stage.iter_mut().zip(&other.from_stage) {
             mine.merge(theirs);
+        }
+        for (mine, theirs) in self.by_entry_hour.iter_mut().zip(&other.by_entry_hour) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                m.merge(t);
+            }
         }
     }
 }
@@ -522,8 +587,10 @@ impl Lesson {
             ..LaneStats::default()
         };
         for stage in Stage::ALL {
-            if let Some(t) = m.entered(stage) {
-                stats.from_stage[stage.index()].add(delivered.duration_since(t));
+            if let (Some(t), Some(b)) = (m.entered(stage), m.entry_bucket(stage)) {
+                let left = delivered.duration_since(t);
+                stats.from_stage[stage.index()].add(left);
+                stats.by_entry_hour[stage.index()][b].add(left);
             }
         }
         Some(Lesson {
@@ -630,6 +697,10 @@ pub enum Basis {
         scope: String,
         /// Samples at the stage.
         samples: u64,
+        /// The local hours of stage entry the samples share (`08-12`), when the scope
+        /// had enough of them; `None`: all hours.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entry_hours: Option<String>,
     },
     /// The configured cold-start default.
     ColdStart {
@@ -743,11 +814,26 @@ impl Lanes {
         self.stats.is_empty()
     }
 
-    /// The first scope of the chain with enough samples at `stage`.
-    fn ready(&self, carrier: &str, chain: &[Scope], stage: Stage) -> Option<(Scope, &LaneStats)> {
+    /// The first scope of the chain with enough samples at `stage`: its histogram for
+    /// the entry-hour `bucket` when that one is ready, else its histogram of all hours.
+    fn ready(
+        &self,
+        carrier: &str,
+        chain: &[Scope],
+        stage: Stage,
+        bucket: Option<usize>,
+    ) -> Option<(Scope, &Histogram, Option<usize>)> {
+        let enough = |h: &Histogram| h.count() >= self.config.min_samples;
         chain.iter().find_map(|s| {
             let st = self.get(carrier, s)?;
-            (st.from_stage[stage.index()].count() >= self.config.min_samples).then_some((*s, st))
+            let by_hour = bucket.map(|b| (b, &st.by_entry_hour[stage.index()][b]));
+            match by_hour {
+                Some((b, h)) if enough(h) => Some((*s, h, Some(b))),
+                _ => {
+                    let h = &st.from_stage[stage.index()];
+                    enough(h).then_some((*s, h, None))
+                }
+            }
         })
     }
 
@@ -767,30 +853,46 @@ impl Lanes {
             (Some(o), Some(d)) => Some(Reach::between(o, d)),
             _ => None,
         };
-        let learned = self.ready(carrier, &chain, at_stage).map(|(scope, st)| {
-            let h = &st.from_stage[at_stage.index()];
-            let q = |p| h.quantile_after(p, elapsed);
-            let (p20, p50, p80) = match (q(0.2), q(0.5), q(0.8)) {
-                (Some(a), Some(b), Some(c)) => (a, b, c),
-                // Longer than every parcel seen: due now, with the lane's usual spread.
-                _ => {
-                    let spread = h
-                        .quantile(0.8)
-                        .zip(h.quantile(0.5))
-                        .map_or(SignedDuration::from_hours(1), |(a, b)| a - b);
-                    (elapsed, elapsed, elapsed + spread)
-                }
-            };
-            let total = self
-                .ready(carrier, &chain, Stage::Collected)
-                .and_then(|(_, s)| s.from_stage[0].quantile(0.5))
-                .unwrap_or(p50);
-            let basis = Basis::Learned {
-                scope: scope.key(),
-                samples: h.count(),
-            };
-            (p20, p50, p80, total, basis, scope != chain[0])
-        });
+        // Before collection the hour of "now" stands in for the collection's.
+        let bucket = match stage {
+            Some(s) => m.entry_bucket(s),
+            None => {
+                let local = now.to_zoned(TimeZone::fixed(m.offset.unwrap_or(CHINA_OFFSET)));
+                Some(usize::from(local.hour().unsigned_abs()) / (24 / HOUR_BUCKETS))
+            }
+        };
+        let learned = self
+            .ready(carrier, &chain, at_stage, bucket)
+            .map(|(scope, h, hours)| {
+                let q = |p| h.quantile_after(p, elapsed);
+                let (p20, p50, p80) = match (q(0.2), q(0.5), q(0.8)) {
+                    (Some(a), Some(b), Some(c)) => {
+                        let zone = TimeZone::fixed(m.offset.unwrap_or(CHINA_OFFSET));
+                        (a, h.likeliest_day(since, elapsed, &zone).unwrap_or(b), c)
+                    }
+                    // Longer than every parcel seen: due now, with the lane's usual spread.
+                    _ => {
+                        let spread = h
+                            .quantile(0.8)
+                            .zip(h.quantile(0.5))
+                            .map_or(SignedDuration::from_hours(1), |(a, b)| a - b);
+                        (elapsed, elapsed, elapsed + spread)
+                    }
+                };
+                let total = self
+                    .ready(carrier, &chain, Stage::Collected, None)
+                    .and_then(|(_, h, _)| h.quantile(0.5))
+                    .unwrap_or(p50);
+                let basis = Basis::Learned {
+                    scope: scope.key(),
+                    samples: h.count(),
+                    entry_hours: hours.map(|b| {
+                        let w = 24 / HOUR_BUCKETS;
+                        format!("{:02}-{:02}", b * w, (b + 1) * w)
+                    }),
+                };
+                (p20, p50, p80, total, basis, scope != chain[0])
+            });
         let (p20, p50, p80, total, basis, fallback) = learned.unwrap_or_else(|| {
             let c = &self.config.cold_start;
             let total = match reach {
@@ -839,8 +941,8 @@ impl Lanes {
         q: f64,
     ) -> Option<(SignedDuration, Scope)> {
         let chain = Scope::chain(origin, destination);
-        let (scope, st) = self.ready(carrier, &chain, Stage::Collected)?;
-        Some((st.from_stage[0].quantile(q)?, scope))
+        let (scope, h, _) = self.ready(carrier, &chain, Stage::Collected, None)?;
+        Some((h.quantile(q)?, scope))
     }
 }
 
@@ -866,9 +968,17 @@ fn explain(
         None => "not collected yet, counted from now".to_string(),
     };
     let how = match basis {
-        Basis::Learned { scope, samples } => format!(
-            "median {} from this stage on {scope} ({samples} deliveries{})",
+        Basis::Learned {
+            scope,
+            samples,
+            entry_hours,
+        } => format!(
+            "median {} from this stage on {scope} ({samples} deliveries{}{})",
             hours(p50),
+            entry_hours
+                .as_ref()
+                .map(|h| format!(" entering it at {h} h"))
+                .unwrap_or_default(),
             if fallback { ", a fallback scope" } else { "" }
         ),
         Basis::ColdStart { reach } => format!(

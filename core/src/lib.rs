@@ -20,6 +20,7 @@
 //!   ([`problem::next_change_at`]).
 //! - [`sign`]: kuaidi100 and Kdniao MD5 signs, Standard Webhooks and AfterShip HMACs, and
 //!   their constant-time checks.
+//! - [`reminder`]: node reminders (物流节点提醒): which chosen moments a new trace reaches.
 //! - [`receive`]: the subscriber's side of a push: [`receive::Kuaidi100Push`] checked and
 //!   parsed.
 //! - [`place`]: the place of every trace line and of an address ([`place::Place`],
@@ -51,6 +52,7 @@ pub mod place;
 pub mod policy;
 pub mod problem;
 pub mod receive;
+pub mod reminder;
 pub mod shipper;
 pub mod sign;
 pub mod state;

@@ -487,6 +487,7 @@ mod tests {
     use async_trait::async_trait;
     use waybill_core::carrier::{Capabilities, Delivery, Push, Reply, TrackOutcome};
     use waybill_core::model::{EventTime, Trace, TrackEvent, CHINA_OFFSET};
+    use waybill_core::reminder::Reminder;
     use waybill_core::state::State;
 
     use super::*;
@@ -643,6 +644,16 @@ mod tests {
 
     impl Rig {
         async fn subscribe(&self, company: &str, number: &str) -> SubscriptionId {
+            self.subscribe_with(company, number, SubscribeOptions::default())
+                .await
+        }
+
+        async fn subscribe_with(
+            &self,
+            company: &str,
+            number: &str,
+            options: SubscribeOptions,
+        ) -> SubscriptionId {
             let now = self.clock.now();
             let w = Waybill::new(company, number);
             let out = self
@@ -658,7 +669,7 @@ mod tests {
                     salt: Some("SALT".into()),
                     dialect: "kuaidi100".into(),
                     dialect_params: Default::default(),
-                    options: SubscribeOptions::default(),
+                    options,
                     next_check_at: self.engine.first_check_at(&w, now),
                     created_at: now,
                 })
@@ -855,6 +866,138 @@ mod tests {
         assert_eq!(
             (sub.status, sub.company.as_str()),
             (MonitorStatus::Polling, "right")
+        );
+    }
+
+    /// A whole journey: collected at `at`, in the destination city 20 h later, out for
+    /// delivery at 26 h, signed at 28 h.
+    fn journey(carrier: &Scripted, number: &str, at: Timestamp) {
+        carrier.add(number, at, "已揽收", State::Collected);
+        carrier.add(
+            number,
+            at + hours(20),
+            "快件到达【北京转运中心】",
+            State::ArrivedDestinationCity,
+        );
+        carrier.add(number, at + hours(26), "派件中", State::OutForDelivery);
+        carrier.add(number, at + hours(28), "已签收", State::Delivered);
+    }
+
+    #[tokio::test]
+    async fn deliveries_teach_the_lanes_and_a_resultv2_8_push_carries_the_estimate() {
+        let sandbox = Scripted::new("sandbox", 10);
+        let mut config = EngineConfig::default();
+        config.eta.min_samples = 3;
+        let r = rig(vec![sandbox.clone()], config.clone()).await;
+        for i in 0..4 {
+            let number = format!("SBL{i}");
+            journey(&sandbox, &number, t0() - hours(40));
+            r.subscribe("sandbox", &number).await;
+        }
+        r.forward(hours(2)).await;
+        let lanes = r.store.lanes().await.expect("lanes");
+        let carrier = lanes
+            .iter()
+            .find(|(c, scope, _)| c == "sandbox" && *scope == waybill_core::eta::Scope::Carrier)
+            .expect("the carrier-wide lane is stored");
+        assert_eq!(carrier.2.deliveries, 4, "one lesson per delivered parcel");
+
+        // A new parcel collected now: its push says when it should arrive (28 h on).
+        let collected = r.clock.now();
+        sandbox.add("SBX", collected, "已揽收", State::Collected);
+        let options = SubscribeOptions {
+            resultv2: 8,
+            ..SubscribeOptions::default()
+        };
+        let id = r.subscribe_with("sandbox", "SBX", options).await;
+        r.forward(hours(1)).await;
+        let params = r.inbox.params();
+        let last = &params.last().expect("a push")["lastResult"];
+        let china = jiff::tz::TimeZone::fixed(CHINA_OFFSET);
+        let hour = |t: Timestamp| {
+            t.to_zoned(china.clone())
+                .strftime("%Y-%m-%d %H")
+                .to_string()
+        };
+        let expected = collected + hours(28);
+        let said = last["arrivalTime"].as_str().expect("arrivalTime");
+        assert!(
+            said == hour(expected)
+                || said == hour(expected + hours(1))
+                || said == hour(expected - hours(1)),
+            "{said} vs {}",
+            hour(expected)
+        );
+        assert_eq!(last["totalTime"], "1天4小时");
+        assert!(
+            last["remainTime"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("1天")),
+            "{last}"
+        );
+        let sub = r.store.subscription(id).await.expect("read").expect("sub");
+        let eta = sub.eta.expect("the estimate is stored with the change");
+        assert!(
+            matches!(&eta.basis, waybill_core::eta::Basis::Learned { scope, samples: 4, .. } if scope == "carrier"),
+            "{eta:?}"
+        );
+
+        // Another engine on the same store starts from what was learned.
+        let again = Engine::with_notifier(
+            r.store.clone(),
+            vec![sandbox.clone() as Arc<dyn Carrier>],
+            r.clock.clone(),
+            r.inbox.clone(),
+            config,
+        );
+        let trace = r.store.trace(id).await.expect("read").expect("trace");
+        let fresh = again
+            .estimate("sandbox", &trace, None, r.clock.now())
+            .await
+            .expect("lanes load")
+            .expect("an estimate");
+        assert_eq!(fresh.basis, eta.basis);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_with_reminders_hears_only_of_the_moments_it_chose() {
+        let sandbox = Scripted::new("sandbox", 10);
+        let r = rig(vec![sandbox.clone()], EngineConfig::default()).await;
+        let options = SubscribeOptions {
+            reminders: vec![Reminder::OutForDelivery],
+            ..SubscribeOptions::default()
+        };
+        let start = r.clock.now();
+        sandbox.add("SBR", start, "已揽收", State::Collected);
+        r.subscribe_with("sandbox", "SBR", options).await;
+        r.forward(hours(5)).await;
+        sandbox.add("SBR", start + hours(6), "运输中", State::InTransit);
+        r.forward(hours(5)).await;
+        assert!(
+            r.inbox.params().is_empty(),
+            "collected and in transit were not asked for"
+        );
+        sandbox.add("SBR", start + hours(12), "派件中", State::OutForDelivery);
+        r.forward(hours(5)).await;
+        sandbox.add("SBR", start + hours(14), "已签收", State::Delivered);
+        r.forward(hours(5)).await;
+        let params = r.inbox.params();
+        let told: Vec<_> = params
+            .iter()
+            .map(|p| {
+                (
+                    p["status"].clone(),
+                    p["lastResult"]["data"][0]["context"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            told,
+            [
+                ("polling".into(), "派件中".into()),
+                ("shutdown".into(), "已签收".into())
+            ],
+            "out for delivery, then the end of monitoring"
         );
     }
 

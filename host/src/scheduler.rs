@@ -22,6 +22,7 @@ use waybill_core::policy::{
     self, AbortReason, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
 };
 use waybill_core::problem::{self, Flag, Thresholds};
+use waybill_core::reminder::{self, Reminder};
 
 use crate::eta::LaneBook;
 use crate::store::sqlite::trace_hash;
@@ -540,6 +541,21 @@ impl Checker {
                     (None, Some((trace, _, _))) if flags_changed => Some(*trace),
                     _ => None,
                 };
+                // A subscription that chose its reminders hears only of those moments.
+                let wanted = &sub.options.reminders;
+                let reminded = pushed.map(|trace| {
+                    let mut r = reminder::reached(trace, to, sub.last_event_at, wanted);
+                    let appeared = evaluated.as_ref().is_some_and(|(_, _, state)| {
+                        state.codes.iter().any(|c| !sub.problems.codes.contains(c))
+                    });
+                    if appeared && wanted.contains(&Reminder::Problem) {
+                        r.push(Reminder::Problem);
+                    }
+                    r
+                });
+                let pushed = pushed.filter(|_| {
+                    wanted.is_empty() || reminded.as_ref().is_some_and(|r| !r.is_empty())
+                });
                 if let Some(trace) = pushed {
                     let reasons: Vec<&str> = flags.iter().map(|f| f.reason.as_str()).collect();
                     let header = PushHeader::for_subscription(
@@ -550,6 +566,7 @@ impl Checker {
                     let mut push = change(sub, trace.clone(), header, flags.clone(), eta.clone());
                     if let Some(p) = &mut push {
                         p.change.problems_only = new_trace.is_none();
+                        p.change.reminders = reminded.unwrap_or_default();
                     }
                     out.pushes.extend(push);
                 }
@@ -562,8 +579,14 @@ impl Checker {
                 out.status = MonitorStatus::Shutdown;
                 out.message = String::new();
                 let header = PushHeader::for_subscription(sub, MonitorStatus::Shutdown, "");
-                out.pushes
-                    .extend(change(sub, trace, header, flags.clone(), eta.clone()));
+                // The end of monitoring is always told, with the reminders it reaches.
+                let reminded =
+                    reminder::reached(&trace, to, sub.last_event_at, &sub.options.reminders);
+                let mut push = change(sub, trace, header, flags.clone(), eta.clone());
+                if let Some(p) = &mut push {
+                    p.change.reminders = reminded;
+                }
+                out.pushes.extend(push);
             }
             Decision::Abort {
                 reason: AbortReason::NoTraceIn3Days,

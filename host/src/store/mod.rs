@@ -18,6 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use waybill_core::eta::{Estimate, LaneStats, Lesson, Scope};
 use waybill_core::model::Trace;
+use waybill_core::reminder::Reminder;
 use waybill_core::state::State;
 
 pub use batch::{BatchError, SubscribeBatcher};
@@ -170,7 +171,8 @@ impl MonitorStatus {
 #[serde(default)]
 pub struct SubscribeOptions {
     /// `resultv2`: 0 off; 1 area parsing and status names; 4 adds advanced status codes
-    /// and route info; 8 (ETA fields at kuaidi100) is stored and rendered like 4.
+    /// and route info; 8 adds the arrival estimate (`arrivalTime`, `totalTime`,
+    /// `remainTime`).
     pub resultv2: u8,
     /// `autoCom=1`: the company was guessed by the daemon.
     pub auto_com: bool,
@@ -189,6 +191,10 @@ pub struct SubscribeOptions {
     /// `destinationCom` (interCom): company code of the destination country's part.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_com: Option<String>,
+    /// Node reminders (物流节点提醒): push only when the parcel reaches one of these
+    /// moments (and when monitoring ends); empty: push every change, as kuaidi100 does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<Reminder>,
 }
 
 /// A subscription to create.
@@ -488,6 +494,10 @@ pub struct Change {
     /// Pushed because flags appeared or cleared, with no new line.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub problems_only: bool,
+    /// The node reminders this change reached (empty when the subscription asked for
+    /// none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<Reminder>,
     /// The arrival estimate made with this change (boxed: most changes are small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta: Option<Box<Estimate>>,
@@ -501,6 +511,7 @@ impl Change {
             trace,
             problems: Vec::new(),
             problems_only: false,
+            reminders: Vec::new(),
             eta: None,
         }
     }

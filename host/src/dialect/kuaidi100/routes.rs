@@ -260,6 +260,8 @@ async fn subscribe_inner(
         departure_com: company_code(&parameters, "departureCom").map_err(bad)?,
         destination_country: country(&parameters, "destinationCountry").map_err(bad)?,
         destination_com: company_code(&parameters, "destinationCom").map_err(bad)?,
+        // kuaidi100 has no reminder parameter: it pushes every change.
+        reminders: Vec::new(),
     };
     let company = non_empty(&param, "company").map_err(bad)?;
     let callback = non_empty(&parameters, "callbackurl")

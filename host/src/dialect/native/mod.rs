@@ -244,15 +244,21 @@ pub struct Eta {
     pub scope: Option<String>,
     /// Deliveries that scope had at the stage.
     pub samples: u64,
+    /// The local hours of stage entry those deliveries share (`08-12`); null: all hours.
+    pub entry_hours: Option<String>,
     /// The estimate in words.
     pub explanation: String,
 }
 
 impl From<&Estimate> for Eta {
     fn from(e: &Estimate) -> Self {
-        let (scope, samples) = match &e.basis {
-            Basis::Learned { scope, samples } => (Some(scope.clone()), *samples),
-            Basis::ColdStart { .. } => (None, 0),
+        let (scope, samples, entry_hours) = match &e.basis {
+            Basis::Learned {
+                scope,
+                samples,
+                entry_hours,
+            } => (Some(scope.clone()), *samples, entry_hours.clone()),
+            Basis::ColdStart { .. } => (None, 0, None),
         };
         Self {
             arrival: e.arrival,
@@ -261,6 +267,7 @@ impl From<&Estimate> for Eta {
             stage: e.stage.map(|s| s.name().to_string()),
             scope,
             samples,
+            entry_hours,
             explanation: e.explanation.clone(),
         }
     }
@@ -307,6 +314,9 @@ pub struct Tracking {
     /// Active problems, with the configured thresholds (in a push: as of that change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<ProblemFlag>>,
+    /// The node reminders asked for at subscription (empty: every change is pushed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<String>,
     /// The arrival estimate (in a push: as of that change); absent once delivered or on
     /// its way back.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -340,6 +350,12 @@ impl Tracking {
             last_change_at: sub.last_change_at,
             events: trace.data.iter().map(Event::from).collect(),
             problems: problems.map(|p| p.iter().map(ProblemFlag::from).collect()),
+            reminders: sub
+                .options
+                .reminders
+                .iter()
+                .map(|r| r.name().to_string())
+                .collect(),
             eta: eta.map(Eta::from),
         }
     }
@@ -358,6 +374,10 @@ pub struct WebhookEvent {
     pub timestamp: Timestamp,
     /// The tracking as it is with this change.
     pub data: Tracking,
+    /// The node reminders this change reached (`out_for_delivery`…), for a tracking that
+    /// asked for reminders.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<String>,
 }
 
 /// The native dialect.
@@ -393,6 +413,11 @@ impl Dialect for Native {
                 Some(&change.problems),
                 change.eta.as_deref(),
             ),
+            reminders: change
+                .reminders
+                .iter()
+                .map(|r| r.name().to_string())
+                .collect(),
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         // The receiver checks the timestamp against its own clock to refuse replays, so

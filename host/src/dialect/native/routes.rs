@@ -35,6 +35,7 @@ use crate::store::{
     billing_month, DialectParams, MonitorStatus, Retrack, SubscribeOptions, Subscription,
     SubscriptionFilter, Tenant,
 };
+use waybill_core::reminder::Reminder;
 
 /// Largest request body read (a batch of 1,000 trackings fits).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -159,6 +160,11 @@ pub struct NewTracking {
     /// Destination address (`广东省深圳市南山区`), for polling more often near it.
     #[serde(default)]
     pub destination: Option<String>,
+    /// Node reminders: send webhooks only when the parcel reaches one of these moments
+    /// (and when monitoring ends); absent or empty: a webhook for every change.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, example = json!(["out_for_delivery", "signed"]))]
+    pub reminders: Option<Vec<Reminder>>,
 }
 
 /// Several waybills to track.
@@ -600,13 +606,24 @@ async fn track(
         callback_url,
         dialect: NAME,
         dialect_params: DialectParams::default(),
-        options: SubscribeOptions::default(),
+        options: SubscribeOptions {
+            reminders: reminders(t.reminders),
+            ..SubscribeOptions::default()
+        },
     };
     let sub = api.subscribe(tenant, req).await?;
     // Nothing was checked yet: no trace, no problem that needs one.
     let empty = Trace::from_events(&sub.company, &sub.number, Vec::new());
     let problems = problems(api, &sub, &empty);
     Ok(Tracking::new(&sub, &empty, Some(&problems), None))
+}
+
+/// The reminders asked for, each once, in journey order.
+fn reminders(asked: Option<Vec<Reminder>>) -> Vec<Reminder> {
+    let mut r = asked.unwrap_or_default();
+    r.sort_unstable();
+    r.dedup();
+    r
 }
 
 /// Query parameters as a map; a repeated one keeps its last value.
