@@ -79,8 +79,8 @@ use crate::model::{Trace, CHINA_OFFSET};
 use crate::place::{parse_address, Place};
 use crate::state::{Phase, State};
 
-/// Stage entries are bucketed by local hour into this many 4-hour buckets.
-pub const HOUR_BUCKETS: usize = 6;
+/// Stage entries are bucketed by local hour into this many 2-hour buckets.
+pub const HOUR_BUCKETS: usize = 12;
 
 /// Bin growth: each bin is 4 % wider than the one before (a relative error of 2 %).
 const GROWTH: f64 = 1.04;
@@ -400,7 +400,7 @@ impl Milestones {
     }
 
     /// The bucket of the local hour at which `stage` was entered ([`HOUR_BUCKETS`] of
-    /// four hours each: 0 is 00:00–04:00).
+    /// two hours each: 0 is 00:00–02:00).
     pub fn entry_bucket(&self, stage: Stage) -> Option<usize> {
         let at = self.entered(stage)?;
         let local = at.to_zoned(TimeZone::fixed(self.offset.unwrap_or(CHINA_OFFSET)));

@@ -122,8 +122,9 @@ struct LaneReport {
     origin: String,
     destination: String,
     parcels: usize,
-    truth_typical_h: f64,
+    truth_line_haul_h: f64,
     truth_spread_h: f64,
+    truth_departure_hour: u8,
 }
 
 #[derive(Serialize)]
@@ -271,8 +272,9 @@ async fn bench(args: BenchEtaArgs) -> anyhow::Result<ExitCode> {
                 origin: o.clone(),
                 destination: d.clone(),
                 parcels: args.per_lane,
-                truth_typical_h: truth.map_or(f64::NAN, |t| t.typical.as_secs_f64() / 3600.0),
+                truth_line_haul_h: truth.map_or(f64::NAN, |t| t.line_haul.as_secs_f64() / 3600.0),
                 truth_spread_h: truth.map_or(f64::NAN, |t| t.spread.as_secs_f64() / 3600.0),
+                truth_departure_hour: truth.map_or(0, |t| t.departure_hour),
             }
         })
         .collect();
@@ -323,8 +325,13 @@ fn print_report(r: &Report) {
     println!();
     for l in &r.lanes {
         println!(
-            "lane {} → {}: {} parcels, truth {:.1} h ± {:.1} h (plus stalls, working hours, Sundays)",
-            l.origin, l.destination, l.parcels, l.truth_typical_h, l.truth_spread_h
+            "lane {} → {}: {} parcels; truth: line haul at {:02}:00 daily, {:.1} h ± {:.1} h",
+            l.origin,
+            l.destination,
+            l.parcels,
+            l.truth_departure_hour,
+            l.truth_line_haul_h,
+            l.truth_spread_h
         );
     }
     println!(

@@ -440,34 +440,45 @@ impl Journey {
 /// Where [`Journey::for_number`] starts a journey: Wednesday 2024-05-01 00:00 in China.
 pub const REFERENCE_START: Timestamp = Timestamp::constant(1_714_492_800, 0);
 
-/// How long a domestic lane takes, door to door: the truth the ETA harness scores against.
+/// How a domestic lane runs: the truth the ETA harness scores against.
 ///
-/// A parcel's transit is `typical` plus a triangular spread of ± `spread`, plus, with
-/// probability `stall_rate`, a stall (a missed line haul) of 12 to 36 hours. Delivery
-/// then waits for the courier's working hours (08:00–20:00 UTC+8) and, on a Sunday, two
-/// times in five for Monday.
+/// The network runs on a timetable, as express networks do:
+/// 1. The parcel reaches the origin hub 2–5 h after pickup.
+/// 2. The lane's line haul leaves once a day at `departure_hour` (local time, UTC+8); a
+///    parcel needs an hour of sorting before it, or waits for the next day's. On a
+///    Sunday three parcels in ten miss it (less capacity), and a share `stall_rate` of
+///    all parcels miss a departure anyway (a stall of a day).
+/// 3. The line haul takes `line_haul` ± `spread` (triangular); within one city there is
+///    none, only 1–2 h across town.
+/// 4. The delivery outlet has it 2–4 h after the destination hub, and couriers go out in
+///    rounds at 09:00 and 14:00 (Sundays 09:00 only), delivering within 1–4 h.
 ///
 /// ```
 /// use waybill_sandbox_sim::journey::lane_truth;
 /// let t = lane_truth("深圳市", "北京市").unwrap();
-/// assert!(t.typical.as_hours() > 40 && t.typical.as_hours() < 80);
+/// assert!(t.line_haul.as_hours() > 25 && t.line_haul.as_hours() < 50);
+/// assert!((19..=23).contains(&t.departure_hour));
 /// assert!(lane_truth("深圳市", "Atlantis").is_none());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LaneTruth {
-    /// The middle of the transit time, collection to delivery, before working hours.
-    pub typical: SignedDuration,
-    /// Half-width of the triangular spread around it.
+    /// The middle of the line haul's duration.
+    pub line_haul: SignedDuration,
+    /// Half-width of its triangular spread.
     pub spread: SignedDuration,
-    /// Share of parcels that stall on the way.
+    /// The local hour the daily line haul leaves.
+    pub departure_hour: u8,
+    /// Share of parcels that miss a departure for no reason of the timetable.
     pub stall_rate: f64,
 }
 
-/// The share of parcels on any domestic lane that stall for 12–36 h.
+/// The share of parcels on any domestic lane that stall for a day.
 const STALL_RATE: f64 = 0.03;
+/// Local hours of the delivery rounds; Sundays have the first only.
+const ROUNDS: [f64; 2] = [9.0, 14.0];
 
-/// The transit truth of the domestic lane between two of the simulator's cities (full
-/// names, e.g. `深圳市`); `None` for a city it does not know.
+/// The truth of the domestic lane between two of the simulator's cities (full names,
+/// e.g. `深圳市`); `None` for a city it does not know.
 pub fn lane_truth(origin: &str, destination: &str) -> Option<LaneTruth> {
     let from = CITIES.iter().find(|c| c.name == origin)?;
     let to = CITIES.iter().find(|c| c.name == destination)?;
@@ -476,34 +487,97 @@ pub fn lane_truth(origin: &str, destination: &str) -> Option<LaneTruth> {
 
 fn truth_between(from: &City, to: &City) -> LaneTruth {
     let km = distance_km(from, to);
-    // Each city pair runs a little faster or slower than its distance says (its own
-    // line-haul timetable): a fixed factor in [0.9, 1.1] from the pair's names.
+    // Each city pair has its own timetable: a departure hour and a speed factor in
+    // [0.9, 1.1], fixed by the pair's names.
     let pair = seed_of(&format!("{}>{}", from.name, to.name), 0);
     let factor = 0.9 + 0.2 * ((pair >> 11) as f64 / (1u64 << 53) as f64);
-    let hours = (8.0 + km / 35.0) * factor;
+    let departure_hour = 19 + (pair % 5) as u8;
+    let hours = if from.name == to.name {
+        1.5
+    } else {
+        (2.0 + km / 55.0) * factor
+    };
     LaneTruth {
-        typical: SignedDuration::from_secs_f64(hours * HOUR),
-        spread: SignedDuration::from_secs_f64((0.1 * hours + 2.0) * HOUR),
+        line_haul: SignedDuration::from_secs_f64(hours * HOUR),
+        spread: SignedDuration::from_secs_f64((0.06 * hours + 0.5) * HOUR),
+        departure_hour,
         stall_rate: STALL_RATE,
     }
 }
 
-/// Moves a delivery at `at` seconds after `start` into the courier's working hours.
-fn working_hours(start: Timestamp, at: f64, rng: &mut SplitMix64) -> f64 {
-    let china = TimeZone::fixed(Offset::constant(8));
-    let local = |secs: f64| (start + SignedDuration::from_secs_f64(secs)).to_zoned(china.clone());
-    let z = local(at);
-    let hour = f64::from(z.hour()) + f64::from(z.minute()) / 60.0;
-    let mut at = at;
-    if hour >= 20.0 {
-        at += (32.0 - hour) * HOUR + rng.range(0.0, 3.0) * HOUR;
-    } else if hour < 8.0 {
-        at += (8.0 - hour) * HOUR + rng.range(0.0, 3.0) * HOUR;
+/// Local time (UTC+8) of `at` seconds after `start`: hour of day (fractional) and weekday.
+fn local(start: Timestamp, at: f64) -> (f64, Weekday) {
+    let z =
+        (start + SignedDuration::from_secs_f64(at)).to_zoned(TimeZone::fixed(Offset::constant(8)));
+    (
+        f64::from(z.hour()) + f64::from(z.minute()) / 60.0 + f64::from(z.second()) / 3600.0,
+        z.weekday(),
+    )
+}
+
+/// The first instant at or after `at` whose local hour is `hour` (seconds after `start`).
+fn next_local(start: Timestamp, at: f64, hour: f64) -> f64 {
+    let (now, _) = local(start, at);
+    let wait = (hour - now).rem_euclid(24.0);
+    at + wait * HOUR
+}
+
+/// The instants of a domestic journey, in seconds after its start.
+struct Timetable {
+    /// Arrived at the origin hub.
+    origin_hub: f64,
+    /// Left on the line haul.
+    departed: f64,
+    /// Arrived at the destination hub.
+    arrived: f64,
+    /// At the delivery outlet.
+    outlet: f64,
+    /// Delivered.
+    delivered: f64,
+}
+
+fn timetable(
+    t0: Timestamp,
+    pickup: f64,
+    truth: &LaneTruth,
+    same_city: bool,
+    rng: &mut SplitMix64,
+) -> Timetable {
+    let origin_hub = pickup + rng.range(2.0, 5.0) * HOUR;
+    let departed = if same_city {
+        origin_hub + rng.range(1.0, 2.0) * HOUR
+    } else {
+        let mut d = next_local(t0, origin_hub + HOUR, f64::from(truth.departure_hour));
+        if local(t0, d).1 == Weekday::Sunday && rng.chance(0.3) {
+            d += DAY;
+        }
+        if rng.chance(truth.stall_rate) {
+            d += DAY;
+        }
+        d
+    };
+    let (typical, spread) = (truth.line_haul.as_secs_f64(), truth.spread.as_secs_f64());
+    let arrived = departed + rng.spread(typical - spread, typical + spread);
+    let outlet = arrived + rng.range(2.0, 4.0) * HOUR;
+    // The first round the outlet makes with half an hour to spare.
+    let ready = outlet + 0.5 * HOUR;
+    let round = ROUNDS
+        .iter()
+        .map(|&h| next_local(t0, ready, h))
+        .filter(|&r| local(t0, r).1 != Weekday::Sunday || local(t0, r).0 < 12.0)
+        .fold(f64::INFINITY, f64::min);
+    let round = if round.is_finite() {
+        round
+    } else {
+        next_local(t0, ready, ROUNDS[0])
+    };
+    Timetable {
+        origin_hub,
+        departed,
+        arrived,
+        outlet,
+        delivered: round + rng.range(1.0, 4.0) * HOUR,
     }
-    if local(at).weekday() == Weekday::Sunday && rng.chance(0.4) {
-        at += DAY;
-    }
-    at
 }
 
 /// FNV-1a over the bytes, then mixed with the configured seed.
@@ -1103,9 +1177,6 @@ impl Schedule {
     }
 }
 
-/// Milestones of the first-mile and line-haul part, as fractions of the transit time.
-const DOMESTIC_FRACTIONS: [f64; 8] = [0.08, 0.16, 0.26, 0.46, 0.56, 0.74, 0.82, 0.90];
-
 fn plan(number: String, config: &SimConfig, rng: &mut SplitMix64, t0: Timestamp) -> Journey {
     let r = &config.rates;
     let international = rng.chance(config.international_rate);
@@ -1200,11 +1271,6 @@ fn plan_domestic(
     use EventCode::*;
     let km = distance_km(from, to);
     let truth = truth_between(from, to);
-    let (typical, spread) = (truth.typical.as_secs_f64(), truth.spread.as_secs_f64());
-    let mut transit = rng.spread(typical - spread, typical + spread);
-    if rng.chance(truth.stall_rate) {
-        transit += rng.range(12.0, 36.0) * HOUR;
-    }
     let start = rng.range(0.1, 3.0) * HOUR;
     let first_outlet = outlet(rng, from);
     let last_outlet = outlet(rng, to);
@@ -1215,12 +1281,18 @@ fn plan_domestic(
         (h != from.short && h != to.short).then(|| hub(h))
     });
     let middle = middle.flatten();
-
-    let mut f = DOMESTIC_FRACTIONS;
-    for x in f.iter_mut() {
-        *x += rng.range(-0.02, 0.02);
-    }
-    let at = |i: usize| start + f[i] * transit;
+    let tt = timetable(t0, start, &truth, same_city, rng);
+    // The events between the timetable's instants.
+    let at = |i: usize| match i {
+        0 => start + 0.4 * (tt.origin_hub - start),
+        1 => tt.origin_hub,
+        2 => tt.departed,
+        3 => tt.departed + 0.5 * (tt.arrived - tt.departed),
+        4 => tt.departed + 0.5 * (tt.arrived - tt.departed) + 1.5 * HOUR,
+        5 => tt.arrived,
+        6 => tt.arrived + 0.4 * (tt.outlet - tt.arrived),
+        _ => tt.outlet,
+    };
 
     s.push(
         start,
@@ -1337,8 +1409,7 @@ fn plan_domestic(
         None,
         to.name,
     );
-    let deliver_at = working_hours(t0, start + transit, rng).max(s.now() + 2.0 * HOUR);
-    last_mile(s, rng, deliver_at, &last_outlet, to, from, outcome);
+    last_mile(s, rng, tt.delivered, &last_outlet, to, from, outcome);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1734,7 +1805,7 @@ mod tests {
     #[test]
     fn pinned_journey_never_changes_across_versions() {
         // Demos and end-to-end tests rely on a given number behaving the same forever;
-        // re-pinned once, on purpose, when lanes got their known transit truth (issue 9).
+        // re-pinned on purpose when lanes got a timetable with a known truth (issue 9).
         let j = Journey::for_number("SB20240501001", &SimConfig::default()).unwrap();
         let summary = format!(
             "{} {} {:?} {} {} {}",
@@ -1748,7 +1819,7 @@ mod tests {
         assert_eq!(summary, PINNED_SUMMARY);
     }
 
-    const PINNED_SUMMARY: &str = "昆明市 上海市 Delivered 11 288382 【云南省昆明市】昆明官渡区文化路营业部 已揽收，揽收员：王师傅，电话：146****6840";
+    const PINNED_SUMMARY: &str = "昆明市 上海市 Delivered 11 301674 【云南省昆明市】昆明官渡区大学城营业部 已揽收，揽收员：李师傅，电话：138****8015";
 
     #[test]
     fn any_six_to_thirty_two_alphanumerics_are_accepted() {
@@ -1865,39 +1936,41 @@ mod tests {
     }
 
     #[test]
-    fn domestic_deliveries_keep_to_their_lanes_truth() {
+    fn domestic_deliveries_keep_to_their_lanes_timetable() {
         let config = SimConfig::default();
-        let (mut checked, mut near_typical) = (0, 0);
+        let china = TimeZone::fixed(Offset::constant(8));
+        let (mut checked, mut sunday_late) = (0, 0);
         for number in numbers(10_000) {
             let j = Journey::for_number(&number, &config).unwrap();
             if j.international || !matches!(j.outcome, Outcome::Delivered) {
                 continue;
             }
             let truth = lane_truth(&j.origin, &j.destination).unwrap();
-            let transit = j.events.last().unwrap().offset - j.events[0].offset;
             let h = |d: SignedDuration| d.as_secs_f64() / 3600.0;
-            // Fastest: the spread's low end; slowest: the high end, a 36 h stall, the
-            // night (12 h plus a 3 h round) and a Sunday.
-            let (low, high) = (
-                h(truth.typical - truth.spread) - 0.1,
-                h(truth.typical + truth.spread) + 36.0 + 15.0 + 24.0,
-            );
+            let transit = h(j.events.last().unwrap().offset - j.events[0].offset);
+            // Fastest: to the hub, straight onto the line haul, a round at once; slowest:
+            // a missed departure, a Sunday and a stall (three days) and the rounds.
+            let low = h(truth.line_haul - truth.spread);
+            let high = h(truth.line_haul + truth.spread) + 5.0 + 24.0 + 72.0 + 24.0;
             assert!(
-                (low..=high).contains(&h(transit)),
-                "{number}: {} h not in {low}..{high}",
-                h(transit)
+                (low..=high).contains(&transit),
+                "{number}: {transit} h not in {low}..{high}"
             );
-            checked += 1;
-            if (h(transit) - h(truth.typical)).abs() <= h(truth.spread) + 15.0 {
-                near_typical += 1;
+            // Couriers deliver in their rounds: 10:00 to 18:00, and Sundays until 13:00.
+            let delivered =
+                (REFERENCE_START + j.events.last().unwrap().offset).to_zoned(china.clone());
+            let hour = f64::from(delivered.hour()) + f64::from(delivered.minute()) / 60.0;
+            assert!(
+                (10.0..=18.0).contains(&hour),
+                "{number}: delivered at {delivered}"
+            );
+            if delivered.weekday() == Weekday::Sunday && hour > 13.0 {
+                sunday_late += 1;
             }
+            checked += 1;
         }
         assert!(checked > 5_000, "{checked}");
-        // Stalls (3 %) and Sundays push some out; most stay within a night of the spread.
-        assert!(
-            near_typical * 100 >= checked * 85,
-            "{near_typical} of {checked}"
-        );
+        assert_eq!(sunday_late, 0, "no afternoon round on Sundays");
     }
 
     #[test]
