@@ -77,6 +77,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::model::{Trace, CHINA_OFFSET};
 use crate::place::{parse_address, Place};
+use crate::policy::SubscriptionFacts;
+use crate::problem::{Flag, FlagKind, Thresholds, Trigger};
 use crate::state::{Phase, State};
 
 /// Stage entries are bucketed by local hour into this many 2-hour buckets.
@@ -600,6 +602,17 @@ impl Lesson {
     }
 }
 
+fn quantile_share<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let q = f64::deserialize(d)?;
+    if (0.5..1.0).contains(&q) {
+        Ok(q)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "late_quantile must be at least 0.5 and below 1, not {q}"
+        )))
+    }
+}
+
 fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<SignedDuration, D::Error> {
     let span = crate::policy::duration_from_text(d)?;
     if span.is_positive() {
@@ -674,6 +687,10 @@ impl Default for ColdStart {
 pub struct EtaConfig {
     /// Samples a scope needs at a stage before it answers for that stage.
     pub min_samples: u64,
+    /// Lane lateness (problem 490): a parcel still on its way this long after collection
+    /// for this share of its lane's deliveries is late ([`Lanes::lateness`]).
+    #[serde(deserialize_with = "quantile_share")]
+    pub late_quantile: f64,
     /// Defaults while no scope is ready.
     pub cold_start: ColdStart,
 }
@@ -682,6 +699,7 @@ impl Default for EtaConfig {
     fn default() -> Self {
         Self {
             min_samples: 20,
+            late_quantile: 0.95,
             cold_start: ColdStart::default(),
         }
     }
@@ -931,18 +949,105 @@ impl Lanes {
         })
     }
 
-    /// The `q` quantile of the door-to-door time (from collection) of the most specific
-    /// ready scope for a parcel from `origin` to `destination`: the lane-lateness bound.
-    pub fn total_quantile(
+    /// The problem flags of `trace` at `now` ([`crate::problem::flags`]) with lane
+    /// lateness (490) added, in code order, and when the next timed flag is due if the
+    /// trace does not change ([`crate::problem::next_change_at`], or the lane's bound).
+    pub fn flags(
         &self,
-        carrier: &str,
-        origin: Option<&Place>,
-        destination: Option<&Place>,
-        q: f64,
-    ) -> Option<(SignedDuration, Scope)> {
-        let chain = Scope::chain(origin, destination);
+        trace: &Trace,
+        facts: &SubscriptionFacts<'_>,
+        thresholds: &Thresholds,
+        now: Timestamp,
+    ) -> (Vec<Flag>, Option<Timestamp>) {
+        let mut flags = crate::problem::flags(trace, facts, thresholds, now);
+        let mut due = crate::problem::next_change_at(trace, facts, thresholds, now);
+        if let Some(late) = self.lateness(facts.company, &Milestones::of(trace, facts.to)) {
+            match late.flag(now) {
+                Some(flag) => flags.push(flag),
+                None => due = Some(due.map_or(late.due, |d| d.min(late.due))),
+            }
+        }
+        flags.sort_by_key(|f| f.kind.code());
+        (flags, due)
+    }
+
+    /// Lane lateness of a parcel on its way: when it becomes late (collection plus the
+    /// [`EtaConfig::late_quantile`] of the door-to-door times of the most specific ready
+    /// scope). `None` for a parcel delivered, returning, not collected, or on a lane
+    /// without enough deliveries.
+    pub fn lateness(&self, carrier: &str, m: &Milestones) -> Option<Lateness> {
+        if m.returning || m.delivered.is_some() {
+            return None;
+        }
+        let collected = m.collected?;
+        let chain = Scope::chain(m.origin.as_ref(), m.destination.as_ref());
         let (scope, h, _) = self.ready(carrier, &chain, Stage::Collected, None)?;
-        Some((h.quantile(q)?, scope))
+        let bound = h.quantile(self.config.late_quantile)?;
+        Some(Lateness {
+            collected,
+            due: collected + bound,
+            bound,
+            quantile: self.config.late_quantile,
+            scope,
+            samples: h.count(),
+        })
+    }
+}
+
+/// When a parcel becomes late for its lane, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lateness {
+    /// When it was collected.
+    pub collected: Timestamp,
+    /// When it becomes late: `collected + bound`.
+    pub due: Timestamp,
+    /// The lane's bound on the door-to-door time.
+    pub bound: SignedDuration,
+    /// The share of deliveries within the bound.
+    pub quantile: f64,
+    /// The scope that set it.
+    pub scope: Scope,
+    /// Its deliveries.
+    pub samples: u64,
+}
+
+impl Lateness {
+    /// The 490 flag, active once `now` reaches [`Lateness::due`].
+    ///
+    /// ```
+    /// use waybill_core::eta::{Lateness, Scope};
+    /// use waybill_core::problem::FlagKind;
+    /// use waybill_core::time::{SignedDuration, Timestamp};
+    /// let collected: Timestamp = "2024-05-01T00:00:00Z".parse().unwrap();
+    /// let bound = SignedDuration::from_hours(50);
+    /// let late = Lateness { collected, due: collected + bound, bound, quantile: 0.95, scope: Scope::Carrier, samples: 120 };
+    /// assert!(late.flag(collected + SignedDuration::from_hours(49)).is_none());
+    /// let flag = late.flag(collected + SignedDuration::from_hours(53)).unwrap();
+    /// assert_eq!(flag.kind, FlagKind::LateForLane);
+    /// assert_eq!(flag.reason, "in transit 2 d 5 h since collection; 95 % of 120 deliveries on carrier took at most 2 d 2 h");
+    /// ```
+    pub fn flag(&self, now: Timestamp) -> Option<Flag> {
+        if now < self.due {
+            return None;
+        }
+        let elapsed = now.duration_since(self.collected);
+        Some(Flag {
+            kind: FlagKind::LateForLane,
+            since: self.due,
+            reason: format!(
+                "in transit {} since collection; {:.0} % of {} deliveries on {} took at most {}",
+                crate::problem::span_text(elapsed),
+                self.quantile * 100.0,
+                self.samples,
+                self.scope.key(),
+                crate::problem::span_text(self.bound),
+            ),
+            trigger: Trigger::Elapsed {
+                from: self.collected,
+                elapsed,
+                threshold: self.bound,
+            },
+        })
     }
 }
 

@@ -45,6 +45,7 @@
 //! | 421 收件人电话错误 wrong phone | (4, 421) | (2, 206) 无法联系 | reported (`WrongPhone`) |
 //! | 422 错分件 mis-sorted | (4, 422) | (2, 2) | reported (`MisSorted`) |
 //! | 423 超区件 out of area | (4, 423) | (2, 207) 超区 | reported (`OutOfArea`) |
+//! | 490 超出线路时效 late for its lane | (4, 417) | (2, 2) | timed: past the lane's 95th percentile from collection ([`crate::eta::Lanes::lateness`]) |
 //!
 //! ```
 //! use waybill_core::model::{EventTime, Trace, TrackEvent};
@@ -134,12 +135,15 @@ pub enum FlagKind {
     MisSorted,
     /// 423 超区件: outside the delivery area.
     OutOfArea,
+    /// 490 超出线路时效 (waybill's own code; Kdniao renders it as 417 配送延迟): in
+    /// transit longer than most parcels of its lane took ([`crate::eta::Lanes::lateness`]).
+    LateForLane,
 }
 
 /// One row per kind, in declaration order: Kdniao `StateEx`, kuaidi100 advanced code,
 /// Kdniao's label.
 #[rustfmt::skip]
-const ROWS: [(FlagKind, u16, u16, &str); 16] = [
+const ROWS: [(FlagKind, u16, u16, &str); 17] = [
     (FlagKind::NoShippingInfo,    401, 2,   "发货无信息"),
     (FlagKind::NotSignedInTime,   402, 201, "超时未签收"),
     (FlagKind::NotUpdatedInTime,  403, 202, "超时未更新"),
@@ -156,11 +160,12 @@ const ROWS: [(FlagKind, u16, u16, &str); 16] = [
     (FlagKind::WrongPhone,        421, 206, "收件人电话错误"),
     (FlagKind::MisSorted,         422, 2,   "错分件"),
     (FlagKind::OutOfArea,         423, 207, "超区件"),
+    (FlagKind::LateForLane,       490, 2,   "超出线路时效"),
 ];
 
 impl FlagKind {
     /// Every kind, in code order.
-    pub const ALL: [FlagKind; 16] = [
+    pub const ALL: [FlagKind; 17] = [
         FlagKind::NoShippingInfo,
         FlagKind::NotSignedInTime,
         FlagKind::NotUpdatedInTime,
@@ -177,6 +182,7 @@ impl FlagKind {
         FlagKind::WrongPhone,
         FlagKind::MisSorted,
         FlagKind::OutOfArea,
+        FlagKind::LateForLane,
     ];
 
     fn row(self) -> &'static (FlagKind, u16, u16, &'static str) {
@@ -204,13 +210,19 @@ impl FlagKind {
         ROWS.iter().find(|row| row.1 == code).map(|row| row.0)
     }
 
-    /// Kdniao (`State`, `StateEx`): always 4 问题件 and the kind's code.
+    /// Kdniao (`State`, `StateEx`): always 4 问题件 and the kind's code; lane lateness,
+    /// which Kdniao has no code for, as 417 配送延迟.
     ///
     /// ```
-    /// assert_eq!(waybill_core::problem::FlagKind::Damaged.kdniao(), (4, 414));
+    /// use waybill_core::problem::FlagKind;
+    /// assert_eq!(FlagKind::Damaged.kdniao(), (4, 414));
+    /// assert_eq!(FlagKind::LateForLane.kdniao(), (4, 417));
     /// ```
     pub fn kdniao(self) -> (u8, u16) {
-        (4, self.code())
+        match self {
+            FlagKind::LateForLane => (4, FlagKind::Delayed.code()),
+            other => (4, other.code()),
+        }
     }
 
     /// kuaidi100 (`state`, advanced `statusCode`): 2 疑难 and the 2xx code where one
@@ -266,6 +278,7 @@ impl FlagKind {
                 | FlagKind::NotSignedInTime
                 | FlagKind::NotUpdatedInTime
                 | FlagKind::LockerTimeout
+                | FlagKind::LateForLane
         )
     }
 }
@@ -696,7 +709,7 @@ pub fn next_change_at(
 /// A span as a person reads it: "19 h 12 min", "36 h", "5 d 2 h", "45 min" (rounded down
 /// to the minute). Days only from two days on, as thresholds are written ("36 h", "5 d");
 /// days drop the minutes.
-fn span_text(d: SignedDuration) -> String {
+pub(crate) fn span_text(d: SignedDuration) -> String {
     let minutes = d.as_secs().max(0) / 60;
     let (days, rest) = if minutes >= 2 * 1440 {
         (minutes / 1440, minutes % 1440)
@@ -760,6 +773,11 @@ mod tests {
     #[test]
     fn kdniao_codes_decode_to_the_states_that_raise_them() {
         for kind in FlagKind::ALL {
+            if kind == FlagKind::LateForLane {
+                // Computed from the lanes, never reported: Kdniao reads it as "delayed".
+                assert_eq!(State::from_kdniao(kind.kdniao().1), Some(State::Delayed));
+                continue;
+            }
             let state = State::from_kdniao(kind.code()).expect("every flag code is documented");
             if kind == FlagKind::NoShippingInfo {
                 // 401 decodes to the generic problem, which raises nothing by itself.

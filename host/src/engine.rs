@@ -274,6 +274,20 @@ impl Engine {
         Ok(self.checker.lanes.estimate(company, trace, to, now))
     }
 
+    /// The problem flags of `trace` at `now` with the engine's thresholds and the lanes
+    /// learned so far (lane lateness).
+    pub fn flags(
+        &self,
+        trace: &Trace,
+        facts: &SubscriptionFacts<'_>,
+        now: Timestamp,
+    ) -> Vec<waybill_core::problem::Flag> {
+        self.checker
+            .lanes
+            .flags(trace, facts, &self.config.problems, now)
+            .0
+    }
+
     /// The lanes learned so far (loaded from the store on first use).
     pub async fn lanes(&self) -> StoreResult<waybill_core::eta::Lanes> {
         self.checker.lanes.ready().await?;
@@ -957,6 +971,46 @@ mod tests {
             .expect("lanes load")
             .expect("an estimate");
         assert_eq!(fresh.basis, eta.basis);
+    }
+
+    #[tokio::test]
+    async fn a_parcel_slower_than_its_lane_gets_the_490_push_without_a_new_line() {
+        let sandbox = Scripted::new("sandbox", 10);
+        let mut config = EngineConfig::default();
+        config.eta.min_samples = 3;
+        let r = rig(vec![sandbox.clone()], config).await;
+        for i in 0..4 {
+            let number = format!("SBL{i}");
+            journey(&sandbox, &number, t0() - hours(40));
+            r.subscribe("sandbox", &number).await;
+        }
+        r.forward(hours(2)).await;
+        let collected = r.clock.now();
+        sandbox.add("SBS", collected, "已揽收", State::Collected);
+        let id = r.subscribe("sandbox", "SBS").await;
+        r.forward(hours(26)).await;
+        let before = r.inbox.params().len();
+        let sub = r.store.subscription(id).await.expect("read").expect("sub");
+        assert!(sub.problems.codes.is_empty(), "{:?}", sub.problems);
+        let due = sub.problems.due_at.expect("lateness is due");
+        assert!(
+            (due.duration_since(collected) - hours(28)).abs() < SignedDuration::from_mins(40),
+            "due {due}, collected {collected}"
+        );
+        r.forward(hours(4)).await;
+        let params = r.inbox.params();
+        assert_eq!(params.len(), before + 1, "one push for the flag");
+        let message = params.last().expect("push")["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            message.starts_with("in transit")
+                && message.contains("95 % of 4 deliveries on carrier"),
+            "{message}"
+        );
+        let sub = r.store.subscription(id).await.expect("read").expect("sub");
+        assert_eq!(sub.problems.codes, [490]);
     }
 
     #[tokio::test]

@@ -11,8 +11,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use jiff::Timestamp;
 use tokio::sync::OnceCell;
-use waybill_core::eta::{Estimate, EtaConfig, Lanes, Lesson, Milestones};
+use waybill_core::eta::{Estimate, EtaConfig, Lanes, Lateness, Lesson, Milestones};
 use waybill_core::model::Trace;
+use waybill_core::policy::SubscriptionFacts;
+use waybill_core::problem::{Flag, Thresholds};
 
 use crate::store::{Store, StoreResult};
 
@@ -65,6 +67,23 @@ impl LaneBook {
     ) -> Option<Estimate> {
         self.read()
             .estimate(carrier, &Milestones::of(trace, to), now)
+    }
+
+    /// When `trace` of `carrier` to `to` becomes late for its lane (problem 490).
+    pub fn lateness(&self, carrier: &str, trace: &Trace, to: Option<&str>) -> Option<Lateness> {
+        self.read().lateness(carrier, &Milestones::of(trace, to))
+    }
+
+    /// The problem flags of `trace` at `now`, lane lateness included
+    /// ([`Lanes::flags`]), and when the next timed one is due if nothing changes.
+    pub fn flags(
+        &self,
+        trace: &Trace,
+        facts: &SubscriptionFacts<'_>,
+        thresholds: &Thresholds,
+        now: Timestamp,
+    ) -> (Vec<Flag>, Option<Timestamp>) {
+        self.read().flags(trace, facts, thresholds, now)
     }
 
     /// The lesson of `trace` if it is delivered (not yet applied anywhere).

@@ -5,9 +5,10 @@
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
+use waybill_core::eta::Lanes;
 use waybill_core::model::Trace;
 use waybill_core::policy::SubscriptionFacts;
-use waybill_core::problem::{flags, Flag, FlagKind, Thresholds};
+use waybill_core::problem::{Flag, FlagKind, Thresholds};
 
 use crate::store::{MonitorStatus, Store, StoreResult, SubscriptionFilter, SubscriptionId};
 
@@ -62,9 +63,11 @@ pub fn kind_name(kind: FlagKind) -> String {
         .unwrap_or_default()
 }
 
-/// The problem parcels among the subscriptions still being polled, at `now`.
+/// The problem parcels among the subscriptions still being polled, at `now`; `lanes`
+/// (the store's learned ones) add lane lateness.
 pub async fn problem_parcels(
     store: &dyn Store,
+    lanes: &Lanes,
     thresholds: &Thresholds,
     filter: &ProblemFilter,
     now: Timestamp,
@@ -95,7 +98,9 @@ pub async fn problem_parcels(
                 subscribed_at: sub.created_at,
                 to: sub.to.as_deref(),
             };
-            let active: Vec<Flag> = flags(&trace, &facts, thresholds, now)
+            let active: Vec<Flag> = lanes
+                .flags(&trace, &facts, thresholds, now)
+                .0
                 .into_iter()
                 .filter(|f| filter.kinds.is_empty() || filter.kinds.contains(&f.kind))
                 .filter(|f| {

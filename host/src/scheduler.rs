@@ -21,7 +21,7 @@ use waybill_core::model::{Trace, Waybill};
 use waybill_core::policy::{
     self, AbortReason, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
 };
-use waybill_core::problem::{self, Flag, Thresholds};
+use waybill_core::problem::{Flag, Thresholds};
 use waybill_core::reminder::{self, Reminder};
 
 use crate::eta::LaneBook;
@@ -481,10 +481,8 @@ impl Checker {
             _ => None,
         };
         let evaluated = at_hand.map(|trace| {
-            let flags = problem::flags(trace, &facts, &self.problems, now);
-            let mut codes: Vec<u16> = flags.iter().map(|f| f.kind.code()).collect();
-            codes.sort_unstable();
-            let due_at = problem::next_change_at(trace, &facts, &self.problems, now);
+            let (flags, due_at) = self.lanes.flags(trace, &facts, &self.problems, now);
+            let codes: Vec<u16> = flags.iter().map(|f| f.kind.code()).collect();
             (trace, flags, ProblemState { codes, due_at })
         });
         let flags = evaluated

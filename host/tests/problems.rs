@@ -2,6 +2,7 @@
 //! event, reported ones at once, each with its reason; filters by kind, carrier and age.
 
 use jiff::{SignedDuration, Timestamp};
+use waybill_core::eta::Lanes;
 use waybill_core::model::{EventTime, Trace, TrackEvent, CHINA_OFFSET};
 use waybill_core::problem::{FlagKind, Thresholds};
 use waybill_core::state::State;
@@ -144,11 +145,12 @@ async fn problem_parcels_carry_their_reasons_and_filters_apply() {
     .await;
 
     let thresholds = Thresholds::default();
+    let lanes = Lanes::default();
     let all = ProblemFilter::default();
     // 21 h after t0: the locker parcel has waited 19 h (threshold 18 h); the silent one
     // is still inside its 24 h; the refusal counts at once.
     let now = t0() + h(21);
-    let found = problem_parcels(&store, &thresholds, &all, now)
+    let found = problem_parcels(&store, &lanes, &thresholds, &all, now)
         .await
         .unwrap();
     let kinds: Vec<(&str, FlagKind)> = found
@@ -172,7 +174,7 @@ async fn problem_parcels_carry_their_reasons_and_filters_apply() {
 
     // 26 h after subscribing the silent parcel is a 401; the fine one is no 403 before 5 d.
     let later = t0() + h(26);
-    let found = problem_parcels(&store, &thresholds, &all, later)
+    let found = problem_parcels(&store, &lanes, &thresholds, &all, later)
         .await
         .unwrap();
     assert!(found
@@ -180,7 +182,7 @@ async fn problem_parcels_carry_their_reasons_and_filters_apply() {
         .any(|p| p.number == "SB-SILENT" && p.flags[0].kind == FlagKind::NoShippingInfo));
     assert!(!found.iter().any(|p| p.number == "SB-FINE"));
     let week = t0() + h(24 * 6);
-    let found = problem_parcels(&store, &thresholds, &all, week)
+    let found = problem_parcels(&store, &lanes, &thresholds, &all, week)
         .await
         .unwrap();
     assert!(found
@@ -192,7 +194,7 @@ async fn problem_parcels_carry_their_reasons_and_filters_apply() {
         let store = &store;
         let thresholds = &thresholds;
         async move {
-            problem_parcels(store, thresholds, &f, now)
+            problem_parcels(store, &Lanes::default(), thresholds, &f, now)
                 .await
                 .unwrap()
                 .into_iter()

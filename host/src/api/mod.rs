@@ -179,6 +179,16 @@ impl Api {
         }
     }
 
+    /// The problem flags of `trace` now, with the engine's thresholds and its lanes'
+    /// lateness (the lanes as loaded so far: a fresh daemon's first reads may miss 490).
+    pub fn flags(
+        &self,
+        trace: &waybill_core::model::Trace,
+        facts: &waybill_core::policy::SubscriptionFacts<'_>,
+    ) -> Vec<waybill_core::problem::Flag> {
+        self.inner.engine.flags(trace, facts, self.now())
+    }
+
     /// The problem thresholds, the engine's.
     pub fn thresholds(&self) -> &waybill_core::problem::Thresholds {
         &self.inner.engine.config().problems

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use jiff::SignedDuration;
 use waybill_host::problems::{kind_name, parse_kind, problem_parcels, ProblemFilter};
+use waybill_host::store::Store;
 
 use super::serve::{open_store, StoreArgs};
 use super::OutputFormat;
@@ -52,7 +53,11 @@ pub fn run(args: ProblemsArgs) -> anyhow::Result<ExitCode> {
             tenant_id: None,
         };
         let now = jiff::Timestamp::now();
-        let parcels = problem_parcels(&store, &config.problems, &filter, now).await?;
+        let mut lanes = waybill_core::eta::Lanes::new(config.eta.clone());
+        for (carrier, scope, stats) in store.lanes().await? {
+            lanes.insert(&carrier, scope, stats);
+        }
+        let parcels = problem_parcels(&store, &lanes, &config.problems, &filter, now).await?;
         store.close().await;
         let mut by_kind = std::collections::BTreeMap::new();
         for parcel in &parcels {

@@ -21,7 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use waybill_core::model::{Trace, Waybill};
 use waybill_core::policy::SubscriptionFacts;
-use waybill_core::problem::{flags, Flag};
+use waybill_core::problem::Flag;
 use waybill_core::state::Phase;
 
 use super::idempotency::{Answer, Keys};
@@ -361,7 +361,7 @@ fn problems(api: &Api, sub: &Subscription, trace: &Trace) -> Vec<Flag> {
         subscribed_at: sub.created_at,
         to: sub.to.as_deref(),
     };
-    flags(trace, &facts, api.thresholds(), api.now())
+    api.flags(trace, &facts)
 }
 
 /// The tenant's signing secrets, made on first use. The copy the tenant cache holds
