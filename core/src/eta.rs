@@ -776,7 +776,8 @@ impl Estimate {
 #[derive(Debug, Clone, Default)]
 pub struct Lanes {
     config: EtaConfig,
-    stats: HashMap<(String, Scope), LaneStats>,
+    /// By carrier, then scope: a lookup by `&str` allocates nothing.
+    stats: HashMap<String, HashMap<Scope, LaneStats>>,
 }
 
 impl Lanes {
@@ -804,32 +805,36 @@ impl Lanes {
 
     /// Adds `lesson` to every scope it names.
     pub fn apply(&mut self, carrier: &str, lesson: &Lesson) {
+        let scopes = match self.stats.get_mut(carrier) {
+            Some(scopes) => scopes,
+            None => self.stats.entry(carrier.to_string()).or_default(),
+        };
         for scope in &lesson.scopes {
-            self.stats
-                .entry((carrier.to_string(), *scope))
-                .or_default()
-                .merge(&lesson.stats);
+            scopes.entry(*scope).or_default().merge(&lesson.stats);
         }
     }
 
     /// What `scope` of `carrier` has learned.
     pub fn get(&self, carrier: &str, scope: &Scope) -> Option<&LaneStats> {
-        self.stats.get(&(carrier.to_string(), *scope))
+        self.stats.get(carrier)?.get(scope)
     }
 
     /// Puts back what was learned before (from the store), replacing that scope's stats.
     pub fn insert(&mut self, carrier: &str, scope: Scope, stats: LaneStats) {
-        self.stats.insert((carrier.to_string(), scope), stats);
+        self.stats
+            .entry(carrier.to_string())
+            .or_default()
+            .insert(scope, stats);
     }
 
     /// How many (carrier, scope) records are held.
     pub fn len(&self) -> usize {
-        self.stats.len()
+        self.stats.values().map(HashMap::len).sum()
     }
 
     /// True before anything was learned.
     pub fn is_empty(&self) -> bool {
-        self.stats.is_empty()
+        self.stats.values().all(HashMap::is_empty)
     }
 
     /// The first scope of the chain with enough samples at `stage`: its histogram for
@@ -952,16 +957,20 @@ impl Lanes {
     /// The problem flags of `trace` at `now` ([`crate::problem::flags`]) with lane
     /// lateness (490) added, in code order, and when the next timed flag is due if the
     /// trace does not change ([`crate::problem::next_change_at`], or the lane's bound).
+    ///
+    /// `m` are the trace's milestones ([`Milestones::of`] with `facts.to`), read once by
+    /// the caller for the estimate too.
     pub fn flags(
         &self,
         trace: &Trace,
+        m: &Milestones,
         facts: &SubscriptionFacts<'_>,
         thresholds: &Thresholds,
         now: Timestamp,
     ) -> (Vec<Flag>, Option<Timestamp>) {
         let mut flags = crate::problem::flags(trace, facts, thresholds, now);
         let mut due = crate::problem::next_change_at(trace, facts, thresholds, now);
-        if let Some(late) = self.lateness(facts.company, &Milestones::of(trace, facts.to)) {
+        if let Some(late) = self.lateness(facts.company, m) {
             match late.flag(now) {
                 Some(flag) => flags.push(flag),
                 None => due = Some(due.map_or(late.due, |d| d.min(late.due))),

@@ -388,6 +388,40 @@ pub struct Thresholds {
     /// Overrides by carrier code.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub carriers: BTreeMap<String, Limits>,
+    /// Overrides by lane, `"ORIGIN>DESTINATION"` with each end a city's name or 6-digit
+    /// code (`"深圳市>北京市"`, `"440300>110000"`): the origin is where the trace's first
+    /// placed line is, the destination the subscription's `to`. A lane's override wins
+    /// over the carrier's.
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lane_keys"
+    )]
+    pub lanes: BTreeMap<String, Limits>,
+}
+
+/// The city code of one end of a lane key: a 6-digit code or a place name.
+fn lane_end(text: &str) -> Option<u32> {
+    let text = text.trim();
+    let place = match text.parse::<u32>() {
+        Ok(code) => crate::place::Place::from_code(code)?,
+        Err(_) => crate::place::parse_address(text)?.place,
+    };
+    Some(place.city_code().unwrap_or(place.code))
+}
+
+fn lane_of_key(key: &str) -> Option<(u32, u32)> {
+    let (from, to) = key.split_once('>')?;
+    Some((lane_end(from)?, lane_end(to)?))
+}
+
+fn lane_keys<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Limits>, D::Error> {
+    let map = BTreeMap::<String, Limits>::deserialize(d)?;
+    if let Some(bad) = map.keys().find(|k| lane_of_key(k).is_none()) {
+        return Err(serde::de::Error::custom(format!(
+            "problem lane {bad:?} is not \"ORIGIN>DESTINATION\" with two known cities (names or 6-digit codes)"
+        )));
+    }
+    Ok(map)
 }
 
 impl Default for Thresholds {
@@ -398,6 +432,7 @@ impl Default for Thresholds {
             not_updated: SignedDuration::from_hours(5 * 24),
             locker: SignedDuration::from_hours(18),
             carriers: BTreeMap::new(),
+            lanes: BTreeMap::new(),
         }
     }
 }
@@ -406,6 +441,41 @@ impl Thresholds {
     /// The threshold of `kind` for `carrier`: the carrier's override, else the default.
     /// `None` for a kind that only the carrier reports.
     pub fn get(&self, kind: FlagKind, carrier: &str) -> Option<SignedDuration> {
+        self.get_on(kind, carrier, None)
+    }
+
+    /// The threshold of `kind` for `carrier` on `lane` (origin and destination city
+    /// codes): the lane's override, else the carrier's, else the default.
+    ///
+    /// ```
+    /// use waybill_core::problem::{FlagKind, Thresholds};
+    /// use waybill_core::time::SignedDuration;
+    /// let t: Thresholds = toml::from_str(r#"
+    ///     [lanes."深圳市>北京市"]
+    ///     not_updated = "2d"
+    /// "#).unwrap();
+    /// let lane = Some((440300, 110000));
+    /// let h = SignedDuration::from_hours;
+    /// assert_eq!(t.get_on(FlagKind::NotUpdatedInTime, "shunfeng", lane), Some(h(48)));
+    /// assert_eq!(t.get_on(FlagKind::NotUpdatedInTime, "shunfeng", None), Some(h(120)));
+    /// assert!(toml::from_str::<Thresholds>("[lanes.\"深圳市>Atlantis\"]").is_err());
+    /// ```
+    pub fn get_on(
+        &self,
+        kind: FlagKind,
+        carrier: &str,
+        lane: Option<(u32, u32)>,
+    ) -> Option<SignedDuration> {
+        if let Some(lane) = lane.filter(|_| !self.lanes.is_empty()) {
+            let over = self
+                .lanes
+                .iter()
+                .filter(|(key, _)| lane_of_key(key) == Some(lane))
+                .find_map(|(_, l)| l.get(kind));
+            if over.is_some() {
+                return over;
+            }
+        }
         if let Some(over) = self.carriers.get(carrier).and_then(|l| l.get(kind)) {
             return Some(over);
         }
@@ -559,11 +629,24 @@ impl Timer {
     }
 }
 
-fn timers(walk: &Walk<'_>, facts: &SubscriptionFacts<'_>, thresholds: &Thresholds) -> Vec<Timer> {
+fn timers(
+    trace: &Trace,
+    walk: &Walk<'_>,
+    facts: &SubscriptionFacts<'_>,
+    thresholds: &Thresholds,
+) -> Vec<Timer> {
     let carrier = facts.company;
+    // The lane matters only when lanes are configured: skip reading places otherwise.
+    let lane = if thresholds.lanes.is_empty() {
+        None
+    } else {
+        let m = crate::eta::Milestones::of(trace, facts.to);
+        let city = |p: crate::place::Place| p.city_code().unwrap_or(p.code);
+        m.origin.map(city).zip(m.destination.map(city))
+    };
     let mut out = Vec::new();
     let mut add = |kind: FlagKind, from: Timestamp, what: &'static str| {
-        if let Some(threshold) = thresholds.get(kind, carrier) {
+        if let Some(threshold) = thresholds.get_on(kind, carrier, lane) {
             out.push(Timer {
                 kind,
                 from,
@@ -648,7 +731,7 @@ pub fn flags(
             },
         );
     }
-    for timer in timers(&w, facts, thresholds) {
+    for timer in timers(trace, &w, facts, thresholds) {
         let Some(due) = timer.due() else { continue };
         if due > now || found.contains_key(&timer.kind) {
             continue;
@@ -698,7 +781,7 @@ pub fn next_change_at(
 ) -> Option<Timestamp> {
     let w = walk(trace);
     let reported = FlagKind::from_state(w.state);
-    timers(&w, facts, thresholds)
+    timers(trace, &w, facts, thresholds)
         .iter()
         .filter(|timer| Some(timer.kind) != reported)
         .filter_map(Timer::due)
@@ -835,6 +918,43 @@ mod tests {
             at("2024-05-02 02:59").at,
         );
         assert!(before.is_empty(), "{before:?}");
+    }
+
+    #[test]
+    fn a_lanes_threshold_wins_over_the_carriers_and_only_on_that_lane() {
+        let th: Thresholds = toml::from_str(
+            r#"
+            [carriers.sandbox]
+            not_updated = "4d"
+            [lanes."深圳市>北京市"]
+            not_updated = "2d"
+            "#,
+        )
+        .unwrap();
+        let mut t = trace(vec![TrackEvent::new(
+            at("2024-05-01 08:00"),
+            "【深圳市】已揽收",
+            State::Collected,
+        )]);
+        t.locate(None, None);
+        let to_beijing = SubscriptionFacts {
+            to: Some("北京市朝阳区"),
+            ..facts("2024-05-01 07:00")
+        };
+        let to_shanghai = SubscriptionFacts {
+            to: Some("上海市浦东新区"),
+            ..facts("2024-05-01 07:00")
+        };
+        let day3 = at("2024-05-04 09:00").at;
+        assert_eq!(kinds(&flags(&t, &to_beijing, &th, day3)), [403]);
+        assert!(
+            flags(&t, &to_shanghai, &th, day3).is_empty(),
+            "4 d on other lanes"
+        );
+        assert_eq!(
+            next_change_at(&t, &to_shanghai, &th, day3),
+            Some(at("2024-05-05 08:00").at)
+        );
     }
 
     #[test]

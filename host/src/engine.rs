@@ -271,7 +271,8 @@ impl Engine {
         now: Timestamp,
     ) -> StoreResult<Option<Estimate>> {
         self.checker.lanes.ready().await?;
-        Ok(self.checker.lanes.estimate(company, trace, to, now))
+        let m = waybill_core::eta::Milestones::of(trace, to);
+        Ok(self.checker.lanes.estimate(company, &m, now))
     }
 
     /// The problem flags of `trace` at `now` with the engine's thresholds and the lanes
@@ -282,9 +283,10 @@ impl Engine {
         facts: &SubscriptionFacts<'_>,
         now: Timestamp,
     ) -> Vec<waybill_core::problem::Flag> {
+        let m = waybill_core::eta::Milestones::of(trace, facts.to);
         self.checker
             .lanes
-            .flags(trace, facts, &self.config.problems, now)
+            .flags(trace, &m, facts, &self.config.problems, now)
             .0
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use jiff::Timestamp;
 use tokio::sync::OnceCell;
-use waybill_core::eta::{Estimate, EtaConfig, Lanes, Lateness, Lesson, Milestones};
+use waybill_core::eta::{Estimate, EtaConfig, Lanes, Lesson, Milestones};
 use waybill_core::model::Trace;
 use waybill_core::policy::SubscriptionFacts;
 use waybill_core::problem::{Flag, Thresholds};
@@ -56,39 +56,23 @@ impl LaneBook {
             .map(|_| ())
     }
 
-    /// The estimate for `trace` of `carrier` to `to` at `now` (the book must be
-    /// [`LaneBook::ready`]; before that it answers from the cold-start defaults).
-    pub fn estimate(
-        &self,
-        carrier: &str,
-        trace: &Trace,
-        to: Option<&str>,
-        now: Timestamp,
-    ) -> Option<Estimate> {
-        self.read()
-            .estimate(carrier, &Milestones::of(trace, to), now)
+    /// The estimate for a parcel of `carrier` with milestones `m` at `now` (the book must
+    /// be [`LaneBook::ready`]; before that it answers from the cold-start defaults).
+    pub fn estimate(&self, carrier: &str, m: &Milestones, now: Timestamp) -> Option<Estimate> {
+        self.read().estimate(carrier, m, now)
     }
 
-    /// When `trace` of `carrier` to `to` becomes late for its lane (problem 490).
-    pub fn lateness(&self, carrier: &str, trace: &Trace, to: Option<&str>) -> Option<Lateness> {
-        self.read().lateness(carrier, &Milestones::of(trace, to))
-    }
-
-    /// The problem flags of `trace` at `now`, lane lateness included
+    /// The problem flags of `trace` (milestones `m`) at `now`, lane lateness included
     /// ([`Lanes::flags`]), and when the next timed one is due if nothing changes.
     pub fn flags(
         &self,
         trace: &Trace,
+        m: &Milestones,
         facts: &SubscriptionFacts<'_>,
         thresholds: &Thresholds,
         now: Timestamp,
     ) -> (Vec<Flag>, Option<Timestamp>) {
-        self.read().flags(trace, facts, thresholds, now)
-    }
-
-    /// The lesson of `trace` if it is delivered (not yet applied anywhere).
-    pub fn lesson(trace: &Trace, to: Option<&str>) -> Option<Lesson> {
-        Lesson::of(&Milestones::of(trace, to))
+        self.read().flags(trace, m, facts, thresholds, now)
     }
 
     /// Applies a lesson the store has written.

@@ -98,8 +98,9 @@ pub async fn problem_parcels(
                 subscribed_at: sub.created_at,
                 to: sub.to.as_deref(),
             };
+            let m = waybill_core::eta::Milestones::of(&trace, facts.to);
             let active: Vec<Flag> = lanes
-                .flags(&trace, &facts, thresholds, now)
+                .flags(&trace, &m, &facts, thresholds, now)
                 .0
                 .into_iter()
                 .filter(|f| filter.kinds.is_empty() || filter.kinds.contains(&f.kind))

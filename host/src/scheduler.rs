@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use waybill_core::carrier::{Carrier, TrackError, TrackOutcome};
-use waybill_core::eta::{Estimate, Milestones};
+use waybill_core::eta::{Estimate, Lesson, Milestones};
 use waybill_core::model::{Trace, Waybill};
 use waybill_core::policy::{
     self, AbortReason, Decision, LastOutcome, PolicyConfig, SubscriptionFacts, TraceSummary,
@@ -480,35 +480,36 @@ impl Checker {
             _ if sub.event_count == 0 => Some(&empty),
             _ => None,
         };
+        // The trace at hand's milestones, read once for the flags, the estimate and the
+        // lesson.
+        let to = sub.to.as_deref();
         let evaluated = at_hand.map(|trace| {
-            let (flags, due_at) = self.lanes.flags(trace, &facts, &self.problems, now);
+            let m = Milestones::of(trace, to);
+            let (flags, due_at) = self.lanes.flags(trace, &m, &facts, &self.problems, now);
             let codes: Vec<u16> = flags.iter().map(|f| f.kind.code()).collect();
-            (trace, flags, ProblemState { codes, due_at })
+            (trace, flags, ProblemState { codes, due_at }, m)
         });
         let flags = evaluated
             .as_ref()
-            .map(|(_, f, _)| f.clone())
+            .map(|(_, f, _, _)| f.clone())
             .unwrap_or_default();
         let flags_changed = evaluated
             .as_ref()
-            .is_some_and(|(_, _, state)| state.codes != sub.problems.codes);
-        // The estimate is remade at every change; a delivery new with this trace is a
-        // lesson for the lanes.
-        let to = sub.to.as_deref();
-        let eta = match (&new_trace, &evaluated) {
-            (Some((t, _)), _) => Some(self.lanes.estimate(&sub.company, t, to, now)),
-            (None, Some((t, _, _))) if flags_changed => {
-                Some(self.lanes.estimate(&sub.company, t, to, now))
-            }
+            .is_some_and(|(_, _, state, _)| state.codes != sub.problems.codes);
+        // The estimate is remade at every change (the trace at hand is the new one when
+        // there is one); a delivery new with this trace is a lesson for the lanes.
+        let eta = evaluated
+            .as_ref()
+            .filter(|_| new_trace.is_some() || flags_changed)
+            .map(|(_, _, _, m)| self.lanes.estimate(&sub.company, m, now));
+        let lesson = match (&new_trace, &evaluated) {
+            (Some(_), Some((_, _, _, m))) => m
+                .delivered
+                .filter(|&delivered| sub.last_event_at.is_none_or(|seen| delivered > seen))
+                .and_then(|_| Lesson::of(m))
+                .map(|lesson| (sub.company.clone(), lesson)),
             _ => None,
         };
-        let lesson = new_trace.as_ref().and_then(|(t, _)| {
-            let lesson = LaneBook::lesson(t, to)?;
-            let delivered = Milestones::of(t, to).delivered?;
-            sub.last_event_at
-                .is_none_or(|seen| delivered > seen)
-                .then(|| (sub.company.clone(), lesson))
-        });
 
         let mut out = CheckOutcome {
             subscription_id: sub.id,
@@ -521,7 +522,7 @@ impl Checker {
             correction: None,
             error,
             pushes: Vec::new(),
-            problems: evaluated.as_ref().map(|(_, _, state)| state.clone()),
+            problems: evaluated.as_ref().map(|(_, _, state, _)| state.clone()),
             eta: eta.clone(),
             lesson,
         };
@@ -532,18 +533,18 @@ impl Checker {
         match decision {
             Decision::CheckAt { at, .. } => {
                 // A timed flag due before the next check moves the check to it.
-                let due = evaluated.as_ref().and_then(|(_, _, s)| s.due_at);
+                let due = evaluated.as_ref().and_then(|(_, _, s, _)| s.due_at);
                 out.next_check_at = due.map_or(at, |d| d.min(at));
                 let pushed = match (&new_trace, &evaluated) {
                     (Some((trace, _)), _) => Some(trace),
-                    (None, Some((trace, _, _))) if flags_changed => Some(*trace),
+                    (None, Some((trace, _, _, _))) if flags_changed => Some(*trace),
                     _ => None,
                 };
                 // A subscription that chose its reminders hears only of those moments.
                 let wanted = &sub.options.reminders;
                 let reminded = pushed.map(|trace| {
                     let mut r = reminder::reached(trace, to, sub.last_event_at, wanted);
-                    let appeared = evaluated.as_ref().is_some_and(|(_, _, state)| {
+                    let appeared = evaluated.as_ref().is_some_and(|(_, _, state, _)| {
                         state.codes.iter().any(|c| !sub.problems.codes.contains(c))
                     });
                     if appeared && wanted.contains(&Reminder::Problem) {

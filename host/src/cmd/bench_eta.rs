@@ -18,10 +18,11 @@ use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use waybill_core::clock::ManualClock;
-use waybill_core::eta::{Basis, Estimate, Milestones, Stage};
+use waybill_core::eta::{Basis, Estimate, Milestones, Scope, Stage};
+use waybill_core::place::{parse_address, Place};
 use waybill_host::engine::EngineConfig;
-use waybill_host::sandbox::{sandbox_number, SandboxOptions, SandboxStack};
-use waybill_host::store::{MonitorStatus, Store, SubscriptionFilter, SubscriptionId};
+use waybill_host::sandbox::{sandbox_number, SandboxOptions, SandboxStack, SANDBOX};
+use waybill_host::store::{MonitorStatus, Store, Subscription, SubscriptionFilter, SubscriptionId};
 use waybill_sandbox_sim::journey::{lane_truth, Journey, SimConfig};
 
 /// Options of `waybill bench-eta`.
@@ -53,23 +54,24 @@ pub fn run(args: BenchEtaArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(bench(args))
 }
 
-/// The first estimate the engine stored at each stage of one parcel.
+/// The first estimate the engine stored at each stage of one parcel, with the
+/// deliveries its lane had taught by then.
 #[derive(Default)]
 struct Seen {
-    by_stage: BTreeMap<&'static str, Estimate>,
+    by_stage: BTreeMap<&'static str, (Estimate, u64)>,
 }
 
 fn stage_name(s: Option<Stage>) -> &'static str {
     s.map_or("subscribed", Stage::name)
 }
 
-/// Learned samples behind an estimate, as a bucket name.
-fn bucket(e: &Estimate) -> &'static str {
-    match &e.basis {
-        Basis::ColdStart { .. } => "cold start",
-        Basis::Learned { samples, .. } if *samples < 100 => "20-99 deliveries",
-        Basis::Learned { samples, .. } if *samples < 1_000 => "100-999 deliveries",
-        Basis::Learned { .. } => ">=1000 deliveries",
+/// How much the parcel's lane had learned when the estimate was made, as a bucket name.
+fn bucket(e: &Estimate, lane_deliveries: u64) -> &'static str {
+    match (&e.basis, lane_deliveries) {
+        (Basis::ColdStart { .. }, _) => "cold start",
+        (_, 0..100) => "lane < 100 delivered",
+        (_, 100..1_000) => "lane 100-999",
+        _ => "lane >= 1000",
     }
 }
 
@@ -190,6 +192,13 @@ async fn bench(args: BenchEtaArgs) -> anyhow::Result<ExitCode> {
     };
     let started = Instant::now();
     let (lanes, numbers) = pick_numbers(&options.sim, args.lanes, args.per_lane);
+    let mut lane_of: HashMap<String, (Place, Place)> = HashMap::new();
+    for n in &numbers {
+        let j = Journey::for_number(n, &options.sim)?;
+        if let (Some(o), Some(d)) = (parse_address(&j.origin), parse_address(&j.destination)) {
+            lane_of.insert(n.clone(), (o.place, d.place));
+        }
+    }
     let stack = SandboxStack::start(options, clock.clone()).await?;
     let tenant = stack.tenant("bench", "bench-key").await?;
     println!(
@@ -223,7 +232,15 @@ async fn bench(args: BenchEtaArgs) -> anyhow::Result<ExitCode> {
                 break;
             }
         }
-        record(stack.store.as_ref(), &mut seen).await?;
+        let lanes = stack.engine.lanes().await?;
+        let learned = |sub: &Subscription| {
+            let scope = Scope::chain(
+                lane_of.get(&sub.number).map(|l| &l.0),
+                lane_of.get(&sub.number).map(|l| &l.1),
+            )[0];
+            lanes.get(SANDBOX, &scope).map_or(0, |s| s.deliveries)
+        };
+        record(stack.store.as_ref(), &mut seen, learned).await?;
         // Lost and stuck parcels poll until the policy gives up on them (weeks); every
         // delivery is over well within ten days of the last hand-in.
         let tail = now.duration_since(t0) > window + SignedDuration::from_hours(24 * 10);
@@ -248,8 +265,8 @@ async fn bench(args: BenchEtaArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         delivered += 1;
-        for (stage, e) in &s.by_stage {
-            for b in [bucket(e), "all"] {
+        for (stage, (e, learned)) in &s.by_stage {
+            for b in [bucket(e, *learned), "all"] {
                 scores
                     .entry((*stage).to_string())
                     .or_default()
@@ -294,8 +311,13 @@ async fn bench(args: BenchEtaArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Keeps the first estimate stored at each stage of every polling parcel.
-async fn record(store: &dyn Store, seen: &mut HashMap<SubscriptionId, Seen>) -> anyhow::Result<()> {
+/// Keeps the first estimate stored at each stage of every polling parcel, with what its
+/// lane had learned then (`learned`).
+async fn record(
+    store: &dyn Store,
+    seen: &mut HashMap<SubscriptionId, Seen>,
+    learned: impl Fn(&Subscription) -> u64,
+) -> anyhow::Result<()> {
     let mut after = None;
     loop {
         let page = store
@@ -309,12 +331,13 @@ async fn record(store: &dyn Store, seen: &mut HashMap<SubscriptionId, Seen>) -> 
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for sub in page {
-            if let Some(e) = sub.eta {
+            if let Some(e) = &sub.eta {
+                let n = learned(&sub);
                 seen.entry(sub.id)
                     .or_default()
                     .by_stage
                     .entry(stage_name(e.stage))
-                    .or_insert(e);
+                    .or_insert_with(|| (e.clone(), n));
             }
         }
     }

@@ -529,11 +529,25 @@ async fn write_check(
         .execute(&mut *tx)
         .await?;
     }
+    let eta = match &o.eta {
+        Some(eta) => Some(
+            eta.as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt {
+                    table: "subscriptions",
+                    detail: format!("eta: {e}"),
+                })?,
+        ),
+        None => None,
+    };
+    // `eta` in the same statement: `Some(None)` clears it, `None` keeps it.
     sqlx::query(
         "UPDATE subscriptions SET status = ?, message = ?, next_check_at = ?, \
          lease_owner = NULL, lease_until = NULL, checks = checks + 1, \
          failures = CASE WHEN ? IS NULL THEN 0 ELSE failures + 1 END, last_error = ?, \
-         push_seq = ?, last_check_at = ?, updated_at = ? WHERE id = ?",
+         push_seq = ?, last_check_at = ?, updated_at = ?, \
+         eta = CASE WHEN ? THEN ? ELSE eta END WHERE id = ?",
     )
     .bind(o.status.as_str())
     .bind(&o.message)
@@ -543,6 +557,8 @@ async fn write_check(
     .bind(push_seq)
     .bind(now)
     .bind(now)
+    .bind(eta.is_some())
+    .bind(eta.flatten())
     .bind(o.subscription_id)
     .execute(&mut *tx)
     .await?;
@@ -550,21 +566,6 @@ async fn write_check(
         sqlx::query("UPDATE subscriptions SET problems = ?, problems_due_at = ? WHERE id = ?")
             .bind(p.codes_text())
             .bind(p.due_at.map(ms))
-            .bind(o.subscription_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    if let Some(eta) = &o.eta {
-        let text = eta
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt {
-                table: "subscriptions",
-                detail: format!("eta: {e}"),
-            })?;
-        sqlx::query("UPDATE subscriptions SET eta = ? WHERE id = ?")
-            .bind(text)
             .bind(o.subscription_id)
             .execute(&mut *tx)
             .await?;
