@@ -7,6 +7,8 @@ use std::sync::Arc;
 use waybill_core::carrier::Carrier;
 use waybill_core::eta::{Estimate, Lanes, Milestones};
 use waybill_core::model::{Trace, Waybill};
+use waybill_core::policy::SubscriptionFacts;
+use waybill_core::problem::Thresholds;
 use waybill_host::store::Store;
 
 use super::serve::{open_store, StoreArgs};
@@ -65,17 +67,34 @@ pub fn run(args: TrackArgs) -> anyhow::Result<ExitCode> {
     });
     match outcome {
         Ok(trace) => {
-            let lanes = runtime.block_on(learned_lanes(&args.store))?;
+            let (lanes, thresholds) = runtime.block_on(learned_lanes(&args.store))?;
+            let now = jiff::Timestamp::now();
             let m = Milestones::of(&trace, waybill.to.as_deref());
-            let eta = lanes.estimate(&waybill.company, &m, jiff::Timestamp::now());
+            let eta = lanes.estimate(&waybill.company, &m, now);
+            // No subscription: the flags the trace raises by itself, 401 counted from now.
+            let facts = SubscriptionFacts::new(&waybill, now);
+            let (flags, _) = lanes.flags(&trace, &m, &facts, &thresholds, now);
             if args.json {
                 let mut v = serde_json::to_value(&trace)?;
-                if let (Some(obj), Some(e)) = (v.as_object_mut(), &eta) {
-                    obj.insert("eta".into(), serde_json::to_value(e)?);
+                if let Some(obj) = v.as_object_mut() {
+                    if let Some(e) = &eta {
+                        obj.insert("eta".into(), serde_json::to_value(e)?);
+                    }
+                    if !flags.is_empty() {
+                        obj.insert("problems".into(), serde_json::to_value(&flags)?);
+                    }
                 }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", render_table(&trace));
+                for f in &flags {
+                    println!(
+                        "problem {} {}: {}",
+                        f.kind.code(),
+                        f.kind.label_zh(),
+                        f.reason
+                    );
+                }
                 if let Some(e) = &eta {
                     println!("{}", eta_line(e));
                 }
@@ -96,9 +115,10 @@ pub fn run(args: TrackArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The lanes the store has learned, when its database exists; none otherwise (the
-/// estimate then says it is a cold start). Nothing is created.
-async fn learned_lanes(args: &StoreArgs) -> anyhow::Result<Lanes> {
+/// The lanes the store has learned, when its database exists (none otherwise: the
+/// estimate then says it is a cold start), and the configured problem thresholds.
+/// Nothing is created.
+async fn learned_lanes(args: &StoreArgs) -> anyhow::Result<(Lanes, Thresholds)> {
     let config = args.load()?;
     let mut lanes = Lanes::new(config.eta.clone());
     if config.database_path().exists() {
@@ -108,7 +128,7 @@ async fn learned_lanes(args: &StoreArgs) -> anyhow::Result<Lanes> {
         }
         store.close().await;
     }
-    Ok(lanes)
+    Ok((lanes, config.problems))
 }
 
 /// `eta: 2024-05-03 14:00 (p20 … – p80 …), …explanation`, China time.

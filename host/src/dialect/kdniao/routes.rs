@@ -290,11 +290,15 @@ async fn query(api: &Api, req: &Request) -> Result<Value, Refusal> {
         let eta = api
             .estimate(&waybill.company, &trace, waybill.to.as_deref())
             .await;
+        // A query has no subscription: the flags the trace itself raises (a locker, no
+        // update, not signed, late for its lane), with the wait for a first line from now.
+        let facts = waybill_core::policy::SubscriptionFacts::new(&waybill, api.now());
+        let flags = api.flags(&trace, &facts);
         let data = TracingData::of(
             req.tenant.id,
             &waybill,
             &trace,
-            &[],
+            &flags,
             eta.as_ref(),
             &order_code,
             reason,
