@@ -987,3 +987,36 @@ fn the_daemon_tracks_a_company_without_a_plugin_through_the_upstream() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
 }
+
+#[test]
+fn waybill_carriers_says_what_tracks_each_carrier_here() {
+    let dir = all_plugins_dir("carriers-tracked-by");
+    let tracked = |env: &[(&str, String)]| {
+        let (code, stdout, stderr) = waybill(&dir, &["carriers", "--format", "json"], env);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["code"].as_str().unwrap().to_owned(),
+                    v["tracked_by"].clone(),
+                )
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let alone = tracked(&[]);
+    assert_eq!(alone["shunfeng"]["by"], "plugin", "{:?}", alone["shunfeng"]);
+    assert_eq!(alone["shunfeng"]["file"], "libwaybill_carrier_shunfeng.so");
+    assert_eq!(
+        alone["zhongtong"]["by"], "nothing",
+        "no ZTO plugin, no upstream"
+    );
+    let routed = tracked(&[("WAYBILL_UPSTREAM", "kuaidi100".to_owned())]);
+    assert_eq!(routed["zhongtong"]["by"], "upstream");
+    assert_eq!(routed["zhongtong"]["aggregator"], "kuaidi100");
+    assert_eq!(
+        routed["shunfeng"]["by"], "plugin",
+        "its own plugin still wins"
+    );
+}
