@@ -61,6 +61,22 @@ impl CoreGuesser {
     pub fn guesser(&self) -> &Arc<Guesser> {
         &self.guesser
     }
+
+    /// The ranked candidates for `number`, re-ranked by the prior as it is now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Guesser::guess`]: a number no format can read.
+    pub fn ranked(
+        &self,
+        number: &str,
+    ) -> Result<Vec<waybill_core::guess::Candidate<'_>>, waybill_core::guess::GuessError> {
+        let prior = self.prior.as_ref().map(|p| p.current());
+        let mut found = Vec::new();
+        self.guesser
+            .guess_into_with(number, prior.as_deref(), &mut found)?;
+        Ok(found)
+    }
 }
 
 impl CompanyGuesser for CoreGuesser {

@@ -947,7 +947,7 @@ fn the_daemon_tracks_a_company_without_a_plugin_through_the_upstream() {
     }
     let url = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (made, answer) = runtime.block_on(async {
+    let (made, answer, recognised) = runtime.block_on(async {
         let client = reqwest::Client::new();
         let made = client
             .post(format!("{url}/v1/trackings"))
@@ -972,10 +972,23 @@ fn the_daemon_tracks_a_company_without_a_plugin_through_the_upstream() {
             .json()
             .await
             .unwrap();
-        (made, answer)
+        // Recognition uses the plugins' number rules too: only the sandbox plugin knows
+        // what an SB number is.
+        let recognised: serde_json::Value = client
+            .get(format!(
+                "{url}/autonumber/auto?num=SB20240501001&key=UPKEY001"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (made, answer, recognised)
     });
     let _ = daemon.kill();
     let _ = daemon.wait();
+    assert_eq!(recognised[0]["comCode"], "sandbox", "{recognised}");
     assert_eq!(made.0, 201, "{}", made.1);
     assert!(made.1.contains(r#""carrier":"yuantong""#), "{}", made.1);
     assert_eq!(answer["nu"], "YT7300000000202", "{answer}");

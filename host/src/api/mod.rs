@@ -14,11 +14,12 @@ use axum::routing::get;
 use axum::Router;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use waybill_core::guess::Guesser;
+
 use waybill_core::model::Trace;
 
 use crate::dialect::Dialects;
 use crate::engine::Engine;
+use crate::guess::CoreGuesser;
 use crate::store::{Store, SubscribeBatcher};
 
 pub use metrics::{CountingCarrier, Metrics};
@@ -102,7 +103,7 @@ struct Inner {
     engine: Engine,
     store: Arc<dyn Store>,
     batcher: SubscribeBatcher,
-    guesser: &'static Guesser,
+    guesser: Arc<CoreGuesser>,
     config: ApiConfig,
     metrics: Arc<Metrics>,
     tenants: tenants::TenantCache,
@@ -116,6 +117,19 @@ impl Api {
     /// the engine's gate like a poll). Must be called inside a tokio runtime (it starts
     /// the group-commit writer).
     pub fn new(engine: Engine, config: ApiConfig, metrics: Arc<Metrics>) -> Self {
+        Self::with_guesser(engine, config, metrics, Arc::new(CoreGuesser::embedded()))
+    }
+
+    /// Like [`Api::new`], recognising numbers (`/autonumber/auto`, `autoCom=1`, Kdniao
+    /// 2002, `/v1/detect`) with `guesser`: the daemon's, with the loaded plugins' number
+    /// rules and the prior learned from confirmed waybills, the same one the autoCheck
+    /// uses.
+    pub fn with_guesser(
+        engine: Engine,
+        config: ApiConfig,
+        metrics: Arc<Metrics>,
+        guesser: Arc<CoreGuesser>,
+    ) -> Self {
         let store = engine.store().clone();
         let batcher = SubscribeBatcher::spawn(
             store.clone(),
@@ -130,7 +144,7 @@ impl Api {
                 tenants: tenants::TenantCache::new(store.clone(), ttl),
                 store,
                 batcher,
-                guesser: Guesser::embedded(),
+                guesser,
                 limits: limit::KeyLimits::new(&config.rate_limit),
                 dialects: Dialects::standard(),
                 config,
@@ -211,7 +225,7 @@ impl Api {
 
     /// The catalog's entry for a company code, if it has one.
     pub fn carrier_entry(&self, code: &str) -> Option<&waybill_core::guess::CarrierEntry> {
-        self.inner.guesser.catalog().get(code)
+        self.inner.guesser.guesser().catalog().get(code)
     }
 
     /// The canonical code of `company` as given (any alias the catalog knows, any case).
@@ -219,6 +233,7 @@ impl Api {
         let lower = company.trim().to_ascii_lowercase();
         self.inner
             .guesser
+            .guesser()
             .catalog()
             .resolve(&lower)
             .map_or(lower, str::to_owned)

@@ -273,6 +273,7 @@ impl Api {
         let resolved = self
             .inner
             .guesser
+            .guesser()
             .catalog()
             .resolve(&lower)
             .map(str::to_owned);
@@ -287,7 +288,7 @@ impl Api {
         let candidates = self
             .inner
             .guesser
-            .guess(number)
+            .ranked(number)
             .map_err(|e| UseError::Unrecognised(e.to_string()))?;
         if let Some(c) = candidates
             .iter()
@@ -506,9 +507,9 @@ impl Api {
         let number = check_number(Some(number.trim().to_owned()), "num")?;
         let normalized = waybill_core::guess::canonical(&number)
             .map_err(|e| UseError::BadInput(e.to_string()))?;
-        let guesser = self.inner.guesser;
+        let guesser = &self.inner.guesser;
         let candidates = guesser
-            .guess(&number)
+            .ranked(&number)
             .map_err(|e| UseError::BadInput(e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
         Ok(candidates
@@ -517,6 +518,7 @@ impl Api {
             .map(|c| Recognized {
                 carrier: c.carrier.to_owned(),
                 name: guesser
+                    .guesser()
                     .catalog()
                     .get(c.carrier)
                     .map(|e| e.name_zh.clone())

@@ -214,9 +214,15 @@ pub async fn serve(
             ..config.engine.clone()
         },
     )
-    .with_guesser(Arc::new(guesser))
+    .with_guesser(Arc::new(guesser.clone()))
     .with_push_observer(metrics.clone());
-    let api = Api::new(engine.clone(), config.api.clone(), metrics);
+    // One guesser on every path: the autoCheck's, with the plugins' rules and the prior.
+    let api = Api::with_guesser(
+        engine.clone(),
+        config.api.clone(),
+        metrics,
+        Arc::new(guesser),
+    );
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;
