@@ -9,56 +9,20 @@
 
 use std::sync::{Arc, OnceLock};
 
-use async_trait::async_trait;
 use axum::body::{to_bytes, Body};
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
-use waybill_core::carrier::{
-    Capabilities, Carrier, Delivery, Notifier, Push, TrackError, TrackOutcome,
-};
+use waybill_core::carrier::Carrier;
 use waybill_core::clock::ManualClock;
-use waybill_core::model::Waybill;
 use waybill_host::api::{router, Api, ApiConfig, Metrics};
 use waybill_host::engine::{Engine, EngineConfig};
 use waybill_host::store::{NewTenant, SqliteStore, Store};
 
-/// Stands in for the courier's servers, which a fuzzer must not call: every number is
-/// unknown there.
-struct Unknown;
-
-#[async_trait]
-impl Carrier for Unknown {
-    fn codes(&self) -> &[&str] {
-        &["sandbox", "shunfeng"]
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-    async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
-        waybills
-            .iter()
-            .map(|_| {
-                Err(TrackError::NotFound {
-                    message: "unknown".into(),
-                })
-            })
-            .collect()
-    }
-}
-
-/// Pushes are not sent: the engine never runs its loops here.
-struct Nowhere;
-
-#[async_trait]
-impl Notifier for Nowhere {
-    async fn deliver(&self, _push: &Push) -> Delivery {
-        Delivery::Failed {
-            reason: "pushes are not sent while fuzzing".into(),
-        }
-    }
-}
+#[path = "daemon_rig.rs"]
+mod daemon_rig;
+use daemon_rig::{Nowhere, Unknown};
 
 struct Rig {
     runtime: tokio::runtime::Runtime,

@@ -1,0 +1,44 @@
+//! What the request-parsing targets share: a daemon whose carriers and subscribers are
+//! stand-ins, so a fuzzer never reaches a real courier or receiver.
+
+use async_trait::async_trait;
+use waybill_core::carrier::{
+    Capabilities, Carrier, Delivery, Notifier, Push, TrackError, TrackOutcome,
+};
+use waybill_core::model::Waybill;
+
+/// Stands in for the courier's servers, which a fuzzer must not call: every number is
+/// unknown there.
+pub struct Unknown;
+
+#[async_trait]
+impl Carrier for Unknown {
+    fn codes(&self) -> &[&str] {
+        &["sandbox", "shunfeng", "yuantong", "zhongtong", "ems"]
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+    async fn track(&self, waybills: &[Waybill]) -> Vec<TrackOutcome> {
+        waybills
+            .iter()
+            .map(|_| {
+                Err(TrackError::NotFound {
+                    message: "unknown".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Pushes are not sent: the engine never runs its loops here.
+pub struct Nowhere;
+
+#[async_trait]
+impl Notifier for Nowhere {
+    async fn deliver(&self, _push: &Push) -> Delivery {
+        Delivery::Failed {
+            reason: "pushes are not sent while fuzzing".into(),
+        }
+    }
+}
