@@ -305,45 +305,30 @@ mod tests {
     use waybill_core::state::State;
 
     use super::*;
-    use crate::store::{MonitorStatus, PushHeader, SubscribeOptions};
+    use crate::store::{MonitorStatus, NewSubscription, PushHeader, SubscribeOptions};
 
     fn sub() -> Subscription {
         let t0: Timestamp = "2024-05-01T00:00:00Z".parse().expect("ts");
-        Subscription {
-            id: 9,
-            tenant_id: 3,
-            company: "yuantong".into(),
-            number: "YT0000000000".into(),
-            phone: None,
-            from: None,
-            to: None,
-            callback_url: "http://receiver.example/kdn".into(),
-            salt: Some("APPKEY123".into()),
-            dialect: NAME.into(),
-            dialect_params: subscription_params(8008, "cb-42", "ORDER-1"),
-            options: SubscribeOptions::default(),
-            status: MonitorStatus::Polling,
-            state: State::InTransit,
-            message: String::new(),
-            correction: None,
-            next_check_at: t0,
-            lease_owner: None,
-            lease_until: None,
-            checks: 0,
-            failures: 0,
-            changes: 0,
-            push_seq: 0,
-            trace_hash: None,
-            event_count: 0,
-            last_event_at: None,
-            last_check_at: None,
-            last_change_at: None,
-            last_error: None,
-            created_at: t0,
-            updated_at: t0,
-            problems: Default::default(),
-            eta: None,
-        }
+        let mut sub = Subscription::created(
+            9,
+            NewSubscription {
+                tenant_id: 3,
+                company: "yuantong".into(),
+                number: "YT0000000000".into(),
+                phone: None,
+                from: None,
+                to: None,
+                callback_url: "http://receiver.example/kdn".into(),
+                salt: Some("APPKEY123".into()),
+                dialect: NAME.into(),
+                dialect_params: subscription_params(8008, "cb-42", "ORDER-1"),
+                options: SubscribeOptions::default(),
+                next_check_at: t0,
+                created_at: t0,
+            },
+        );
+        sub.state = State::InTransit;
+        sub
     }
 
     fn trace() -> Trace {

@@ -356,48 +356,31 @@ mod tests {
     use waybill_core::model::{EventTime, TrackEvent, CHINA_OFFSET};
 
     use super::*;
-    use crate::store::{MonitorStatus, SubscribeOptions};
+    use crate::store::{MonitorStatus, NewSubscription, SubscribeOptions};
 
     fn sub(resultv2: u8, salt: Option<&str>) -> Subscription {
         let t: Timestamp = "2024-05-01T00:00:00Z".parse().expect("ts");
-        Subscription {
-            id: 7,
-            tenant_id: 1,
-            company: "sandbox".into(),
-            number: "SB0001".into(),
-            phone: None,
-            from: None,
-            to: None,
-            callback_url: "http://receiver.example/k100?order=9".into(),
-            salt: salt.map(str::to_owned),
-            dialect: "kuaidi100".into(),
-            dialect_params: Default::default(),
-            options: SubscribeOptions {
-                resultv2,
-                ..SubscribeOptions::default()
+        Subscription::created(
+            7,
+            NewSubscription {
+                tenant_id: 1,
+                company: "sandbox".into(),
+                number: "SB0001".into(),
+                phone: None,
+                from: None,
+                to: None,
+                callback_url: "http://receiver.example/k100?order=9".into(),
+                salt: salt.map(str::to_owned),
+                dialect: "kuaidi100".into(),
+                dialect_params: Default::default(),
+                options: SubscribeOptions {
+                    resultv2,
+                    ..SubscribeOptions::default()
+                },
+                next_check_at: t,
+                created_at: t,
             },
-            status: MonitorStatus::Polling,
-            state: State::NoTrace,
-            message: String::new(),
-            correction: None,
-            next_check_at: t,
-            lease_owner: None,
-            lease_until: None,
-            checks: 0,
-            failures: 0,
-            changes: 0,
-            push_seq: 0,
-            trace_hash: None,
-            event_count: 0,
-            last_event_at: None,
-            last_check_at: None,
-            last_change_at: None,
-            last_error: None,
-            created_at: t,
-            updated_at: t,
-            problems: Default::default(),
-            eta: None,
-        }
+        )
     }
 
     fn trace() -> Trace {
