@@ -404,9 +404,13 @@ impl Milestones {
     /// The bucket of the local hour at which `stage` was entered ([`HOUR_BUCKETS`] of
     /// two hours each: 0 is 00:00–02:00).
     pub fn entry_bucket(&self, stage: Stage) -> Option<usize> {
-        let at = self.entered(stage)?;
+        Some(self.slot(self.entered(stage)?))
+    }
+
+    /// The [`HOUR_BUCKETS`] slot of `at` in the carrier's local time.
+    fn slot(&self, at: Timestamp) -> usize {
         let local = at.to_zoned(TimeZone::fixed(self.offset.unwrap_or(CHINA_OFFSET)));
-        Some(usize::from(local.hour().unsigned_abs()) / (24 / HOUR_BUCKETS))
+        usize::from(local.hour().unsigned_abs()) / (24 / HOUR_BUCKETS)
     }
 
     /// The latest stage reached, `None` before collection (or once delivered).
@@ -613,48 +617,37 @@ fn quantile_share<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     }
 }
 
-fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<SignedDuration, D::Error> {
-    let span = crate::policy::duration_from_text(d)?;
-    if span.is_positive() {
-        Ok(span)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "an ETA default must be positive, not {span:#}"
-        )))
-    }
-}
-
 /// Door-to-door times used while no scope has enough samples (a fresh install), by reach.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ColdStart {
     /// Collected to delivered within one city.
     #[serde(
-        deserialize_with = "positive_duration",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub same_city: SignedDuration,
     /// Within one province.
     #[serde(
-        deserialize_with = "positive_duration",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub same_province: SignedDuration,
     /// Across provinces, or when the lane's ends are unknown.
     #[serde(
-        deserialize_with = "positive_duration",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub other_province: SignedDuration,
     /// From arriving in the destination city to delivery.
     #[serde(
-        deserialize_with = "positive_duration",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub destination_city: SignedDuration,
     /// From going out for delivery to delivery.
     #[serde(
-        deserialize_with = "positive_duration",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub out_for_delivery: SignedDuration,
@@ -877,13 +870,7 @@ impl Lanes {
             _ => None,
         };
         // Before collection the hour of "now" stands in for the collection's.
-        let bucket = match stage {
-            Some(s) => m.entry_bucket(s),
-            None => {
-                let local = now.to_zoned(TimeZone::fixed(m.offset.unwrap_or(CHINA_OFFSET)));
-                Some(usize::from(local.hour().unsigned_abs()) / (24 / HOUR_BUCKETS))
-            }
-        };
+        let bucket = Some(m.slot(since));
         let learned = self
             .ready(carrier, &chain, at_stage, bucket)
             .map(|(scope, h, hours)| {

@@ -223,6 +223,21 @@ struct UncheckedPolicyConfig {
 /// Reads a duration as jiff's friendly format or ISO 8601, taking a day as 24 hours and a
 /// week as 7 days: `SignedDuration`'s own `Deserialize` refuses days, and "60d" is how
 /// people write the abort threshold. Months and years are refused: their length varies.
+/// A positive duration written as text (`"18h"`, `"3d"`): problem thresholds and ETA
+/// defaults, where zero or less would mean "at once" or "never".
+pub(crate) fn positive_duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SignedDuration, D::Error> {
+    let span = duration_from_text(deserializer)?;
+    if span.is_positive() {
+        Ok(span)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "the duration must be positive, not {span:#}"
+        )))
+    }
+}
+
 pub(crate) fn duration_from_text<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<SignedDuration, D::Error> {

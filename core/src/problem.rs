@@ -362,26 +362,26 @@ impl Limits {
 pub struct Thresholds {
     /// 401: no trace this long after subscribing.
     #[serde(
-        deserialize_with = "positive",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub no_shipping_info: SignedDuration,
     /// 402: not signed this long after the last out-for-delivery or arrival at the
     /// delivery outlet.
     #[serde(
-        deserialize_with = "positive",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub not_signed: SignedDuration,
     /// 403: the newest line is this old.
     #[serde(
-        deserialize_with = "positive",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub not_updated: SignedDuration,
     /// 412: in a locker or station this long.
     #[serde(
-        deserialize_with = "positive",
+        deserialize_with = "crate::policy::positive_duration",
         serialize_with = "jiff::fmt::serde::duration::friendly::compact::required"
     )]
     pub locker: SignedDuration,
@@ -489,20 +489,9 @@ impl Thresholds {
     }
 }
 
-fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<SignedDuration, D::Error> {
-    let span = crate::policy::duration_from_text(d)?;
-    if span.is_positive() {
-        Ok(span)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "a problem threshold must be positive, not {span:#}"
-        )))
-    }
-}
-
 fn optional_positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SignedDuration>, D::Error> {
     #[derive(Deserialize)]
-    struct Positive(#[serde(deserialize_with = "positive")] SignedDuration);
+    struct Positive(#[serde(deserialize_with = "crate::policy::positive_duration")] SignedDuration);
     Ok(Option::<Positive>::deserialize(d)?.map(|p| p.0))
 }
 

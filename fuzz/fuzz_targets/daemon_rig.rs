@@ -2,6 +2,10 @@
 //! stand-ins, so a fuzzer never reaches a real courier or receiver.
 
 use async_trait::async_trait;
+use axum::body::{to_bytes, Body};
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use tower::ServiceExt;
 use waybill_core::carrier::{
     Capabilities, Carrier, Delivery, Notifier, Push, TrackError, TrackOutcome,
 };
@@ -41,4 +45,19 @@ impl Notifier for Nowhere {
             reason: "pushes are not sent while fuzzing".into(),
         }
     }
+}
+
+/// Sends `request` to `app` and returns its answer, which must be HTTP 200 with a JSON
+/// body: every dialect answers a bad request in its own codes, never with an HTTP error.
+pub async fn answer(app: &Router, route: &str, request: Request<Body>) -> serde_json::Value {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{route}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{route}: not JSON ({e})"))
 }

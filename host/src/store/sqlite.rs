@@ -592,18 +592,16 @@ async fn learn_lanes(
                 .bind(&key)
                 .fetch_optional(&mut *tx)
                 .await?;
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            table: "lanes",
+            detail: format!("{carrier} {key}: {e}"),
+        };
         let mut stats: LaneStats = match stored {
-            Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                table: "lanes",
-                detail: format!("{carrier} {key}: {e}"),
-            })?,
+            Some(text) => serde_json::from_str(&text).map_err(corrupt)?,
             None => LaneStats::default(),
         };
         stats.merge(&lesson.stats);
-        let text = serde_json::to_string(&stats).map_err(|e| StoreError::Corrupt {
-            table: "lanes",
-            detail: format!("{carrier} {key}: {e}"),
-        })?;
+        let text = serde_json::to_string(&stats).map_err(corrupt)?;
         sqlx::query(
             "INSERT INTO lanes (carrier, scope, stats, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (carrier, scope) DO UPDATE SET stats = excluded.stats, \
