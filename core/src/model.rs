@@ -295,6 +295,39 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// A short hash of the events (time, state, text and place of every line): equal for
+    /// equal traces, different when any line changed. The daemon stores it to tell whether
+    /// a carrier's new answer changed anything.
+    ///
+    /// ```
+    /// use waybill_core::model::{EventTime, Trace, TrackEvent};
+    /// use waybill_core::state::State;
+    /// let t: EventTime = "2024-05-01 10:00:00".parse().unwrap();
+    /// let one = Trace::from_events("sandbox", "SB1", vec![TrackEvent::new(t, "已揽收", State::Collected)]);
+    /// let mut two = one.clone();
+    /// assert_eq!(one.fingerprint(), two.fingerprint());
+    /// two.data[0].context.push('!');
+    /// assert_ne!(one.fingerprint(), two.fingerprint());
+    /// assert_eq!(one.fingerprint().len(), 32);
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for e in &self.data {
+            h.update(e.time.at.as_millisecond().to_le_bytes());
+            h.update(e.state.name().as_bytes());
+            h.update([0]);
+            h.update(e.context.as_bytes());
+            h.update([0]);
+            for part in [&e.location, &e.area_code, &e.area_name] {
+                h.update(part.as_deref().unwrap_or("").as_bytes());
+                h.update([0]);
+            }
+        }
+        let digest = h.finalize();
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Builds a trace from events in any order: sorts them newest first (stable, so equal
     /// times keep the carrier's order) and derives the overall state with the regression
     /// guard of [`State::accepts`].

@@ -76,8 +76,11 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Directory holding the database (and nothing else yet).
     pub data_dir: PathBuf,
-    /// SQLite database file; empty means `<data_dir>/waybill.db`.
+    /// The database: an SQLite file (`sqlite:PATH` or a path) or a PostgreSQL URL
+    /// (`postgres://…`); empty means `<data_dir>/waybill.db`.
     pub database: PathBuf,
+    /// Connections to a PostgreSQL database per daemon (SQLite has its own fixed pools).
+    pub pool_size: u32,
     /// Directory of carrier plugins; empty means `$WAYBILL_PLUGIN_DIR` or the binary's
     /// directory.
     pub plugin_dir: PathBuf,
@@ -119,6 +122,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from(crate::store::DEFAULT_DATA_DIR),
             database: PathBuf::new(),
+            pool_size: crate::store::postgres::DEFAULT_POOL_SIZE,
             plugin_dir: PathBuf::new(),
             shutdown_grace: jiff::SignedDuration::from_secs(30),
             header_read_timeout: jiff::SignedDuration::from_secs(30),
@@ -237,7 +241,7 @@ impl Config {
         self.api.allow_private_callbacks || self.engine.allow_private_callbacks
     }
 
-    /// The database file to open.
+    /// The database to open (a file path or a URL).
     pub fn database_path(&self) -> PathBuf {
         if self.server.database.as_os_str().is_empty() {
             self.server.data_dir.join("waybill.db")

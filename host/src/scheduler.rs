@@ -25,7 +25,6 @@ use waybill_core::problem::{Flag, Thresholds};
 use waybill_core::reminder::{self, Reminder};
 
 use crate::eta::LaneBook;
-use crate::store::sqlite::trace_hash;
 use crate::store::{
     Change, CheckOutcome, CompanyCorrection, Lease, MonitorStatus, NewPush, ProblemState,
     PushHeader, Store, StoreResult, Subscription,
@@ -425,7 +424,7 @@ impl Checker {
                 trace.com.clone_from(&sub.company);
                 trace.nu.clone_from(&sub.number);
                 if self.is_news(sub, &trace) {
-                    let hash = trace_hash(&trace);
+                    let hash = trace.fingerprint();
                     new_trace = Some((trace, hash));
                 } else {
                     // Unchanged, but the fresh trace still says where the parcel is: the
@@ -642,7 +641,7 @@ impl Checker {
         let Some(stored) = &sub.trace_hash else {
             return true;
         };
-        if *stored == trace_hash(trace) {
+        if *stored == trace.fingerprint() {
             return false;
         }
         let newest = trace.data.first().map(|e| e.time.at);

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use waybill_host::store::Store;
 
 use super::serve::{open_store, StoreArgs};
 use super::OutputFormat;

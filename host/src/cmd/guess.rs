@@ -150,7 +150,7 @@ fn learned_prior(store: &StoreArgs, guesser: &Guesser) -> anyhow::Result<Prior> 
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let store = open_store(&config).await?;
-        let prior = load_prior(&store, guesser, config.guess.prior_min_samples).await;
+        let prior = load_prior(store.as_ref(), guesser, config.guess.prior_min_samples).await;
         store.close().await;
         let prior = prior.with_context(|| format!("cannot read {}", path.display()))?;
         eprintln!(

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use jiff::SignedDuration;
 use waybill_host::problems::{kind_name, parse_kind, problem_parcels, ProblemFilter};
-use waybill_host::store::Store;
 
 use super::serve::{open_store, StoreArgs};
 use super::OutputFormat;
@@ -57,7 +56,8 @@ pub fn run(args: ProblemsArgs) -> anyhow::Result<ExitCode> {
         for (carrier, scope, stats) in store.lanes().await? {
             lanes.insert(&carrier, scope, stats);
         }
-        let parcels = problem_parcels(&store, &lanes, &config.problems, &filter, now).await?;
+        let parcels =
+            problem_parcels(store.as_ref(), &lanes, &config.problems, &filter, now).await?;
         store.close().await;
         let mut by_kind = std::collections::BTreeMap::new();
         for parcel in &parcels {

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use waybill_host::store::Store;
 
 use super::serve::{open_store, StoreArgs};
 

@@ -23,8 +23,7 @@ use waybill_host::plugin::registry::{
 };
 use waybill_host::push::HttpNotifier;
 use waybill_host::sandbox::{keep_clock, linked_sandbox, restore_journeys, resume_clock};
-use waybill_host::store::location::create_private_dir;
-use waybill_host::store::{SqliteStore, Store, StoreLocation};
+use waybill_host::store::{self, Store, StoreLocation};
 use waybill_sandbox_sim::journey::SimConfig;
 use waybill_sandbox_sim::server::{Simulator, SystemClock};
 use waybill_sdk::CarrierPlugin;
@@ -62,17 +61,13 @@ impl StoreArgs {
 }
 
 /// Opens (creating it if needed) the configured database: `--database` / `[server]
-/// database` as `sqlite:PATH` or a path, else `<data_dir>/waybill.db`.
-pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+/// database` as `sqlite:PATH`, a path or `postgres://…`, else `<data_dir>/waybill.db`.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let path = config.database_path();
-    let StoreLocation::Sqlite(path) = StoreLocation::parse(&path.to_string_lossy())?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_private_dir(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    SqliteStore::open_file(&path)
+    let location = StoreLocation::parse(&path.to_string_lossy())?;
+    store::open(&location, &config.server.data_dir, config.server.pool_size)
         .await
-        .with_context(|| format!("cannot open the database {}", path.display()))
+        .with_context(|| format!("cannot open the database {location}"))
 }
 
 /// Options of `waybill serve`.
@@ -158,7 +153,7 @@ pub async fn serve(
     config: Config,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(open_store(&config).await?);
+    let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::default());
     let clock: Arc<dyn Clock> = if config.sandbox.enabled {
         Arc::new(ScaledClock::new(

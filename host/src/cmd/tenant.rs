@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use jiff::Timestamp;
 use waybill_host::dialect::kdniao;
-use waybill_host::store::{NewTenant, Store, StoreError, Tenant};
+use waybill_host::store::{NewTenant, StoreError, Tenant};
 
 use super::serve::{open_store, StoreArgs};
 use super::OutputFormat;

@@ -9,7 +9,6 @@ use waybill_core::eta::{Estimate, Lanes, Milestones};
 use waybill_core::model::{Trace, Waybill};
 use waybill_core::policy::SubscriptionFacts;
 use waybill_core::problem::Thresholds;
-use waybill_host::store::Store;
 
 use super::serve::{open_store, StoreArgs};
 

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use waybill_host::store::{billing_month, Store};
+use waybill_host::store::billing_month;
 
 use super::serve::{open_store, StoreArgs};
 use super::OutputFormat;

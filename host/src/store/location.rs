@@ -5,24 +5,34 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// A database location, read from `sqlite:PATH`, `sqlite://PATH` or a plain file path.
+/// A database location, read from `sqlite:PATH`, `sqlite://PATH`, a plain file path, or a
+/// `postgres://` / `postgresql://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     /// An SQLite database file (the embedded default).
     Sqlite(PathBuf),
+    /// A PostgreSQL database (libpq URL syntax, as sqlx reads it).
+    Postgres(String),
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The location without a password, for logs and errors.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StoreLocation::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
 }
 
 /// Why a database location was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LocationError {
-    /// A PostgreSQL URL: this build has no PostgreSQL backend yet.
-    #[error(
-        "`{0}`: PostgreSQL is not supported by this build yet; use an SQLite file \
-         (`sqlite:PATH` or a path)"
-    )]
-    Postgres(String),
     /// A URL of a scheme no backend reads.
-    #[error("`{url}`: unknown database scheme `{scheme}:`; use `sqlite:PATH` or a path")]
+    #[error(
+        "`{url}`: unknown database scheme `{scheme}:`; use `sqlite:PATH`, a path or \
+         `postgres://…`"
+    )]
     UnknownScheme {
         /// The location as given.
         url: String,
@@ -43,7 +53,8 @@ impl StoreLocation {
     /// let at = |s: &str| StoreLocation::parse(s);
     /// assert_eq!(at("sqlite:/var/lib/w.db"), Ok(StoreLocation::Sqlite("/var/lib/w.db".into())));
     /// assert_eq!(at("data/w.db"), Ok(StoreLocation::Sqlite(PathBuf::from("data/w.db"))));
-    /// assert!(at("postgres://db/waybill").is_err());
+    /// assert_eq!(at("postgres://db/waybill"), Ok(StoreLocation::Postgres("postgres://db/waybill".into())));
+    /// assert!(at("mysql://db/waybill").is_err());
     /// ```
     pub fn parse(text: &str) -> Result<Self, LocationError> {
         let Some((scheme, rest)) = split_scheme(text) else {
@@ -60,7 +71,7 @@ impl StoreLocation {
                 }
                 Ok(StoreLocation::Sqlite(PathBuf::from(path)))
             }
-            "postgres" | "postgresql" => Err(LocationError::Postgres(redact(text))),
+            "postgres" | "postgresql" => Ok(StoreLocation::Postgres(text.to_owned())),
             other => Err(LocationError::UnknownScheme {
                 url: redact(text),
                 scheme: other.to_owned(),
@@ -144,23 +155,26 @@ mod tests {
     }
 
     #[test]
-    fn postgres_and_unknown_schemes_are_refused_without_the_password() {
-        let err = StoreLocation::parse("postgres://app:hunter2@127.0.0.1/waybill").unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("PostgreSQL is not supported"), "{text}");
+    fn postgres_urls_are_databases_shown_without_the_password_and_other_schemes_refused() {
+        let at = StoreLocation::parse("postgres://app:hunter2@127.0.0.1/waybill").unwrap();
+        assert_eq!(
+            at,
+            StoreLocation::Postgres("postgres://app:hunter2@127.0.0.1/waybill".into())
+        );
+        let shown = at.to_string();
         assert!(
-            text.contains("app:***@127.0.0.1") && !text.contains("hunter2"),
-            "{text}"
+            shown.contains("app:***@127.0.0.1") && !shown.contains("hunter2"),
+            "{shown}"
         );
         assert!(matches!(
             StoreLocation::parse("postgresql://db/w"),
-            Err(LocationError::Postgres(_))
+            Ok(StoreLocation::Postgres(_))
         ));
-        let err = StoreLocation::parse("mysql://root@localhost/w").unwrap_err();
+        let err = StoreLocation::parse("mysql://root:pw@localhost/w").unwrap_err();
         assert_eq!(
             err,
             LocationError::UnknownScheme {
-                url: "mysql://root@localhost/w".into(),
+                url: "mysql://root:***@localhost/w".into(),
                 scheme: "mysql".into()
             }
         );

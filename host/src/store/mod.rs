@@ -1,15 +1,18 @@
 //! The daemon's durable state behind one [`Store`] trait: tenants, subscriptions (with
 //! their scheduling lease), trace events, the push outbox and monthly usage.
 //!
-//! SQLite ([`sqlite::SqliteStore`]) is the default; a PostgreSQL implementation will sit
-//! beside it. Everything dialect-specific stays inside the implementation, so the
-//! scheduler, the push worker and the HTTP API only see this module's types.
+//! SQLite ([`sqlite::SqliteStore`]) is the embedded default; PostgreSQL
+//! ([`postgres::PgStore`]) lets several daemons share one database. Everything
+//! dialect-specific stays inside the implementation, so the scheduler, the push worker
+//! and the HTTP API only see this module's types.
 //!
 //! Times are [`jiff::Timestamp`]s and are always passed in: the store never reads a clock,
 //! so a virtual clock drives it as easily as the real one.
 
 pub mod batch;
 pub mod location;
+pub mod postgres;
+mod rows;
 pub mod secrets;
 pub mod sqlite;
 
@@ -23,10 +26,46 @@ use waybill_core::state::State;
 
 pub use batch::{BatchError, SubscribeBatcher};
 pub use location::{LocationError, StoreLocation};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Where the daemon keeps its data unless told otherwise (`--data-dir`).
 pub const DEFAULT_DATA_DIR: &str = "./waybill-data";
+
+/// The secret key file of a PostgreSQL store, in the daemon's data directory (unless
+/// `WAYBILL_SECRET_KEY` is set, which every daemon on another machine needs: the key must
+/// be the same for all daemons sharing the database).
+pub const POSTGRES_KEY_FILE: &str = "postgres.key";
+
+/// Opens the store at `location`, creating and migrating it as needed: an SQLite file
+/// (its directory created private), or a PostgreSQL database with up to `pool_size`
+/// connections whose secret key is `WAYBILL_SECRET_KEY` or [`POSTGRES_KEY_FILE`] in
+/// `data_dir`.
+pub async fn open(
+    location: &StoreLocation,
+    data_dir: &std::path::Path,
+    pool_size: u32,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
+    let data_dir_error = |path: &std::path::Path, source| StoreError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    match location {
+        StoreLocation::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                location::create_private_dir(parent).map_err(|e| data_dir_error(parent, e))?;
+            }
+            Ok(std::sync::Arc::new(SqliteStore::open_file(path).await?))
+        }
+        StoreLocation::Postgres(url) => {
+            location::create_private_dir(data_dir).map_err(|e| data_dir_error(data_dir, e))?;
+            let key = secrets::SecretKey::from_env_or_file(&data_dir.join(POSTGRES_KEY_FILE))?;
+            Ok(std::sync::Arc::new(
+                PgStore::open(url, key, pool_size).await?,
+            ))
+        }
+    }
+}
 
 /// A dialect's own parameters of one subscription.
 pub type DialectParams = serde_json::Map<String, serde_json::Value>;
@@ -1074,6 +1113,9 @@ pub trait Store: Send + Sync {
 
     /// Every carrier's learned lane stats, to load the estimator.
     async fn lanes(&self) -> StoreResult<Vec<(String, Scope, LaneStats)>>;
+
+    /// Closes the store's connections, waiting for running statements.
+    async fn close(&self) {}
 }
 
 /// What [`Store::retrack`] did.

@@ -68,21 +68,26 @@ impl SecretKey {
     /// The key of the database at `db_path`: `WAYBILL_SECRET_KEY` when set, else the key
     /// file beside the database, created (0600) with a random key if missing.
     pub fn for_database(db_path: &Path) -> Result<Self, SecretError> {
+        Self::from_env_or_file(&key_file(db_path))
+    }
+
+    /// `WAYBILL_SECRET_KEY` when set, else the key in the file at `path`, created (0600)
+    /// with a random key if missing.
+    pub fn from_env_or_file(path: &Path) -> Result<Self, SecretError> {
         if let Ok(hex) = std::env::var(SECRET_KEY_ENV) {
             return Self::from_hex(&hex, SECRET_KEY_ENV);
         }
-        let path = key_file(db_path);
         let file_error = |source| SecretError::File {
             path: path.display().to_string(),
             source,
         };
-        match std::fs::read_to_string(&path) {
+        match std::fs::read_to_string(path) {
             Ok(text) => Self::from_hex(&text, &path.display().to_string()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 getrandom::getrandom(&mut key).map_err(|e| SecretError::Random(e.to_string()))?;
-                super::location::create_private_file(&path).map_err(file_error)?;
-                std::fs::write(&path, format!("{}\n", hex(&key))).map_err(file_error)?;
+                super::location::create_private_file(path).map_err(file_error)?;
+                std::fs::write(path, format!("{}\n", hex(&key))).map_err(file_error)?;
                 Ok(Self { key })
             }
             Err(e) => Err(file_error(e)),

@@ -14,15 +14,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
-use waybill_core::model::{EventTime, Trace, TrackEvent};
-use waybill_core::state::State;
+use waybill_core::model::Trace;
 
+use super::rows::*;
 use super::secrets::SecretKey;
 use super::*;
 
@@ -60,19 +59,6 @@ pub struct SqliteStore {
     path: PathBuf,
     secrets: std::sync::Arc<SecretKey>,
 }
-
-const TENANT_COLS: &str = "id, name, api_key, api_key_sealed, customer, created_at, disabled, \
-    expires_at, kdniao_push_url, webhook_secrets";
-
-const SUB_COLS: &str = "id, tenant_id, company, number, phone, from_area, to_area, \
-    callback_url, salt, dialect, dialect_params, options, status, state, message, com_old, com_new, next_check_at, \
-    lease_owner, lease_until, checks, failures, changes, push_seq, trace_hash, event_count, \
-    last_event_at, last_check_at, last_change_at, last_error, created_at, updated_at, problems, \
-    problems_due_at, eta";
-
-const PUSH_COLS: &str = "id, push_id, subscription_id, seq, url, \
-    COALESCE(endpoint, url) AS endpoint, change, content_type, body, headers, attempt, \
-    next_attempt_at, state, last_error, created_at, finished_at";
 
 impl SqliteStore {
     /// Opens (creating it and the directory if needed) the store in `data_dir` and applies
@@ -195,56 +181,6 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Closes both pools, waiting for running queries.
-    pub async fn close(&self) {
-        self.write.close().await;
-        self.read.close().await;
-    }
-}
-
-/// Hash of a trace's events, used to tell whether a new answer changed anything.
-pub fn trace_hash(trace: &Trace) -> String {
-    let mut h = Sha256::new();
-    for e in &trace.data {
-        h.update(e.time.at.as_millisecond().to_le_bytes());
-        h.update(e.state.name().as_bytes());
-        h.update([0]);
-        h.update(e.context.as_bytes());
-        h.update([0]);
-        for part in [&e.location, &e.area_code, &e.area_name] {
-            h.update(part.as_deref().unwrap_or("").as_bytes());
-            h.update([0]);
-        }
-    }
-    let digest = h.finalize();
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn ts(table: &'static str, v: i64) -> StoreResult<Timestamp> {
-    Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt {
-        table,
-        detail: format!("timestamp {v}: {e}"),
-    })
-}
-
-fn ts_opt(table: &'static str, v: Option<i64>) -> StoreResult<Option<Timestamp>> {
-    v.map(|v| ts(table, v)).transpose()
-}
-
-fn state_from_name(table: &'static str, name: &str) -> StoreResult<State> {
-    State::ALL
-        .iter()
-        .copied()
-        .find(|s| s.name() == name)
-        .ok_or_else(|| StoreError::Corrupt {
-            table,
-            detail: format!("unknown state {name:?}"),
-        })
 }
 
 /// Seals the keys of tenants written before keys were sealed (migration 0006), in one
@@ -269,178 +205,6 @@ async fn seal_clear_keys(write: &SqlitePool, secrets: &SecretKey) -> StoreResult
     tx.commit().await?;
     tracing::info!(tenants = clear.len(), "Sealed tenant keys stored in clear");
     Ok(())
-}
-
-fn tenant_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Tenant> {
-    let sealed: String = r.try_get("api_key_sealed")?;
-    Ok(Tenant {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        key: secrets.open(&sealed)?,
-        customer: r.try_get("customer")?,
-        created_at: ts("tenants", r.try_get("created_at")?)?,
-        disabled: r.try_get::<i64, _>("disabled")? != 0,
-        expires_at: ts_opt("tenants", r.try_get("expires_at")?)?,
-        kdniao_push_url: r.try_get("kdniao_push_url")?,
-        webhook_secrets: r
-            .try_get::<Option<String>, _>("webhook_secrets")?
-            .map(|sealed| secrets.open(&sealed))
-            .transpose()?,
-    })
-}
-
-fn sub_from_row(r: &SqliteRow, secrets: &SecretKey) -> StoreResult<Subscription> {
-    const T: &str = "subscriptions";
-    let options: String = r.try_get("options")?;
-    let options: SubscribeOptions =
-        serde_json::from_str(&options).map_err(|e| StoreError::Corrupt {
-            table: T,
-            detail: format!("options: {e}"),
-        })?;
-    let status: String = r.try_get("status")?;
-    let status = MonitorStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
-        table: T,
-        detail: format!("status {status:?}"),
-    })?;
-    let state: String = r.try_get("state")?;
-    let com_old: Option<String> = r.try_get("com_old")?;
-    let com_new: Option<String> = r.try_get("com_new")?;
-    let dialect_params: String = r.try_get("dialect_params")?;
-    Ok(Subscription {
-        id: r.try_get("id")?,
-        tenant_id: r.try_get("tenant_id")?,
-        company: r.try_get("company")?,
-        number: r.try_get("number")?,
-        phone: r.try_get("phone")?,
-        from: r.try_get("from_area")?,
-        to: r.try_get("to_area")?,
-        callback_url: r.try_get("callback_url")?,
-        salt: r
-            .try_get::<Option<String>, _>("salt")?
-            .map(|salt| secrets.open_or_legacy(salt))
-            .transpose()?,
-        dialect: r.try_get("dialect")?,
-        dialect_params: serde_json::from_str(&dialect_params).map_err(|e| StoreError::Corrupt {
-            table: T,
-            detail: format!("dialect_params: {e}"),
-        })?,
-        options,
-        status,
-        state: state_from_name(T, &state)?,
-        message: r.try_get("message")?,
-        correction: match (com_old, com_new) {
-            (Some(com_old), Some(com_new)) => Some(CompanyCorrection { com_old, com_new }),
-            _ => None,
-        },
-        next_check_at: ts(T, r.try_get("next_check_at")?)?,
-        lease_owner: r.try_get("lease_owner")?,
-        lease_until: ts_opt(T, r.try_get("lease_until")?)?,
-        checks: r.try_get("checks")?,
-        failures: r.try_get("failures")?,
-        changes: r.try_get("changes")?,
-        push_seq: r.try_get("push_seq")?,
-        trace_hash: r.try_get("trace_hash")?,
-        event_count: r.try_get("event_count")?,
-        last_event_at: ts_opt(T, r.try_get("last_event_at")?)?,
-        last_check_at: ts_opt(T, r.try_get("last_check_at")?)?,
-        last_change_at: ts_opt(T, r.try_get("last_change_at")?)?,
-        last_error: r.try_get("last_error")?,
-        created_at: ts(T, r.try_get("created_at")?)?,
-        updated_at: ts(T, r.try_get("updated_at")?)?,
-        problems: ProblemState {
-            codes: ProblemState::parse_codes(&r.try_get::<String, _>("problems")?),
-            due_at: ts_opt(T, r.try_get("problems_due_at")?)?,
-        },
-        eta: match r.try_get::<Option<String>, _>("eta")? {
-            Some(text) => Some(
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                    table: T,
-                    detail: format!("eta: {e}"),
-                })?,
-            ),
-            None => None,
-        },
-    })
-}
-
-fn push_from_row(r: &SqliteRow) -> StoreResult<OutboxPush> {
-    const T: &str = "outbox";
-    let change: Option<String> = r.try_get("change")?;
-    let payload =
-        match change {
-            Some(change) => PushPayload::Change(serde_json::from_str(&change).map_err(|e| {
-                StoreError::Corrupt {
-                    table: T,
-                    detail: format!("change: {e}"),
-                }
-            })?),
-            None => {
-                let headers: String = r.try_get("headers")?;
-                PushPayload::Rendered {
-                    content_type: r.try_get("content_type")?,
-                    body: r.try_get("body")?,
-                    headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt {
-                        table: T,
-                        detail: format!("headers: {e}"),
-                    })?,
-                }
-            }
-        };
-    let state: String = r.try_get("state")?;
-    let attempt: i64 = r.try_get("attempt")?;
-    Ok(OutboxPush {
-        row: r.try_get("id")?,
-        push_id: r.try_get("push_id")?,
-        subscription_id: r.try_get("subscription_id")?,
-        seq: r.try_get("seq")?,
-        url: r.try_get("url")?,
-        endpoint: r.try_get("endpoint")?,
-        payload,
-        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-        next_attempt_at: ts(T, r.try_get("next_attempt_at")?)?,
-        state: PushState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-            table: T,
-            detail: format!("state {state:?}"),
-        })?,
-        last_error: r.try_get("last_error")?,
-        created_at: ts(T, r.try_get("created_at")?)?,
-        finished_at: ts_opt(T, r.try_get("finished_at")?)?,
-    })
-}
-
-fn event_from_row(r: &SqliteRow) -> StoreResult<TrackEvent> {
-    const T: &str = "events";
-    let time_text: String = r.try_get("time_text")?;
-    let time: EventTime = time_text.parse().map_err(|e| StoreError::Corrupt {
-        table: T,
-        detail: format!("{e}"),
-    })?;
-    let state: String = r.try_get("state")?;
-    Ok(TrackEvent {
-        time,
-        context: r.try_get("context")?,
-        location: r.try_get("location")?,
-        area_code: r.try_get("area_code")?,
-        area_name: r.try_get("area_name")?,
-        state: state_from_name(T, &state)?,
-        raw_code: r.try_get("raw_code")?,
-        rule: r.try_get("rule")?,
-    })
-}
-
-fn lease_lost(what: &'static str, id: impl ToString, owner: &str) -> StoreError {
-    StoreError::LeaseLost {
-        what,
-        id: id.to_string(),
-        owner: owner.to_owned(),
-    }
-}
-
-/// The id of push `seq` of subscription `id`: `<opaque prefix>-<seq>`. The sequence is
-/// the subscription's own (receivers order a waybill's pushes by it); the prefix hides the
-/// row id.
-fn push_id(secrets: &SecretKey, id: SubscriptionId, seq: i64) -> String {
-    format!("{}-{seq}", secrets.push_prefix(id))
 }
 
 /// Writes one check's result inside `tx`; false (and nothing written) if the lease moved on.
@@ -592,16 +356,7 @@ async fn learn_lanes(
                 .bind(&key)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
-            table: "lanes",
-            detail: format!("{carrier} {key}: {e}"),
-        };
-        let mut stats: LaneStats = match stored {
-            Some(text) => serde_json::from_str(&text).map_err(corrupt)?,
-            None => LaneStats::default(),
-        };
-        stats.merge(&lesson.stats);
-        let text = serde_json::to_string(&stats).map_err(corrupt)?;
+        let text = merged_lane(carrier, &key, stored.as_deref(), &lesson.stats)?;
         sqlx::query(
             "INSERT INTO lanes (carrier, scope, stats, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (carrier, scope) DO UPDATE SET stats = excluded.stats, \
@@ -1634,6 +1389,11 @@ impl Store for SqliteStore {
         Ok(stats)
     }
 
+    async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
     async fn lanes(&self) -> StoreResult<Vec<(String, Scope, LaneStats)>> {
         let rows = sqlx::query("SELECT carrier, scope, stats FROM lanes")
             .fetch_all(&self.read)
@@ -2316,14 +2076,14 @@ mod tests {
             .expect("claim");
         let trace = trace_of(3);
         let mut o = outcome(id, "a", 2);
-        o.new_trace = Some((trace.clone(), trace_hash(&trace)));
+        o.new_trace = Some((trace.clone(), trace.fingerprint()));
         store.complete_check(&o).await.expect("complete");
 
         let stored = store.trace(id).await.expect("trace").expect("exists");
         assert_eq!(stored.data, trace.data);
         assert_eq!(stored.state, State::InTransit);
         let s = store.subscription(id).await.expect("read").expect("exists");
-        assert_eq!(s.trace_hash, Some(trace_hash(&trace)));
+        assert_eq!(s.trace_hash, Some(trace.fingerprint()));
         assert_eq!(s.event_count, 3);
         assert_eq!(s.last_event_at, Some(trace.data[0].time.at));
         assert_eq!(s.push_seq, 2);
@@ -2698,11 +2458,11 @@ mod tests {
 
     #[test]
     fn trace_hash_changes_with_any_event_and_not_otherwise() {
-        assert_eq!(trace_hash(&trace_of(2)), trace_hash(&trace_of(2)));
-        assert_ne!(trace_hash(&trace_of(2)), trace_hash(&trace_of(3)));
+        assert_eq!(trace_of(2).fingerprint(), trace_of(2).fingerprint());
+        assert_ne!(trace_of(2).fingerprint(), trace_of(3).fingerprint());
         let mut t = trace_of(2);
         t.data[0].context.push('!');
-        assert_ne!(trace_hash(&t), trace_hash(&trace_of(2)));
+        assert_ne!(t.fingerprint(), trace_of(2).fingerprint());
     }
 
     #[test]
