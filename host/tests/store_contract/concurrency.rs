@@ -560,7 +560,80 @@ async fn racing_retracks_of_one_waybill_resume_one_subscription(db: TestDb) {
     assert_eq!(a.stats().await.expect("stats").polling, WAYBILLS as u64);
 }
 
+/// Lessons learned by both daemons at once all count: merging into the stored lanes
+/// must not lose an update to a concurrent one.
+async fn lessons_learned_at_once_by_two_daemons_all_add_up(db: TestDb) {
+    const PER_CLAIMANT: usize = 25;
+    let a = db.handle().await;
+    let b = db.handle().await;
+    let t = tenant(&*a, "KEY1").await;
+    subscribe_all(&*a, t.id, &numbers(4 * PER_CLAIMANT)).await;
+    let tasks = claimants(&a, &b)
+        .into_iter()
+        .map(|(store, owner)| {
+            task(async move {
+                let lease = Lease::new(&owner, t0(), SignedDuration::from_mins(10));
+                let mut learned = 0;
+                loop {
+                    let claimed = store.claim_due(t0(), 5, &lease).await.expect("claim");
+                    if claimed.is_empty() {
+                        return learned;
+                    }
+                    // One check at a time, so the claimants' merges interleave.
+                    for s in claimed {
+                        let mut o = outcome(s.id, &owner, 0);
+                        o.status = waybill_host::store::MonitorStatus::Shutdown;
+                        o.lesson = Some(("sandbox".into(), crate::scheduling::lesson(30)));
+                        store.complete_check(&o).await.expect("complete");
+                        learned += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let learned: u64 = race(tasks).await.into_iter().sum();
+    assert_eq!(learned, (4 * PER_CLAIMANT) as u64);
+    let lanes = a.lanes().await.expect("lanes");
+    assert_eq!(lanes.len(), 2, "the lane and the carrier");
+    for (carrier, scope, stats) in lanes {
+        assert_eq!(
+            stats.deliveries,
+            (4 * PER_CLAIMANT) as u64,
+            "{carrier} {scope:?}: an update was lost"
+        );
+    }
+}
+
+/// Real-time queries of the same waybills counted by both daemons at once: each waybill
+/// once, and no write refused for meeting the other's.
+async fn usage_recorded_at_once_by_two_daemons_counts_each_waybill_once(db: TestDb) {
+    const WAYBILLS: usize = 30;
+    let a = db.handle().await;
+    let b = db.handle().await;
+    let t = tenant(&*a, "KEY1").await;
+    let tasks = claimants(&a, &b)
+        .into_iter()
+        .map(|(store, _)| {
+            task(async move {
+                for n in numbers(WAYBILLS) {
+                    store
+                        .record_usage(t.id, "sandbox", &n, t0())
+                        .await
+                        .expect("record usage");
+                }
+            })
+        })
+        .collect();
+    race(tasks).await;
+    assert_eq!(
+        b.usage(t.id, "2024-05").await.expect("usage"),
+        WAYBILLS as u64
+    );
+}
+
 contract! {
+    lessons_learned_at_once_by_two_daemons_all_add_up,
+    usage_recorded_at_once_by_two_daemons_counts_each_waybill_once,
     two_daemons_claiming_at_once_never_claim_the_same_subscription,
     two_daemons_delivering_at_once_never_send_a_push_twice_nor_two_of_one_waybill,
     a_check_racing_the_takeover_of_its_expired_lease_is_either_written_or_refused_whole,

@@ -354,7 +354,7 @@ fn estimate(arrival: Timestamp) -> Estimate {
 
 /// What one delivery taught: `hours` from collection to delivery, on the Shenzhen to
 /// Beijing lane and the carrier as a whole.
-fn lesson(hours: i64) -> Lesson {
+pub fn lesson(hours: i64) -> Lesson {
     // Index 0 is the collected stage, the first of `Stage::ALL`.
     let mut stats = LaneStats {
         deliveries: 1,
