@@ -38,7 +38,7 @@ use crate::plugin::adapter::{AdapterSettings, PluginCarrier};
 use crate::plugin::registry::{plugin_dir, Registry};
 use crate::push::{HttpNotifier, VerdictObserver};
 use crate::store::{
-    MonitorStatus, NewSubscription, NewTenant, SqliteStore, Store, SubscribeOptions,
+    MonitorStatus, NewSubscription, NewTenant, Store, StoreLocation, SubscribeOptions,
     SubscribeOutcome, SubscriptionFilter, Tenant, DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
 };
 
@@ -49,6 +49,10 @@ pub const SANDBOX: &str = "sandbox";
 pub struct SandboxOptions {
     /// The store's directory (created if missing).
     pub data_dir: PathBuf,
+    /// The database; `None`: `waybill.db` in `data_dir`.
+    pub database: Option<StoreLocation>,
+    /// Connections to a PostgreSQL database.
+    pub pool_size: u32,
     /// Where to look for `libwaybill_carrier_sandbox.so`; `None`: the usual plugin
     /// directory ([`plugin_dir`]).
     pub plugin_dir: Option<PathBuf>,
@@ -69,6 +73,8 @@ impl SandboxOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: None,
+            pool_size: crate::store::postgres::DEFAULT_POOL_SIZE,
             plugin_dir: None,
             sim: SimConfig::default(),
             engine: EngineConfig {
@@ -192,7 +198,7 @@ pub struct SandboxStack {
     /// The engine (not running: drive it with [`Engine::run`] or rounds of your own).
     pub engine: Engine,
     /// The store.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     /// The simulator.
     pub sim: SimulatorHandle,
     /// Where the sandbox plugin came from.
@@ -227,13 +233,12 @@ impl SandboxStack {
                 options.data_dir.display()
             )
         })?;
-        let store = Arc::new(
-            SqliteStore::open_dir(&options.data_dir)
-                .await
-                .with_context(|| {
-                    format!("cannot open the store in {}", options.data_dir.display())
-                })?,
-        );
+        let location = options.database.clone().unwrap_or_else(|| {
+            StoreLocation::Sqlite(options.data_dir.join(crate::store::sqlite::DB_FILE))
+        });
+        let store = crate::store::open(&location, &options.data_dir, options.pool_size)
+            .await
+            .with_context(|| format!("cannot open the store {location}"))?;
         let carriers: Vec<Arc<dyn Carrier>> = vec![Arc::new(carrier)];
         let notifier: Arc<dyn Notifier> = match options.notifier {
             Some(n) => n,

@@ -11,9 +11,7 @@ use waybill_core::clock::ManualClock;
 use waybill_core::place::Place;
 use waybill_host::latency::{LatencyProbe, VirtualDriver};
 use waybill_host::sandbox::{sandbox_numbers, SandboxOptions, SandboxStack};
-use waybill_host::store::{
-    NewSubscription, Store, SubscribeOptions, DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
-};
+use waybill_host::store::{NewSubscription, SubscribeOptions, DEFAULT_MONTHLY_SUBSCRIBE_LIMIT};
 
 use crate::support::target_dir;
 

@@ -16,7 +16,6 @@ use waybill_host::latency::{quantile, LatencyProbe};
 use waybill_host::push::HttpNotifier;
 use waybill_host::receiver::{Flakiness, Receiver};
 use waybill_host::sandbox::{sandbox_number, SandboxOptions, SandboxStack};
-use waybill_host::store::Store;
 
 /// Options of `waybill bench-dispatch`.
 #[derive(Debug, clap::Args)]

@@ -1116,6 +1116,15 @@ pub trait Store: Send + Sync {
 
     /// Closes the store's connections, waiting for running statements.
     async fn close(&self) {}
+
+    /// What every push id of subscription `id` starts with, before `-<seq>`: a keyed hash
+    /// of the row id, so receivers learn nothing of the store's counters.
+    fn push_prefix(&self, id: SubscriptionId) -> String;
+
+    /// The id push `seq` of subscription `id` has (or will have) in this store.
+    fn push_id(&self, id: SubscriptionId, seq: i64) -> String {
+        format!("{}-{seq}", self.push_prefix(id))
+    }
 }
 
 /// What [`Store::retrack`] did.

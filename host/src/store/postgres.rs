@@ -62,7 +62,15 @@ impl PgStore {
     /// advisory lock while migrating) and checks that `secrets` is the key the database's
     /// secrets were sealed with.
     pub async fn open(url: &str, secrets: SecretKey, pool_size: u32) -> StoreResult<Self> {
-        let options: PgConnectOptions = url.parse()?;
+        Self::open_with(url.parse()?, secrets, pool_size).await
+    }
+
+    /// [`PgStore::open`] with connection options already read.
+    pub async fn open_with(
+        options: PgConnectOptions,
+        secrets: SecretKey,
+        pool_size: u32,
+    ) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
             .connect_with(options)
@@ -89,11 +97,6 @@ impl PgStore {
             pool,
             secrets: std::sync::Arc::new(secrets),
         })
-    }
-
-    /// The id push `seq` of subscription `id` has (or will have) in this store.
-    pub fn push_id(&self, id: SubscriptionId, seq: i64) -> String {
-        push_id(&self.secrets, id, seq)
     }
 
     /// The pool, for tools that copy rows in bulk (`waybill migrate`).
@@ -185,11 +188,17 @@ async fn refused(
     s: &NewSubscription,
     month: &str,
     limit: i64,
+    conflicted: bool,
 ) -> StoreResult<SubscribeOutcome> {
-    let existing: Option<i64> = sqlx::query_scalar(
+    // A waybill whose insert met a live subscription is a duplicate of it even if that one
+    // ended a moment later (another daemon's check): it was live when this request came.
+    let existing: Option<i64> = sqlx::query_scalar(if conflicted {
         "SELECT id FROM subscriptions WHERE tenant_id = $1 AND company = $2 AND number = $3 \
-         AND status = 'polling'",
-    )
+         ORDER BY (status = 'polling') DESC, id DESC LIMIT 1"
+    } else {
+        "SELECT id FROM subscriptions WHERE tenant_id = $1 AND company = $2 AND number = $3 \
+         AND status = 'polling'"
+    })
     .bind(s.tenant_id)
     .bind(&s.company)
     .bind(&s.number)
@@ -543,15 +552,22 @@ async fn learn_lanes(
     now: i64,
 ) -> StoreResult<()> {
     for ((carrier, key), lesson) in lanes {
-        sqlx::query(
-            "INSERT INTO lanes (carrier, scope, stats, updated_at) VALUES ($1, $2, '{}', $3) \
+        let fresh = merged_lane(&carrier, &key, None, &lesson)?;
+        let created = sqlx::query(
+            "INSERT INTO lanes (carrier, scope, stats, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&carrier)
         .bind(&key)
+        .bind(&fresh)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if created {
+            continue;
+        }
         let stored: String = sqlx::query_scalar(
             "SELECT stats FROM lanes WHERE carrier = $1 AND scope = $2 FOR UPDATE",
         )
@@ -794,23 +810,37 @@ impl Store for PgStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            let mut out = Vec::with_capacity(subs.len());
-            let mut claimed: HashSet<(i64, String, String)> = HashSet::new();
-            for s in subs {
+            // The first request of each waybill is answered from what happened to it; a
+            // repeat in the batch is a duplicate of the one created, or refused alike.
+            let mut firsts: HashMap<(i64, String, String), SubscribeOutcome> = HashMap::new();
+            for (i, s) in rows.subs.iter().enumerate() {
                 let k = key(s);
-                let created = match ids.get(&k) {
-                    Some(&id) if claimed.insert(k.clone()) => Some(id),
-                    _ => None,
-                };
-                out.push(match created {
-                    Some(id) => SubscribeOutcome::Created {
+                let outcome = match ids.get(&k) {
+                    Some(&id) => SubscribeOutcome::Created {
                         id,
                         month_subscribes: u32::try_from(slots[&k].0).unwrap_or(u32::MAX),
                     },
-                    None => refused(tx, s, &billing_month(s.created_at), limit).await?,
-                });
+                    None => {
+                        let conflicted = slots.contains_key(&k);
+                        refused(tx, s, &rows.months[i], limit, conflicted).await?
+                    }
+                };
+                firsts.insert(k, outcome);
             }
-            Ok(out)
+            let mut answered: HashSet<(i64, String, String)> = HashSet::new();
+            Ok(subs
+                .iter()
+                .map(|s| {
+                    let k = key(s);
+                    let first = firsts[&k];
+                    match first {
+                        SubscribeOutcome::Created { id, .. } if !answered.insert(k) => {
+                            SubscribeOutcome::Duplicate { existing: id }
+                        }
+                        _ => first,
+                    }
+                })
+                .collect())
         })
         .await
     }
@@ -1666,5 +1696,9 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn push_prefix(&self, id: SubscriptionId) -> String {
+        self.secrets.push_prefix(id)
     }
 }

@@ -418,18 +418,6 @@ async fn refused(
     }
 }
 
-impl SqliteStore {
-    /// The id push `seq` of subscription `id` has (or will have) in this store.
-    pub fn push_id(&self, id: SubscriptionId, seq: i64) -> String {
-        push_id(&self.secrets, id, seq)
-    }
-
-    /// What every push id of subscription `id` starts with, before `-<seq>`.
-    pub fn push_prefix(&self, id: SubscriptionId) -> String {
-        self.secrets.push_prefix(id)
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, t: &NewTenant, now: Timestamp) -> StoreResult<Tenant> {
@@ -682,32 +670,36 @@ impl Store for SqliteStore {
     }
 
     async fn retrack(&self, id: SubscriptionId, now: Timestamp) -> StoreResult<Retrack> {
-        let mut tx = self.write.begin().await?;
-        let busy: Option<i64> = sqlx::query_scalar(
-            "SELECT o.id FROM subscriptions s JOIN subscriptions o ON o.tenant_id = s.tenant_id \
-             AND o.company = s.company AND o.number = s.number AND o.id <> s.id \
-             WHERE s.id = ? AND o.status = 'polling' LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(other) = busy {
-            return Ok(Retrack::Busy(other));
-        }
-        let done = sqlx::query(
-            "UPDATE subscriptions SET status = 'polling', message = '', next_check_at = ?1, \
-             lease_owner = NULL, lease_until = NULL, updated_at = ?1 WHERE id = ?2",
-        )
-        .bind(ms(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(if done.rows_affected() == 1 {
-            Retrack::Resumed
-        } else {
-            Retrack::Missing
+        // A write transaction from the start: one that reads first and then writes fails
+        // at once with SQLITE_BUSY when another connection wrote in between.
+        self.write_tx(async |tx| {
+            let busy: Option<i64> = sqlx::query_scalar(
+                "SELECT o.id FROM subscriptions s JOIN subscriptions o \
+                 ON o.tenant_id = s.tenant_id AND o.company = s.company \
+                 AND o.number = s.number AND o.id <> s.id \
+                 WHERE s.id = ? AND o.status = 'polling' LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = busy {
+                return Ok(Retrack::Busy(other));
+            }
+            let done = sqlx::query(
+                "UPDATE subscriptions SET status = 'polling', message = '', next_check_at = ?1, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = ?1 WHERE id = ?2",
+            )
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(if done.rows_affected() == 1 {
+                Retrack::Resumed
+            } else {
+                Retrack::Missing
+            })
         })
+        .await
     }
 
     async fn idempotent_answer(
@@ -1394,6 +1386,10 @@ impl Store for SqliteStore {
         self.read.close().await;
     }
 
+    fn push_prefix(&self, id: SubscriptionId) -> String {
+        self.secrets.push_prefix(id)
+    }
+
     async fn lanes(&self) -> StoreResult<Vec<(String, Scope, LaneStats)>> {
         let rows = sqlx::query("SELECT carrier, scope, stats FROM lanes")
             .fetch_all(&self.read)
@@ -1441,7 +1437,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use jiff::SignedDuration;
-    use waybill_core::model::CHINA_OFFSET;
+    use waybill_core::model::{EventTime, TrackEvent, CHINA_OFFSET};
 
     use super::*;
 
@@ -1668,48 +1664,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tenant_keys_are_unique() {
-        let (_dir, store) = store().await;
-        tenant(&store).await;
-        let err = store
-            .create_tenant(
-                &NewTenant {
-                    name: "other".into(),
-                    key: "KEY1".into(),
-                    customer: None,
-                },
-                t0(),
-            )
-            .await
-            .expect_err("duplicate key");
-        assert!(matches!(err, StoreError::DuplicateTenantKey));
-    }
-
-    #[tokio::test]
-    async fn a_customer_id_belongs_to_one_tenant() {
-        let (_dir, store) = store().await;
-        tenant(&store).await;
-        let other = |customer: Option<&str>, key: &str| NewTenant {
-            name: "other".into(),
-            key: key.into(),
-            customer: customer.map(Into::into),
-        };
-        let err = store
-            .create_tenant(&other(Some("CUST1"), "KEY2"), t0())
-            .await
-            .expect_err("duplicate customer");
-        assert!(matches!(err, StoreError::DuplicateCustomer), "{err}");
-        assert_eq!(store.list_tenants().await.expect("list").len(), 1);
-        // Tenants without a customer id, and with another one, are fine.
-        for (customer, key) in [(None, "KEY3"), (None, "KEY4"), (Some("CUST2"), "KEY5")] {
-            store
-                .create_tenant(&other(customer, key), t0())
-                .await
-                .expect("created");
-        }
-    }
-
-    #[tokio::test]
     async fn subscription_round_trips_with_all_fields() {
         let (_dir, store) = store().await;
         let t = tenant(&store).await;
@@ -1747,177 +1701,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_live_subscription_of_a_waybill_is_a_duplicate_but_counts_usage_once() {
-        let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        let out = store
-            .subscribe_many(
-                &[
-                    new_sub(t.id, "SB1"),
-                    new_sub(t.id, "SB2"),
-                    new_sub(t.id, "SB1"),
-                ],
-                DEFAULT_MONTHLY_SUBSCRIBE_LIMIT,
-            )
-            .await
-            .expect("subscribe");
-        let first = created(out[0]);
-        assert!(matches!(out[1], SubscribeOutcome::Created { .. }));
-        assert_eq!(out[2], SubscribeOutcome::Duplicate { existing: first });
-        assert_eq!(store.usage(t.id, "2024-05").await.expect("usage"), 2);
-
-        // Once the first has ended, the waybill may be subscribed again (same month).
-        assert!(store.cancel(first, "test", t0()).await.expect("cancel"));
-        let again = store
-            .subscribe(&new_sub(t.id, "SB1"))
-            .await
-            .expect("subscribe");
-        assert!(matches!(
-            again,
-            SubscribeOutcome::Created {
-                month_subscribes: 2,
-                ..
-            }
-        ));
-        assert_eq!(store.usage(t.id, "2024-05").await.expect("usage"), 2);
-    }
-
-    /// Subscribes `number` for `tenant` at `at` and, when created, ends it at once (as an
-    /// abort or shutdown would), so the next subscribe is not a live duplicate.
-    async fn subscribe_and_end(
-        store: &SqliteStore,
-        tenant: TenantId,
-        number: &str,
-        at: Timestamp,
-        limit: u32,
-    ) -> SubscribeOutcome {
-        let mut sub = new_sub(tenant, number);
-        sub.created_at = at;
-        let out = store
-            .subscribe_many(&[sub], limit)
-            .await
-            .expect("subscribe")
-            .remove(0);
-        if let SubscribeOutcome::Created { id, .. } = out {
-            assert!(store.cancel(id, "ended", at).await.expect("cancel"));
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn the_fifth_subscribe_of_a_waybill_in_a_month_is_refused_and_next_month_allowed() {
-        let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        for n in 1..=4 {
-            let out = subscribe_and_end(&store, t.id, "SB1", t0(), 4).await;
-            assert!(
-                matches!(out, SubscribeOutcome::Created { month_subscribes, .. } if month_subscribes == n),
-                "subscribe {n}: {out:?}"
-            );
-        }
-        let fifth = subscribe_and_end(&store, t.id, "SB1", t0(), 4).await;
-        assert_eq!(
-            fifth,
-            SubscribeOutcome::MonthlyLimit {
-                subscribes: 4,
-                limit: 4
-            }
-        );
-        // The refusal wrote nothing: still four subscriptions, usage still 4.
-        let all = store
-            .list_subscriptions(&SubscriptionFilter::default())
-            .await
-            .expect("list");
-        assert_eq!(all.len(), 4);
-        // Another waybill of the same tenant is not affected.
-        assert!(matches!(
-            subscribe_and_end(&store, t.id, "SB2", t0(), 4).await,
-            SubscribeOutcome::Created { .. }
-        ));
-        // 2024-05-31T16:00Z is already June at UTC+8: a new billing month.
-        let june: Timestamp = "2024-05-31T16:00:00Z".parse().expect("ts");
-        assert!(matches!(
-            subscribe_and_end(&store, t.id, "SB1", june, 4).await,
-            SubscribeOutcome::Created {
-                month_subscribes: 1,
-                ..
-            }
-        ));
-        // 0 lifts the limit.
-        assert!(matches!(
-            subscribe_and_end(&store, t.id, "SB1", t0(), 0).await,
-            SubscribeOutcome::Created {
-                month_subscribes: 5,
-                ..
-            }
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_live_duplicate_stays_a_duplicate_at_the_limit_and_tenants_count_apart() {
-        let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        let other = store
-            .create_tenant(
-                &NewTenant {
-                    name: "other".into(),
-                    key: "KEY2".into(),
-                    customer: None,
-                },
-                t0(),
-            )
-            .await
-            .expect("tenant");
-        for _ in 0..3 {
-            subscribe_and_end(&store, t.id, "SB1", t0(), 4).await;
-        }
-        let live = created(
-            store
-                .subscribe_many(&[new_sub(t.id, "SB1")], 4)
-                .await
-                .expect("subscribe")[0],
-        );
-        // At its limit and still polling: the duplicate answer wins.
-        assert_eq!(
-            store
-                .subscribe_many(&[new_sub(t.id, "SB1")], 4)
-                .await
-                .expect("subscribe"),
-            vec![SubscribeOutcome::Duplicate { existing: live }]
-        );
-        // The other tenant has its own four.
-        for n in 1..=4 {
-            assert!(matches!(
-                subscribe_and_end(&store, other.id, "SB1", t0(), 4).await,
-                SubscribeOutcome::Created { month_subscribes, .. } if month_subscribes == n
-            ));
-        }
-    }
-
-    #[tokio::test]
-    async fn one_batch_with_many_subscribes_of_an_ended_waybill_creates_one() {
-        let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        for _ in 0..3 {
-            subscribe_and_end(&store, t.id, "SB1", t0(), 4).await;
-        }
-        let subs: Vec<_> = (0..6).map(|_| new_sub(t.id, "SB1")).collect();
-        let out = store.subscribe_many(&subs, 4).await.expect("subscribe");
-        let id = created(out[0]);
-        assert!(out[1..]
-            .iter()
-            .all(|o| *o == SubscribeOutcome::Duplicate { existing: id }));
-        assert!(store.cancel(id, "ended", t0()).await.expect("cancel"));
-        assert!(matches!(
-            store
-                .subscribe_many(&subs[..1], 4)
-                .await
-                .expect("subscribe")[0],
-            SubscribeOutcome::MonthlyLimit { subscribes: 4, .. }
-        ));
-    }
-
-    #[tokio::test]
     async fn the_monthly_limit_check_uses_the_usage_key() {
         let (_dir, store) = store().await;
         let plan = plan_of(
@@ -1935,125 +1718,6 @@ mod tests {
                 .any(|d| d.contains("USING INDEX sqlite_autoindex_usage_1")),
             "{plan:?}"
         );
-    }
-
-    #[tokio::test]
-    async fn claimed_rows_are_leased_and_only_reclaimable_after_the_lease_expires() {
-        let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        let id = created(
-            store
-                .subscribe(&new_sub(t.id, "SB1"))
-                .await
-                .expect("subscribe"),
-        );
-        let lease = t0() + SignedDuration::from_mins(5);
-
-        let a = store
-            .claim_due(t0(), 10, &Lease::until("a", t0(), lease))
-            .await
-            .expect("claim");
-        assert_eq!(a.len(), 1);
-        assert_eq!(a[0].lease_owner.as_deref(), Some("a"));
-        assert!(store
-            .claim_due(t0(), 10, &Lease::until("b", t0(), lease))
-            .await
-            .expect("claim")
-            .is_empty());
-
-        // "a" crashed: once its lease runs out, "b" gets the row, and "a" can no longer
-        // write a result for it.
-        let later = lease + SignedDuration::from_secs(1);
-        let b = store
-            .claim_due(
-                later,
-                10,
-                &Lease::until("b", later, later + SignedDuration::from_mins(5)),
-            )
-            .await
-            .expect("claim");
-        assert_eq!(b.len(), 1);
-        let err = store
-            .complete_check(&outcome(id, "a", 1))
-            .await
-            .expect_err("stale lease");
-        assert!(matches!(err, StoreError::LeaseLost { .. }));
-        assert!(store.pushes_of(id).await.expect("pushes").is_empty());
-        store
-            .complete_check(&outcome(id, "b", 0))
-            .await
-            .expect("complete");
-        let s = store.subscription(id).await.expect("read").expect("exists");
-        assert_eq!(s.lease_owner, None);
-        assert_eq!(s.checks, 1);
-        assert_eq!(s.next_check_at, t0() + SignedDuration::from_hours(4));
-    }
-
-    #[tokio::test]
-    async fn claim_due_skips_rows_not_yet_due_and_respects_the_limit() {
-        let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        let mut later = new_sub(t.id, "SB9");
-        later.next_check_at = t0() + SignedDuration::from_hours(1);
-        store
-            .subscribe_many(&[new_sub(t.id, "SB1"), new_sub(t.id, "SB2"), later], 0)
-            .await
-            .expect("subscribe");
-        let lease = t0() + SignedDuration::from_mins(5);
-        assert_eq!(
-            store
-                .claim_due(t0(), 1, &Lease::until("a", t0(), lease))
-                .await
-                .expect("claim")
-                .len(),
-            1
-        );
-        assert_eq!(
-            store
-                .claim_due(t0(), 10, &Lease::until("a", t0(), lease))
-                .await
-                .expect("claim")
-                .len(),
-            1
-        );
-        assert!(store
-            .claim_due(t0(), 10, &Lease::until("a", t0(), lease))
-            .await
-            .expect("claim")
-            .is_empty());
-        assert_eq!(
-            store.next_due().await.expect("next"),
-            Some(t0()),
-            "leased rows are still polling and due"
-        );
-    }
-
-    #[tokio::test]
-    async fn complete_checks_writes_a_group_and_skips_only_the_lost_lease() {
-        let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        let out = store
-            .subscribe_many(&[new_sub(t.id, "SB1"), new_sub(t.id, "SB2")], 0)
-            .await
-            .expect("subscribe");
-        let (a, b) = (created(out[0]), created(out[1]));
-        store
-            .claim_due(
-                t0(),
-                10,
-                &Lease::until("me", t0(), t0() + SignedDuration::from_mins(5)),
-            )
-            .await
-            .expect("claim");
-        let written = store
-            .complete_checks(&[outcome(a, "me", 1), outcome(b, "someone-else", 1)])
-            .await
-            .expect("complete");
-        assert_eq!(written, vec![true, false]);
-        assert_eq!(store.pushes_of(a).await.expect("pushes").len(), 1);
-        assert!(store.pushes_of(b).await.expect("pushes").is_empty());
-        let sb = store.subscription(b).await.expect("read").expect("exists");
-        assert_eq!(sb.lease_owner.as_deref(), Some("me"), "untouched");
     }
 
     #[tokio::test]
@@ -2124,249 +1788,6 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn only_the_oldest_pending_push_of_a_waybill_is_handed_out() {
-        let (_dir, store) = store().await;
-        waybill_with_pushes(&store, "SB1", 3).await;
-        let lease = t0() + SignedDuration::from_mins(1);
-
-        let first = store
-            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
-            .await
-            .expect("claim");
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].seq, 1);
-        // While seq 1 is in flight nothing else of this waybill goes out.
-        assert!(store
-            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
-            .await
-            .expect("claim")
-            .is_empty());
-        // A retry later keeps it at the head: seq 2 must wait for it.
-        let retry_at = t0() + SignedDuration::from_mins(30);
-        store
-            .push_retry(&first[0].push_id, "w", "HTTP 500", t0(), retry_at)
-            .await
-            .expect("retry");
-        assert!(store
-            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
-            .await
-            .expect("claim")
-            .is_empty());
-        let again = store
-            .claim_pushes(retry_at, 10, &Lease::until("w", retry_at, retry_at))
-            .await
-            .expect("claim");
-        assert_eq!((again[0].seq, again[0].attempt), (1, 1));
-        store
-            .push_delivered(&again[0].push_id, "w", retry_at)
-            .await
-            .expect("delivered");
-        let next = store
-            .claim_pushes(
-                retry_at,
-                10,
-                &Lease::until("w", retry_at, retry_at + SignedDuration::from_mins(1)),
-            )
-            .await
-            .expect("claim");
-        assert_eq!(next[0].seq, 2);
-    }
-
-    #[tokio::test]
-    async fn waiting_pushes_counts_only_the_pushes_that_could_be_sent_now() {
-        let (_dir, s) = store().await;
-        let t = tenant(&s).await;
-        let subs: Vec<_> = ["A", "B", "C"].iter().map(|n| new_sub(t.id, n)).collect();
-        let ids: Vec<_> = s
-            .subscribe_many(&subs, 0)
-            .await
-            .expect("sub")
-            .into_iter()
-            .map(created)
-            .collect();
-        let lease = t0() + SignedDuration::from_mins(1);
-        s.claim_due(t0(), 10, &Lease::until("w", t0(), lease))
-            .await
-            .expect("claim");
-        s.complete_checks(&[
-            outcome(ids[0], "w", 3),
-            outcome(ids[1], "w", 2),
-            outcome(ids[2], "w", 1),
-        ])
-        .await
-        .expect("complete");
-        // Six pending, but only the head of each waybill could go out now.
-        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 3);
-        assert_eq!(
-            s.waiting_pushes(t0(), t0(), 2).await.expect("count"),
-            2,
-            "capped"
-        );
-        // Not yet due a minute earlier.
-        let before = t0() - SignedDuration::from_mins(1);
-        assert_eq!(
-            s.waiting_pushes(before, before, 100).await.expect("count"),
-            0
-        );
-        // A claimed push is in a worker's hands, not waiting; nor is the push queued
-        // behind it.
-        let claimed = s
-            .claim_pushes(t0(), 1, &Lease::until("d", t0(), lease))
-            .await
-            .expect("claim");
-        assert_eq!(claimed.len(), 1);
-        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 2);
-        // A failed head waiting for its retry holds back its waybill's queue: none of it
-        // counts until the retry is due.
-        let head = &claimed[0];
-        let retry_at = t0() + SignedDuration::from_mins(30);
-        s.push_retry(&head.push_id, "d", "HTTP 500", t0(), retry_at)
-            .await
-            .expect("retry");
-        assert_eq!(s.waiting_pushes(t0(), t0(), 100).await.expect("count"), 2);
-        assert_eq!(
-            s.waiting_pushes(retry_at, t0(), 100).await.expect("count"),
-            3
-        );
-    }
-
-    #[tokio::test]
-    async fn a_shared_claim_gives_each_endpoint_at_most_its_room() {
-        let (_dir, s) = store().await;
-        let t = tenant(&s).await;
-        let subs: Vec<_> = ["X1", "X2", "X3", "Y1", "Y2"]
-            .iter()
-            .map(|n| NewSubscription {
-                callback_url: format!("http://{}.example/cb?n={n}", &n[..1].to_lowercase()),
-                ..new_sub(t.id, n)
-            })
-            .collect();
-        let ids: Vec<_> = s
-            .subscribe_many(&subs, 0)
-            .await
-            .expect("sub")
-            .into_iter()
-            .map(created)
-            .collect();
-        let lease_end = t0() + SignedDuration::from_mins(1);
-        s.claim_due(t0(), 10, &Lease::until("w", t0(), lease_end))
-            .await
-            .expect("claim");
-        let outcomes: Vec<_> = ids
-            .iter()
-            .zip(&subs)
-            .map(|(id, sub)| {
-                let mut o = outcome(*id, "w", 1);
-                o.pushes[0].url = sub.callback_url.clone();
-                o
-            })
-            .collect();
-        s.complete_checks(&outcomes).await.expect("complete");
-        let claim = |owner: &'static str, room: EndpointRoom| {
-            let s = s.clone();
-            async move {
-                let lease = Lease::until(owner, t0(), lease_end);
-                let mut got: Vec<String> = s
-                    .claim_pushes_shared(t0(), 10, &lease, &room)
-                    .await
-                    .expect("claim")
-                    .into_iter()
-                    .map(|p| p.endpoint)
-                    .collect();
-                got.sort();
-                got
-            }
-        };
-        // x.example already has its share in flight: only y.example's go.
-        let full_x = EndpointRoom {
-            busy: vec![("http://x.example".into(), 0)],
-            others: 5,
-        };
-        assert_eq!(
-            claim("a", full_x).await,
-            ["http://y.example", "http://y.example"]
-        );
-        // One more for x.example, none for the others.
-        let one_x = EndpointRoom {
-            busy: vec![("http://x.example".into(), 1)],
-            others: 0,
-        };
-        assert_eq!(claim("b", one_x).await, ["http://x.example"]);
-        assert_eq!(
-            s.claim_pushes(t0(), 10, &Lease::until("c", t0(), lease_end))
-                .await
-                .expect("claim")
-                .len(),
-            2
-        );
-    }
-
-    #[tokio::test]
-    async fn redeliver_redrives_the_newest_dead_push_and_supersedes_older_ones() {
-        let (_dir, store) = store().await;
-        let id = waybill_with_pushes(&store, "SB1", 2).await;
-        let lease = t0() + SignedDuration::from_mins(1);
-        for _ in 0..2 {
-            let p = store
-                .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
-                .await
-                .expect("claim");
-            store
-                .push_dead(&p[0].push_id, "w", "gave up", t0())
-                .await
-                .expect("dead");
-        }
-        assert_eq!(store.dead_letters(0).await.expect("dead").len(), 2);
-        // Made before the range asked for: left dead.
-        let later = Some(t0() + SignedDuration::from_secs(1));
-        assert_eq!(
-            store.redeliver(&[], later, t0()).await.expect("redeliver"),
-            (0, 0)
-        );
-        // Both dead: re-driving all re-sends both in order (nothing newer was delivered).
-        assert_eq!(
-            store
-                .redeliver(&[], Some(t0()), t0())
-                .await
-                .expect("redeliver"),
-            (2, 0)
-        );
-        let p = store
-            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
-            .await
-            .expect("claim");
-        assert_eq!(p[0].seq, 1);
-        store
-            .push_dead(&p[0].push_id, "w", "again", t0())
-            .await
-            .expect("dead");
-        let p = store
-            .claim_pushes(t0(), 10, &Lease::until("w", t0(), lease))
-            .await
-            .expect("claim");
-        assert_eq!(p[0].seq, 2);
-        store
-            .push_delivered(&p[0].push_id, "w", t0())
-            .await
-            .expect("ok");
-        // seq 1 is dead but seq 2 reached the receiver: re-sending 1 would go backwards.
-        assert_eq!(
-            store.redeliver(&[], None, t0()).await.expect("redeliver"),
-            (0, 1)
-        );
-        assert_eq!(
-            store
-                .push(&store.push_id(id, 1))
-                .await
-                .expect("push")
-                .map(|p| p.state),
-            Some(PushState::Superseded)
-        );
-        let stats = store.stats().await.expect("stats");
-        assert_eq!((stats.delivered_pushes, stats.dead_pushes), (1, 0));
-    }
-
     #[test]
     fn fixed_chunks_cover_every_row_in_order_with_few_distinct_sizes() {
         for n in [0usize, 1, 5, 63, 64, 300, 1024, 1023] {
@@ -2376,51 +1797,6 @@ mod tests {
             assert_eq!(flat, rows, "n = {n}");
             assert!(chunks.iter().all(|c| SUBSCRIBE_CHUNKS.contains(&c.len())));
         }
-    }
-
-    #[tokio::test]
-    async fn tenant_access_round_trips_and_decides_activity() {
-        let (_dir, store) = store().await;
-        let t = tenant(&store).await;
-        assert!(t.active_at(t0()));
-        let end = t0() + SignedDuration::from_hours(1);
-        assert!(store
-            .set_tenant_access(t.id, false, Some(end))
-            .await
-            .expect("set"));
-        let t = store.tenant(t.id).await.expect("read").expect("exists");
-        assert_eq!((t.disabled, t.expires_at), (false, Some(end)));
-        assert!(t.active_at(t0()));
-        assert!(!t.active_at(end), "expired at the instant itself");
-        store
-            .set_tenant_access(t.id, true, None)
-            .await
-            .expect("set");
-        let t = store.tenant(t.id).await.expect("read").expect("exists");
-        assert!(!t.active_at(t0()));
-        assert!(!store.set_tenant_access(999, true, None).await.expect("set"));
-    }
-
-    #[tokio::test]
-    async fn a_saved_query_answer_is_read_back_and_replaced_by_a_newer_one() {
-        let (_dir, store) = store().await;
-        assert_eq!(
-            store.cached_query("sandbox", "SB1\n").await.expect("read"),
-            None
-        );
-        store
-            .save_query("sandbox", "SB1\n", &trace_of(2), t0())
-            .await
-            .expect("save");
-        let later = t0() + SignedDuration::from_mins(1);
-        store
-            .save_query("sandbox", "SB1\n", &trace_of(3), later)
-            .await
-            .expect("save");
-        assert_eq!(
-            store.cached_query("sandbox", "SB1\n").await.expect("read"),
-            Some((trace_of(3), later))
-        );
     }
 
     #[tokio::test]

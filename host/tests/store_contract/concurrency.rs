@@ -640,9 +640,5 @@ contract! {
     racing_subscribes_of_one_waybill_create_it_once,
     racing_subscribe_and_end_cycles_never_pass_the_monthly_limit,
     racing_redelivers_redrive_each_dead_push_once,
-    #[ignore = "SqliteStore bug: retrack opens a deferred transaction that reads, then writes; \
-                when another handle on the same file wrote in between, the upgrade fails at \
-                once with SQLITE_BUSY (\"database is locked\") instead of waiting (BEGIN \
-                IMMEDIATE, as write_tx does, would fix it)"]
     racing_retracks_of_one_waybill_resume_one_subscription,
 }

@@ -11,7 +11,12 @@ use std::io::Write;
 use std::pin::Pin;
 use std::sync::{Arc, Once};
 
-use waybill_host::store::{SqliteStore, Store, StoreResult};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use waybill_host::store::secrets::SecretKey;
+use waybill_host::store::{PgStore, SqliteStore, Store, StoreResult};
 
 /// Names the PostgreSQL server the contract also runs against, e.g.
 /// `postgres://waybill:waybill@localhost/postgres`. Each test creates (and drops) a database
@@ -119,20 +124,83 @@ async fn sqlite_db() -> TestDb {
     TestDb::new(Backend::Sqlite, open, Box::new(dir))
 }
 
-/// PostgreSQL: a fresh database on the server at `url`.
-///
-/// TO FILL when `PgStore` lands in main: create a database named
-/// `waybill_test_<pid>_<counter>` on `url`, open handles with
-/// `PgStore::open(&db_url, secret_key)` (one secret key per TestDb, shared by its
-/// handles), and keep a guard in `TestDb::new`'s `keep` that drops the database. Until
-/// then the backend is reported as not built and its runs are skipped.
+/// PostgreSQL: a fresh database `waybill_test_<pid>_<n>` on the server at `url`, dropped
+/// (with whatever connections are still open) when the test ends. Its handles share one
+/// secret key, as daemons sharing a database must. A server that cannot be reached fails
+/// the test: the variable says PostgreSQL runs are wanted.
 pub async fn postgres_db(url: &str) -> Result<TestDb, String> {
-    let _ = url;
-    Err(
-        "the PostgreSQL store is not built yet (PgStore lands in main); \
-         fill harness::postgres_db"
-            .into(),
-    )
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "waybill_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin: PgConnectOptions = url
+        .parse()
+        .unwrap_or_else(|e| panic!("{DATABASE_URL_ENV}={url}: {e}"));
+    let mut conn = PgConnection::connect_with(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("{DATABASE_URL_ENV}: cannot reach PostgreSQL at {url}: {e}"));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("creating the test database {name}: {e}"));
+    let _ = conn.close().await;
+    let guard = DropDatabase {
+        admin: admin.clone(),
+        name: name.clone(),
+    };
+    let db = admin.database(&name);
+    let key_hex = "5a".repeat(32);
+    let open: OpenHandle = Box::new(move || {
+        let db = db.clone();
+        let key_hex = key_hex.clone();
+        Box::pin(async move {
+            let key = SecretKey::from_hex(&key_hex, "test key").expect("valid test key");
+            let store = PgStore::open_with(db, key, 8).await?;
+            Ok(Arc::new(store) as Arc<dyn Store>)
+        })
+    });
+    Ok(TestDb::new(Backend::Postgres, open, Box::new(guard)))
+}
+
+/// Drops a test database when the test is over, whichever way it ended.
+struct DropDatabase {
+    admin: PgConnectOptions,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Its own thread and runtime: a Drop cannot await, and the test's runtime may be
+        // shutting down around it.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect_with(&admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query(&sql)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) | Err(e) = dropped.map_err(|_| "panicked".to_string()) {
+            eprintln!("store_contract: could not drop {}: {e}", self.name);
+        }
+    }
 }
 
 /// Names the test and backend on stderr when a test body panics, so a failure says which
