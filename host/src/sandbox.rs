@@ -29,7 +29,7 @@ use waybill_core::carrier::{Carrier, Normalizer, Notifier};
 use waybill_core::clock::Clock;
 use waybill_core::normalize::TextNormalizer;
 use waybill_sandbox_sim::journey::SimConfig;
-use waybill_sandbox_sim::server::{Simulator, SimulatorHandle};
+use waybill_sandbox_sim::server::{Simulator, SimulatorHandle, StartLookup};
 use waybill_sdk::{CarrierPlugin, Config, InProcess};
 
 use crate::engine::{Engine, EngineConfig};
@@ -117,6 +117,89 @@ pub async fn restore_journeys(store: &dyn Store, sim: &SimulatorHandle) -> anyho
         }
     }
     Ok(restored)
+}
+
+/// The store setting that holds the sandbox clock shared by daemons on one database.
+pub const SHARED_CLOCK_SETTING: &str = "sandbox_clock";
+
+/// A fast clock's anchor: at wall instant `wall` it read `virtual_at`, running `speed`
+/// times as fast as the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClockEpoch {
+    /// Wall time of the anchor.
+    pub wall: jiff::Timestamp,
+    /// The fast clock's reading then.
+    pub virtual_at: jiff::Timestamp,
+    /// Virtual seconds per wall second.
+    pub speed: f64,
+}
+
+impl ClockEpoch {
+    /// The fast clock's reading at wall instant `wall`.
+    pub fn reading_at(&self, wall: jiff::Timestamp) -> jiff::Timestamp {
+        let wall_ms = wall.as_millisecond() - self.wall.as_millisecond();
+        let virtual_ms = (wall_ms as f64 * self.speed) as i64;
+        jiff::Timestamp::from_millisecond(
+            self.virtual_at.as_millisecond().saturating_add(virtual_ms),
+        )
+        .unwrap_or(jiff::Timestamp::MAX)
+    }
+}
+
+/// Where the fast clock of a daemon sharing its database stands: the epoch stored in the
+/// database by the first daemon (or now, `speed`, if this is the first), so every daemon
+/// reads the same virtual time. A daemon asking for another speed is refused: its clock
+/// would drift from the others' and their answers would go backwards.
+pub async fn shared_clock(
+    store: &dyn Store,
+    wall: jiff::Timestamp,
+    speed: f64,
+) -> anyhow::Result<jiff::Timestamp> {
+    let mine = ClockEpoch {
+        wall,
+        virtual_at: wall,
+        speed,
+    };
+    let stored = store
+        .init_setting(SHARED_CLOCK_SETTING, &serde_json::to_string(&mine)?)
+        .await?;
+    let epoch: ClockEpoch = serde_json::from_str(&stored)
+        .with_context(|| format!("the stored sandbox clock is not readable: {stored}"))?;
+    if (epoch.speed - speed).abs() > f64::EPSILON * speed.abs().max(1.0) {
+        anyhow::bail!(
+            "the daemons on this database run the sandbox clock at x{}; start this one with \
+             --clock-speed {} too",
+            epoch.speed,
+            epoch.speed
+        );
+    }
+    Ok(epoch.reading_at(wall))
+}
+
+/// A [`StartLookup`] that starts a sandbox number's journey when it was first subscribed
+/// (its oldest subscription in `store`), so simulators in several daemons sharing the
+/// database, and one restarted, tell the same journey whichever daemon asks first.
+pub fn journeys_from_store(store: Arc<dyn Store>) -> StartLookup {
+    Arc::new(move |number: String| {
+        let store = store.clone();
+        Box::pin(async move {
+            let found = store
+                .list_subscriptions(&SubscriptionFilter {
+                    company: Some(SANDBOX.into()),
+                    number: Some(number.clone()),
+                    limit: 1,
+                    ..SubscriptionFilter::default()
+                })
+                .await;
+            match found {
+                Ok(subs) => subs.first().map(|s| s.created_at),
+                Err(e) => {
+                    tracing::warn!(%number, error = %e, "cannot look up a sandbox journey's start");
+                    None
+                }
+            }
+        })
+    })
 }
 
 /// The file in the data directory where `serve --sandbox` keeps its fast clock's reading.

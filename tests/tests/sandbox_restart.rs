@@ -1,6 +1,7 @@
 //! `waybill serve --sandbox` stopped and started again on the same data directory carries
-//! on where it was: its fast clock resumes from the saved reading and the simulator gets
-//! every stored parcel's journey back, so no answer looks like it went backwards.
+//! on where it was: its fast clock resumes from the saved reading and the simulator starts
+//! each stored parcel's journey when it was subscribed (looked up in the store), so no
+//! answer looks like it went backwards.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -107,10 +108,6 @@ async fn a_restarted_sandbox_daemon_resumes_its_clock_and_journeys() {
     assert!(
         second_stop > first_stop + jiff::SignedDuration::from_hours(2),
         "the clock resumed from {first_stop}, and ran on to {second_stop}"
-    );
-    assert!(
-        second_log.contains(&format!("\"restored\":{ROWS}")),
-        "every journey restored:\n{second_log}"
     );
     for log in [&first_log, &second_log] {
         assert!(

@@ -22,7 +22,7 @@ use waybill_host::plugin::registry::{
     config_from_table, plugin_dir, settings_from_env, upstream, Registry,
 };
 use waybill_host::push::HttpNotifier;
-use waybill_host::sandbox::{keep_clock, linked_sandbox, restore_journeys, resume_clock};
+use waybill_host::sandbox::{self, keep_clock, linked_sandbox, resume_clock};
 use waybill_host::store::{self, Store, StoreLocation};
 use waybill_sandbox_sim::journey::SimConfig;
 use waybill_sandbox_sim::server::{Simulator, SystemClock};
@@ -153,14 +153,21 @@ pub async fn serve(
     config: Config,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let location = StoreLocation::parse(&config.database_path().to_string_lossy())?;
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::default());
+    // Daemons sharing a PostgreSQL database share one running sandbox clock, anchored in
+    // the database; a lone SQLite daemon pauses its clock while it is down instead, so a
+    // restart continues where it stopped.
+    let shared_clock = matches!(location, StoreLocation::Postgres(_));
     let clock: Arc<dyn Clock> = if config.sandbox.enabled {
-        Arc::new(ScaledClock::new(
-            SystemClock,
-            resume_clock(&config.server.data_dir, Timestamp::now())?,
-            config.sandbox.clock_speed,
-        ))
+        let speed = config.sandbox.clock_speed;
+        let start = if shared_clock {
+            sandbox::shared_clock(store.as_ref(), Timestamp::now(), speed).await?
+        } else {
+            resume_clock(&config.server.data_dir, Timestamp::now())?
+        };
+        Arc::new(ScaledClock::new(SystemClock, start, speed))
     } else {
         Arc::new(SystemClock)
     };
@@ -173,8 +180,9 @@ pub async fn serve(
         )
         .await
         .context("cannot start the sandbox simulator")?;
-        let restored = restore_journeys(store.as_ref(), &sim).await?;
-        tracing::info!(restored, "Sandbox journeys restored from the store");
+        // Journeys start when their number was first subscribed, looked up on demand:
+        // the same story in every daemon and after a restart.
+        sim.look_up_starts(sandbox::journeys_from_store(store.clone()));
         carrier_tables
             .entry("sandbox".into())
             .or_default()
@@ -237,7 +245,7 @@ pub async fn serve(
     tracing::info!(
         url = %format!("http://{addr}"),
         carriers,
-        database = %config.database_path().display(),
+        database = %location,
         simulator,
         "Listening"
     );
@@ -251,7 +259,7 @@ pub async fn serve(
         let rx = stop_rx.clone();
         async move { engine.run(stopped(rx)).await }
     });
-    let clock_task = sim.is_some().then(|| {
+    let clock_task = (sim.is_some() && !shared_clock).then(|| {
         tokio::spawn(keep_clock(
             config.server.data_dir.clone(),
             clock.clone(),

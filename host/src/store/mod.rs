@@ -1114,6 +1114,15 @@ pub trait Store: Send + Sync {
     /// Every carrier's learned lane stats, to load the estimator.
     async fn lanes(&self) -> StoreResult<Vec<(String, Scope, LaneStats)>>;
 
+    // --- shared settings ---
+
+    /// The value stored under `name`, if any.
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+
+    /// Stores `value` under `name` unless a value is there already; the value in force
+    /// either way. Daemons starting at once agree on the first one written.
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String>;
+
     /// Closes the store's connections, waiting for running statements.
     async fn close(&self) {}
 

@@ -1694,6 +1694,26 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        // One statement: the insert, or else the row that beat it (ON CONFLICT DO UPDATE
+        // with no change returns the existing row, locked, so the answer is never empty).
+        Ok(sqlx::query_scalar(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = meta.value RETURNING value",
+        )
+        .bind(name)
+        .bind(value)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

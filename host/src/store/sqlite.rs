@@ -1381,6 +1381,28 @@ impl Store for SqliteStore {
         Ok(stats)
     }
 
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        self.write_tx(async |tx| {
+            sqlx::query("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+            Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = ?")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?)
+        })
+        .await
+    }
+
     async fn close(&self) {
         self.write.close().await;
         self.read.close().await;

@@ -285,7 +285,32 @@ async fn confirmed_numbers_are_counted_by_company_length_and_prefix(db: TestDb) 
     );
 }
 
+async fn the_first_value_of_a_setting_wins_and_every_handle_sees_it(db: TestDb) {
+    let (one, two) = (db.handle().await, db.handle().await);
+    assert_eq!(one.setting("sandbox_clock").await.expect("read"), None);
+    // Two daemons starting at once both offer a value; both are told the same one.
+    let (a, b) = tokio::join!(
+        one.init_setting("sandbox_clock", "from one"),
+        two.init_setting("sandbox_clock", "from two")
+    );
+    let (a, b) = (a.expect("init one"), b.expect("init two"));
+    assert_eq!(a, b);
+    assert!(a == "from one" || a == "from two", "{a}");
+    assert_eq!(
+        two.init_setting("sandbox_clock", "later")
+            .await
+            .expect("init"),
+        a
+    );
+    assert_eq!(
+        one.setting("sandbox_clock").await.expect("read"),
+        Some(a.clone())
+    );
+    assert_eq!(one.setting("other").await.expect("read"), None);
+}
+
 contract! {
+    the_first_value_of_a_setting_wins_and_every_handle_sees_it,
     the_first_idempotent_answer_is_kept_and_old_ones_are_forgotten,
     a_saved_query_answer_is_read_back_and_replaced_by_a_newer_one,
     usage_counts_each_waybill_once_per_tenant_and_billing_month,

@@ -175,10 +175,19 @@ impl FaultState {
     }
 }
 
+/// Where a number's journey started when this simulator has not seen it yet: asked once
+/// per number (normalized), before the first answer about it; `None` starts it then.
+pub type StartLookup = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Timestamp>> + Send>>
+        + Send
+        + Sync,
+>;
+
 struct Shared {
     clock: Arc<dyn Clock>,
     config: SimConfig,
     first_seen: Mutex<HashMap<String, Timestamp>>,
+    starts: Mutex<Option<StartLookup>>,
     faults: Mutex<FaultState>,
     stop: watch::Receiver<bool>,
 }
@@ -235,6 +244,7 @@ impl Simulator {
             clock,
             config,
             first_seen: Mutex::new(HashMap::new()),
+            starts: Mutex::new(None),
             faults: Mutex::new(FaultState::new(Faults::default())),
             stop: stop_rx.clone(),
         });
@@ -303,6 +313,13 @@ impl SimulatorHandle {
         let normalized = normalize_number(number)?;
         lock(&self.shared.first_seen).insert(normalized, at);
         Ok(())
+    }
+
+    /// Asks `lookup` where the journey of a number not seen yet started, instead of
+    /// starting it at the first question: simulators in several processes that share the
+    /// lookup (and the clock) then tell the same story about every number.
+    pub fn look_up_starts(&self, lookup: StartLookup) {
+        *lock(&self.shared.starts) = Some(lookup);
     }
 
     /// When `number`'s journey started, if it has.
@@ -401,6 +418,21 @@ async fn track(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
                 request.numbers.len()
             ),
         );
+    }
+    let lookup = lock(&shared.starts).clone();
+    if let Some(lookup) = lookup {
+        for n in request
+            .numbers
+            .iter()
+            .filter_map(|n| normalize_number(n).ok())
+        {
+            if lock(&shared.first_seen).contains_key(&n) {
+                continue;
+            }
+            if let Some(start) = lookup(n.clone()).await {
+                lock(&shared.first_seen).entry(n).or_insert(start);
+            }
+        }
     }
     let now = shared.clock.now();
     let response = TrackResponse {
