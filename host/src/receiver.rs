@@ -53,6 +53,8 @@ pub struct Received {
     pub number: String,
     /// Events in `lastResult.data`.
     pub events: usize,
+    /// When it was accepted.
+    pub at: Instant,
 }
 
 /// What the receiver has seen.
@@ -264,6 +266,7 @@ fn accept(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Received,
         number: text(&v["lastResult"]["nu"]),
         events: v["lastResult"]["data"].as_array().map_or(0, Vec::len),
         push_id,
+        at: Instant::now(),
     })
 }
 
@@ -279,6 +282,7 @@ mod tests {
             state: "0".into(),
             number: "N".into(),
             events: 1,
+            at: Instant::now(),
         }
     }
 

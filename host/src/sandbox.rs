@@ -336,6 +336,9 @@ impl SandboxStack {
         if let Some(observer) = options.observer {
             engine = engine.with_push_observer(observer);
         }
+        // Numbers subscribed through another daemon on the same database start when they
+        // were subscribed, not when this simulator first hears of them.
+        sim.look_up_starts(journeys_from_store(store.clone()));
         let stack = Self {
             engine,
             store,

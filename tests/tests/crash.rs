@@ -15,9 +15,9 @@ use waybill_host::store::{MonitorStatus, SqliteStore, Store, Subscription, Subsc
 use crate::support::{target_dir, waybill_bin};
 
 const WAYBILLS: usize = 200;
-const SALT: &str = "crash-salt";
+pub const SALT: &str = "crash-salt";
 /// Domestic parcels that all end within days, so a run takes seconds at this speed.
-const SIM: &str =
+pub const SIM: &str =
     r#"{"seed":7,"international_rate":0.0,"rates":{"stuck":0.0,"lost":0.0,"never_trace":0.05}}"#;
 
 struct Run<'a> {
@@ -110,7 +110,8 @@ async fn killing_the_daemon_at_random_moments_loses_no_subscription_and_no_push(
     );
 
     settle(run.spawn()).await;
-    assert_every_push_arrived_in_order(dir.path(), &receiver).await;
+    let store = SqliteStore::open_dir(dir.path()).await.expect("store");
+    assert_every_push_arrived_in_order(&store, &receiver, WAYBILLS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,11 +136,12 @@ async fn a_flaky_receiver_gets_every_push_of_the_running_daemon_in_order() {
         receiver.inbox(|i| i.failed) > 0,
         "the receiver failed some requests"
     );
-    assert_every_push_arrived_in_order(dir.path(), &receiver).await;
+    let store = SqliteStore::open_dir(dir.path()).await.expect("store");
+    assert_every_push_arrived_in_order(&store, &receiver, WAYBILLS).await;
 }
 
 /// Waits for a run to end by itself (every waybill ended, every push acknowledged).
-async fn settle(mut child: Child) {
+pub async fn settle(mut child: Child) {
     let deadline = Instant::now() + Duration::from_secs(240);
     let status = loop {
         if let Some(status) = child.try_wait().expect("poll child") {
@@ -153,10 +155,13 @@ async fn settle(mut child: Child) {
 
 /// Every subscription ended, and the receiver got each of its pushes, in order, the last
 /// one saying how it ended (repeats of a push allowed: delivery is at least once).
-async fn assert_every_push_arrived_in_order(dir: &Path, receiver: &Receiver) {
-    let store = SqliteStore::open_dir(dir).await.expect("store");
-    let subs = all_subscriptions(&store).await;
-    assert_eq!(subs.len(), WAYBILLS, "no subscription lost");
+pub async fn assert_every_push_arrived_in_order(
+    store: &dyn Store,
+    receiver: &Receiver,
+    waybills: usize,
+) {
+    let subs = all_subscriptions(store).await;
+    assert_eq!(subs.len(), waybills, "no subscription lost");
     let stats = store.stats().await.expect("stats");
     assert_eq!(
         (stats.polling, stats.pending_pushes, stats.dead_pushes),

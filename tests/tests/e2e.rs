@@ -11,6 +11,7 @@ mod import;
 mod kdniao;
 mod lifecycle;
 mod log;
+mod multi_daemon;
 mod native;
 mod place;
 mod sandbox_restart;

@@ -23,7 +23,9 @@ use waybill_host::problems::kind_name;
 use waybill_host::push::{HttpNotifier, PushConfig, RetryPolicy};
 use waybill_host::receiver::{Flakiness, Receiver};
 use waybill_host::sandbox::{expected_end, sandbox_numbers, SandboxOptions, SandboxStack};
-use waybill_host::store::{MonitorStatus, PushPayload, Store, Subscription, SubscriptionFilter};
+use waybill_host::store::{
+    MonitorStatus, PushPayload, Store, StoreLocation, Subscription, SubscriptionFilter,
+};
 use waybill_sandbox_sim::journey::{Journey, SimConfig};
 use waybill_sandbox_sim::server::SystemClock;
 
@@ -70,6 +72,11 @@ pub struct DemoArgs {
     /// Simulator settings as JSON (seed, rates, …).
     #[arg(long, hide = true)]
     pub sim_config: Option<String>,
+    /// Daemon mode: the database (`sqlite:PATH` or `postgres://…`; default: in
+    /// `--data-dir`). Several daemons on one PostgreSQL database with the same clock
+    /// arguments share the work.
+    #[arg(long, hide = true)]
+    pub database: Option<String>,
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -336,6 +343,8 @@ pub async fn all_subscriptions(store: &dyn Store) -> anyhow::Result<Vec<Subscrip
 /// Daemon mode: subscribe (idempotently), then run until every subscription has ended
 /// and every push has been delivered.
 async fn daemon(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    // A daemon logs like `serve` does: failed commits and lost leases must be seen.
+    super::serve::init_log(super::serve::LogFormat::Text);
     let (Some(callback), Some(start), Some(epoch), Some(dir)) = (
         args.callback.clone(),
         args.clock_start,
@@ -356,9 +365,16 @@ async fn daemon(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(SystemClock, now, speed));
     // Retry delays are on the virtual clock: keep them long enough in real time. Leases
     // are real time already (`Clock::lease_now`): short, so a restart after a kill takes
-    // the dead run's claims over within seconds.
+    // the dead run's claims over within seconds. The push lease must still outlast a
+    // claim-to-commit of a delivery batch on a loaded machine (three debug daemons and
+    // PostgreSQL on two cores took over 3 s), or a healthy daemon's push is sent again.
     let virt = |real_ms: f64| SignedDuration::from_millis((real_ms * speed / 1000.0) as i64);
     let mut options = SandboxOptions::new(&dir);
+    options.database = args
+        .database
+        .as_deref()
+        .map(StoreLocation::parse)
+        .transpose()?;
     options.sim = sim_config(&args)?;
     options.engine = EngineConfig {
         lease: SignedDuration::from_secs(2),
@@ -366,7 +382,7 @@ async fn daemon(args: DemoArgs) -> anyhow::Result<ExitCode> {
         push_timeout: SignedDuration::from_secs(2),
         allow_private_callbacks: true,
         push: PushConfig {
-            lease: SignedDuration::from_secs(3),
+            lease: SignedDuration::from_secs(10),
             retry: RetryPolicy::Exponential {
                 first: virt(50.0),
                 factor: 2.0,

@@ -103,7 +103,7 @@ pub enum LogFormat {
 
 /// Logs to stderr; ANSI colours only when stderr is a terminal, so a redirected log stays
 /// plain text.
-fn init_log(format: LogFormat) {
+pub fn init_log(format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

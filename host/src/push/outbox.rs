@@ -587,7 +587,18 @@ impl PushWorker {
             return;
         }
         match self.record(verdicts).await {
-            Ok(report) => total.merge(&report),
+            Ok(report) => {
+                if report.lease_lost > 0 {
+                    // Sent, but another worker holds the push now: the receiver will see
+                    // it again (with the same push id). A lease shorter than a delivery
+                    // and its commit take shows up here first.
+                    tracing::warn!(
+                        pushes = report.lease_lost,
+                        "push verdicts not written: their lease had moved on"
+                    );
+                }
+                total.merge(&report)
+            }
             Err(e) => {
                 tracing::error!(error = %e, pushes = verdicts.len(), "recording push verdicts failed")
             }

@@ -1065,7 +1065,8 @@ impl Store for PgStore {
                SELECT id AS claimed FROM subscriptions WHERE status = 'polling' \
                AND next_check_at <= $3 AND (lease_until IS NULL OR lease_until <= $5) \
                ORDER BY next_check_at LIMIT $4 FOR UPDATE SKIP LOCKED) c \
-             WHERE s.id = c.claimed RETURNING {SUB_COLS}"
+             WHERE s.id = c.claimed AND s.status = 'polling' \
+             AND (s.lease_until IS NULL OR s.lease_until <= $5) RETURNING {SUB_COLS}"
         ))
         .bind(lease.owner)
         .bind(ms(lease.until))
@@ -1156,7 +1157,8 @@ impl Store for PgStore {
                    ON r.ep = c.ep) x \
                WHERE n <= room ORDER BY next_attempt_at, id LIMIT $4) \
              UPDATE outbox o SET lease_owner = $1, lease_until = $2 FROM pick \
-             WHERE o.id = pick.claimed RETURNING {PUSH_COLS}"
+             WHERE o.id = pick.claimed AND o.state = 'pending' \
+             AND (o.lease_until IS NULL OR o.lease_until <= $5) RETURNING {PUSH_COLS}"
         ))
         .bind(lease.owner)
         .bind(ms(lease.until))
