@@ -16,6 +16,7 @@ use waybill_host::latency::{quantile, LatencyProbe};
 use waybill_host::push::HttpNotifier;
 use waybill_host::receiver::{Flakiness, Receiver};
 use waybill_host::sandbox::{sandbox_number, SandboxOptions, SandboxStack};
+use waybill_host::store::StoreLocation;
 
 /// Options of `waybill bench-dispatch`.
 #[derive(Debug, clap::Args)]
@@ -38,6 +39,10 @@ pub struct BenchDispatchArgs {
     /// Pushes in flight to the receiver.
     #[arg(long, default_value_t = 64)]
     pub push_concurrency: usize,
+    /// The database (`sqlite:PATH` or an EMPTY `postgres://…` database); default: SQLite
+    /// in a temporary directory.
+    #[arg(long)]
+    pub database: Option<String>,
 }
 
 /// Subscriptions written per transaction while loading.
@@ -82,6 +87,11 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
     let probe = LatencyProbe::sampling(8);
     let http: Arc<dyn Notifier> = Arc::new(HttpNotifier::new(Duration::from_secs(5), true)?);
     let mut options = SandboxOptions::new(dir.path());
+    options.database = args
+        .database
+        .as_deref()
+        .map(StoreLocation::parse)
+        .transpose()?;
     let mut engine = EngineConfig {
         batch_size: args.batch,
         allow_private_callbacks: true,
