@@ -90,6 +90,8 @@ Environment:
     Usage(cmd::usage::UsageArgs),
     /// Subscribe the rows of a CSV file (company,number,phone,from,to) through the daemon.
     Import(cmd::import::ImportArgs),
+    /// Copy an SQLite store into an empty PostgreSQL database, keeping ids and the key.
+    Migrate(cmd::migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +129,7 @@ fn main() -> ExitCode {
         Command::Problems(args) => cmd::problems::run(args),
         Command::Usage(args) => cmd::usage::run(args),
         Command::Import(args) => cmd::import::run(args),
+        Command::Migrate(args) => cmd::migrate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod demo;
 pub mod guess;
 pub mod import;
+pub mod migrate;
 pub mod normalize;
 pub mod plugins;
 pub mod problems;

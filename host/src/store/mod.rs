@@ -10,6 +10,7 @@
 //! so a virtual clock drives it as easily as the real one.
 
 pub mod batch;
+pub mod copy;
 pub mod location;
 pub mod postgres;
 mod rows;

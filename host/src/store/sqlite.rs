@@ -181,6 +181,11 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The read-only pool, for tools that copy rows in bulk (`waybill migrate`).
+    pub fn read_pool(&self) -> &SqlitePool {
+        &self.read
+    }
 }
 
 /// Seals the keys of tenants written before keys were sealed (migration 0006), in one
