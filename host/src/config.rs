@@ -63,6 +63,8 @@ pub struct Config {
     pub problems: waybill_core::problem::Thresholds,
     /// Arrival estimates: samples a lane needs, cold-start defaults.
     pub eta: waybill_core::eta::EtaConfig,
+    /// How long ended subscriptions are kept.
+    pub retention: crate::retention::RetentionConfig,
     /// Plugin configuration by carrier code: `[carriers.<code>]` with the keys the
     /// plugin's manifest declares (`waybill plugins` lists them).
     pub carriers: BTreeMap<String, BTreeMap<String, String>>,

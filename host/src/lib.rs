@@ -25,6 +25,7 @@ pub mod plugin;
 pub mod problems;
 pub mod push;
 pub mod receiver;
+pub mod retention;
 pub mod sandbox;
 pub mod scheduler;
 pub mod store;

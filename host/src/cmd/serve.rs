@@ -267,6 +267,14 @@ pub async fn serve(
             stopped(stop_rx.clone()),
         ))
     });
+    if config.retention.keep_ended > jiff::SignedDuration::ZERO {
+        tokio::spawn(waybill_host::retention::run(
+            store.clone(),
+            config.retention.clone(),
+            clock.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
     if let Some(every) = learn_every {
         let store = store.clone() as Arc<dyn Store>;
         tokio::spawn(prior.run(store, rules, every, stopped(stop_rx.clone())));

@@ -1115,6 +1115,24 @@ pub trait Store: Send + Sync {
     /// Every carrier's learned lane stats, to load the estimator.
     async fn lanes(&self) -> StoreResult<Vec<(String, Scope, LaneStats)>>;
 
+    // --- retention ---
+
+    /// Up to `limit` subscriptions that ended (shutdown or abort) before `ended_before`
+    /// (their last write) and have no push waiting, oldest first: what
+    /// [`Store::delete_subscriptions`] may remove. The newest subscription is never listed,
+    /// so a backend that hands out the highest id + 1 never reuses an id (push ids are
+    /// derived from it).
+    async fn ended_before(
+        &self,
+        ended_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<SubscriptionId>>;
+
+    /// Deletes these subscriptions with their traces and pushes, in one transaction, if
+    /// they are still ended with no push waiting (a retrack in between keeps one); the
+    /// number deleted. Monthly usage is kept.
+    async fn delete_subscriptions(&self, ids: &[SubscriptionId]) -> StoreResult<u64>;
+
     // --- shared settings ---
 
     /// The value stored under `name`, if any.

@@ -1696,6 +1696,56 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn ended_before(
+        &self,
+        ended_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<SubscriptionId>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM subscriptions s WHERE status <> 'polling' AND updated_at < $1 \
+             AND id < (SELECT MAX(id) FROM subscriptions) \
+             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subscription_id = s.id \
+                             AND o.state = 'pending') \
+             ORDER BY updated_at, id LIMIT $2",
+        )
+        .bind(ms(ended_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn delete_subscriptions(&self, ids: &[SubscriptionId]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.tx(async |tx| {
+            // Locked first: a retrack or a claim racing the delete either wins (and the
+            // row stays) or waits and finds it gone.
+            let kept: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM subscriptions s WHERE id = ANY($1) AND status <> 'polling' \
+                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subscription_id = s.id \
+                                 AND o.state = 'pending') ORDER BY id FOR UPDATE",
+            )
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            for table in ["events", "outbox"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE subscription_id = ANY($1)"
+                ))
+                .bind(&kept)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let done = sqlx::query("DELETE FROM subscriptions WHERE id = ANY($1)")
+                .bind(&kept)
+                .execute(&mut *tx)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
     async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
         Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
             .bind(name)

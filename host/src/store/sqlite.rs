@@ -1386,6 +1386,51 @@ impl Store for SqliteStore {
         Ok(stats)
     }
 
+    async fn ended_before(
+        &self,
+        ended_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<SubscriptionId>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM subscriptions s WHERE status <> 'polling' AND updated_at < ? \
+             AND id < (SELECT MAX(id) FROM subscriptions) \
+             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subscription_id = s.id \
+                             AND o.state = 'pending') \
+             ORDER BY updated_at, id LIMIT ?",
+        )
+        .bind(ms(ended_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn delete_subscriptions(&self, ids: &[SubscriptionId]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids = serde_json::Value::from(ids.to_vec()).to_string();
+        self.write_tx(async |tx| {
+            let kept = "SELECT value FROM json_each(?1) WHERE value IN (SELECT id FROM \
+                        subscriptions s WHERE status <> 'polling' AND NOT EXISTS (SELECT 1 \
+                        FROM outbox o WHERE o.subscription_id = s.id AND o.state = 'pending'))";
+            // Children first: the events' and pushes' indexes lead with the subscription.
+            for table in ["events", "outbox"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE subscription_id IN ({kept})"
+                ))
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let done = sqlx::query(&format!("DELETE FROM subscriptions WHERE id IN ({kept})"))
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
     async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
         Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = ?")
             .bind(name)

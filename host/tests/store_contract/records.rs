@@ -309,7 +309,61 @@ async fn the_first_value_of_a_setting_wins_and_every_handle_sees_it(db: TestDb) 
     assert_eq!(one.setting("other").await.expect("read"), None);
 }
 
+async fn retention_deletes_ended_subscriptions_without_waiting_pushes_and_keeps_usage(db: TestDb) {
+    let store = db.handle().await;
+    let t = tenant(&*store, "KEY1").await;
+    // Four waybills: two end at t0 with nothing to push, one ends with a push still
+    // waiting, and the newest ends too but is kept (its id must never come back).
+    let ids = subscribe_all(&*store, t.id, &numbers(4)).await;
+    check_all(&*store, 0).await;
+    let ended = |id| {
+        let mut o = outcome(id, "end", 0);
+        o.status = MonitorStatus::Shutdown;
+        o
+    };
+    let claimed = store
+        .claim_due(hours(4), 10, &lease("end"))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 4);
+    let mut outcomes: Vec<_> = ids.iter().map(|&id| ended(id)).collect();
+    outcomes[2].pushes = outcome(ids[2], "end", 1).pushes;
+    assert!(store
+        .complete_checks(&outcomes)
+        .await
+        .expect("end")
+        .iter()
+        .all(|w| *w));
+    let before = t0() + jiff::SignedDuration::from_hours(1);
+    assert_eq!(
+        store.ended_before(t0(), 10).await.expect("list"),
+        Vec::<i64>::new(),
+        "nothing ended before t0"
+    );
+    let due = store.ended_before(before, 10).await.expect("list");
+    assert_eq!(due, vec![ids[0], ids[1]]);
+    assert_eq!(
+        store.ended_before(before, 1).await.expect("list"),
+        vec![ids[0]]
+    );
+    // A subscription resumed in between is not deleted.
+    assert!(matches!(
+        store.retrack(ids[1], hours(5)).await.expect("retrack"),
+        waybill_host::store::Retrack::Resumed
+    ));
+    assert_eq!(store.delete_subscriptions(&due).await.expect("delete"), 1);
+    assert!(store.subscription(ids[0]).await.expect("read").is_none());
+    assert!(store.trace(ids[0]).await.expect("read").is_none());
+    assert!(store.pushes_of(ids[0]).await.expect("read").is_empty());
+    for &kept in &ids[1..] {
+        assert!(store.subscription(kept).await.expect("read").is_some());
+    }
+    let month = waybill_host::store::billing_month(t0());
+    assert_eq!(store.usage(t.id, &month).await.expect("usage"), 4);
+}
+
 contract! {
+    retention_deletes_ended_subscriptions_without_waiting_pushes_and_keeps_usage,
     the_first_value_of_a_setting_wins_and_every_handle_sees_it,
     the_first_idempotent_answer_is_kept_and_old_ones_are_forgotten,
     a_saved_query_answer_is_read_back_and_replaced_by_a_newer_one,
