@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use tokio::process::Command;
 use waybill_core::clock::{Clock, ManualClock};
 use waybill_host::engine::EngineConfig;
@@ -28,74 +27,9 @@ use waybill_host::store::{
     POSTGRES_KEY_FILE,
 };
 
-use crate::support::{free_port, target_dir, waybill_bin};
+use crate::support::{free_port, target_dir, waybill_bin, TestDatabase};
 
 const DATABASE_URL_ENV: &str = "WAYBILL_TEST_DATABASE_URL";
-
-/// A database of its own on the test server, dropped when the test is over, whichever way
-/// it ended.
-struct TestDatabase {
-    admin: PgConnectOptions,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create(server_url: &str) -> Self {
-        let name = format!("waybill_test_migrate_{}", std::process::id());
-        let admin: PgConnectOptions = server_url
-            .parse()
-            .unwrap_or_else(|e| panic!("{DATABASE_URL_ENV}={server_url}: {e}"));
-        let mut conn = PgConnection::connect_with(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {server_url}: {e}"));
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .expect("dropping a leftover test database");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("creating the test database");
-        let _ = conn.close().await;
-        let mut url = url::Url::parse(server_url).expect("the server URL is a URL");
-        url.set_path(&name);
-        Self {
-            admin,
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // Its own thread and runtime: a Drop cannot await, and the test's runtime may be
-        // shutting down around it (a failed assertion unwinds through here).
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut conn = PgConnection::connect_with(&admin)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sqlx::query(&sql)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) | Err(e) = dropped.map_err(|_| "panicked".to_string()) {
-            eprintln!("migrate: could not drop {}: {e}", self.name);
-        }
-    }
-}
 
 /// Fills the store in `data_dir` with a sandbox run: healthy, flaky and unreachable
 /// receivers, stopped part way so some parcels are still travelling.
@@ -321,7 +255,7 @@ async fn a_migrated_store_reads_the_same_in_postgres_with_the_same_keys_and_push
         id
     };
 
-    let db = TestDatabase::create(&server_url).await;
+    let db = TestDatabase::create(&server_url, "migrate").await;
     let pg_dir = dir.path().join("pg");
     let started = Instant::now();
     let out = migrate(&db_file, &db.url, &pg_dir).await;

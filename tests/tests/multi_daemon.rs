@@ -12,12 +12,9 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use waybill_host::receiver::{Flakiness, Receiver};
@@ -25,7 +22,7 @@ use waybill_host::store::secrets::SecretKey;
 use waybill_host::store::{PgStore, Store};
 
 use crate::crash::{assert_every_push_arrived_in_order, settle, SALT, SIM};
-use crate::support::{target_dir, waybill_bin};
+use crate::support::{target_dir, waybill_bin, TestDatabase};
 
 /// Every daemon seals and opens secrets with this key, as daemons on several machines
 /// must share one (`WAYBILL_SECRET_KEY`).
@@ -33,60 +30,6 @@ const KEY_HEX: &str = "7c3e9a51d2b84f06a1c5e8d3b7f20946c1a8e5d2b9f03c67a4e1d8b5c
 /// The push lease of `demo --daemon` (real time): a push the killed daemon had claimed is
 /// sent again by another once it runs out.
 const PUSH_LEASE: Duration = Duration::from_secs(10);
-
-/// A database of its own on the test server, dropped when the test ends.
-struct TestDatabase {
-    admin: PgConnectOptions,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create(server: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "waybill_test_multi_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin: PgConnectOptions = server.parse().expect("WAYBILL_TEST_DATABASE_URL");
-        let mut conn = PgConnection::connect_with(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {server}: {e}"));
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name}"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::query(&sql).execute(&mut conn).await.expect(&sql);
-        }
-        let _ = conn.close().await;
-        let url = match server.rsplit_once('/') {
-            Some((base, _)) if base.contains("://") && !base.ends_with('/') => {
-                format!("{base}/{name}")
-            }
-            _ => format!("{}/{name}", server.trim_end_matches('/')),
-        };
-        Self { admin, name, url }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut conn = PgConnection::connect_with(&admin).await.ok()?;
-                sqlx::query(&sql).execute(&mut conn).await.ok()
-            });
-            Ok::<_, std::io::Error>(())
-        })
-        .join();
-    }
-}
 
 struct Run {
     database: String,
@@ -145,7 +88,7 @@ async fn three_daemons_on_one_database_with_one_killed_complete_every_waybill_on
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000);
-    let db = TestDatabase::create(&server).await;
+    let db = TestDatabase::create(&server, "multi").await;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let receiver = Receiver::start(SALT, Flakiness::default())
         .await

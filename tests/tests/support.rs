@@ -85,3 +85,73 @@ pub async fn python_venv(name: &str, requirements: &Path) -> PathBuf {
     );
     python
 }
+
+/// A PostgreSQL database of its own on the test server, for tests that run daemons or
+/// commands on one; dropped (with any connection still open) when the test is over,
+/// whichever way it ended.
+pub struct TestDatabase {
+    admin: sqlx::postgres::PgConnectOptions,
+    name: String,
+    /// The database's URL, for `--database`.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// A fresh database `waybill_test_<what>_<pid>_<n>` on the server at `server_url`.
+    pub async fn create(server_url: &str, what: &str) -> Self {
+        use sqlx::Connection;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("waybill_test_{what}_{}_{n}", std::process::id());
+        let admin: sqlx::postgres::PgConnectOptions = server_url
+            .parse()
+            .unwrap_or_else(|e| panic!("WAYBILL_TEST_DATABASE_URL={server_url}: {e}"));
+        let mut conn = sqlx::PgConnection::connect_with(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {server_url}: {e}"));
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql).execute(&mut conn).await.expect(&sql);
+        }
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(server_url).expect("the server URL is a URL");
+        url.set_path(&name);
+        Self {
+            admin,
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let admin = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Its own thread and runtime: a Drop cannot await, and the test's runtime may be
+        // shutting down around it (a failed assertion unwinds through here).
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect_with(&admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query(&sql)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) | Err(e) = dropped.map_err(|_| "panicked".to_string()) {
+            eprintln!("could not drop the test database {}: {e}", self.name);
+        }
+    }
+}
