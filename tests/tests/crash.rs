@@ -109,7 +109,7 @@ async fn killing_the_daemon_at_random_moments_loses_no_subscription_and_no_push(
         "only {kills} kills landed before the run finished"
     );
 
-    settle(run.spawn()).await;
+    settle(run.spawn(), Duration::from_secs(240)).await;
     let store = SqliteStore::open_dir(dir.path()).await.expect("store");
     assert_every_push_arrived_in_order(&store, &receiver, WAYBILLS).await;
 }
@@ -131,7 +131,7 @@ async fn a_flaky_receiver_gets_every_push_of_the_running_daemon_in_order() {
         start: "2024-03-01T08:00:00+08:00".parse().expect("ts"),
         epoch: Timestamp::now(),
     };
-    settle(run.spawn()).await;
+    settle(run.spawn(), Duration::from_secs(240)).await;
     assert!(
         receiver.inbox(|i| i.failed) > 0,
         "the receiver failed some requests"
@@ -141,8 +141,8 @@ async fn a_flaky_receiver_gets_every_push_of_the_running_daemon_in_order() {
 }
 
 /// Waits for a run to end by itself (every waybill ended, every push acknowledged).
-pub async fn settle(mut child: Child) {
-    let deadline = Instant::now() + Duration::from_secs(240);
+pub async fn settle(mut child: Child, within: Duration) {
+    let deadline = Instant::now() + within;
     let status = loop {
         if let Some(status) = child.try_wait().expect("poll child") {
             break status;

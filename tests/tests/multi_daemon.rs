@@ -8,7 +8,8 @@
 //! virtual time; each runs its own sandbox simulator, which starts a number's journey when
 //! the number was subscribed (looked up in the shared database), so they agree on every
 //! parcel too. Runs when `WAYBILL_TEST_DATABASE_URL` names a PostgreSQL server; the size
-//! is `WAYBILL_MULTI_DAEMON_WAYBILLS` (default 1,000).
+//! is `WAYBILL_MULTI_DAEMON_WAYBILLS` (default 400: CI runs it beside every other end-to-end
+//! test on two cores, with debug builds of three daemons).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -87,7 +88,7 @@ async fn three_daemons_on_one_database_with_one_killed_complete_every_waybill_on
     let waybills: usize = std::env::var("WAYBILL_MULTI_DAEMON_WAYBILLS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000);
+        .unwrap_or(400);
     let db = TestDatabase::create(&server, "multi").await;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let receiver = Receiver::start(SALT, Flakiness::default())
@@ -106,9 +107,10 @@ async fn three_daemons_on_one_database_with_one_killed_complete_every_waybill_on
     let second = run.spawn(dirs[1].path());
     let third = run.spawn(dirs[2].path());
 
-    // Mid-run: some pushes are out, most are still to come.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while receiver.inbox(|i| i.accepted) < (waybills as u64) * 2 {
+    // Mid-run: some pushes are out (half a push per waybill), most are still to come. The
+    // deadline is generous because the daemons share two cores with the other tests.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while receiver.inbox(|i| i.accepted) < (waybills as u64).div_ceil(2) {
         assert!(Instant::now() < deadline, "the run makes no progress");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -125,7 +127,7 @@ async fn three_daemons_on_one_database_with_one_killed_complete_every_waybill_on
     let restarted_at = Instant::now();
 
     for child in [first, third, restarted] {
-        settle(child).await;
+        settle(child, Duration::from_secs(600)).await;
     }
     eprintln!(
         "{waybills} waybills settled in {:?}, {} pushes accepted",

@@ -413,13 +413,14 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_database_url_no_backend_reads_is_refused_and_creates_nothing() {
+    async fn a_database_that_cannot_be_opened_is_refused_and_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.data_dir = dir.path().to_path_buf();
+        // A backend we do not have, and a PostgreSQL server nobody listens for (port 1).
         for url in [
-            "postgres://postgres@127.0.0.1/waybill",
             "mysql://root@localhost/w",
+            "postgres://postgres@127.0.0.1:1/waybill",
         ] {
             config.server.database = url.into();
             let err = open_store(&config).await.err().expect("refused");

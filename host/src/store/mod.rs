@@ -59,11 +59,22 @@ pub async fn open(
             Ok(std::sync::Arc::new(SqliteStore::open_file(path).await?))
         }
         StoreLocation::Postgres(url) => {
-            location::create_private_dir(data_dir).map_err(|e| data_dir_error(data_dir, e))?;
-            let key = secrets::SecretKey::from_env_or_file(&data_dir.join(POSTGRES_KEY_FILE))?;
-            Ok(std::sync::Arc::new(
-                PgStore::open(url, key, pool_size).await?,
-            ))
+            // Connected first: an unreachable server or a wrong URL leaves no key file behind.
+            let pool = PgStore::connect(url.parse()?, pool_size).await?;
+            let key = location::create_private_dir(data_dir)
+                .map_err(|e| data_dir_error(data_dir, e))
+                .and_then(|()| {
+                    Ok(secrets::SecretKey::from_env_or_file(
+                        &data_dir.join(POSTGRES_KEY_FILE),
+                    )?)
+                });
+            match key {
+                Ok(key) => Ok(std::sync::Arc::new(PgStore::on_pool(pool, key).await?)),
+                Err(e) => {
+                    pool.close().await;
+                    Err(e)
+                }
+            }
         }
     }
 }

@@ -71,32 +71,57 @@ impl PgStore {
         secrets: SecretKey,
         pool_size: u32,
     ) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
+        Self::on_pool(Self::connect(options, pool_size).await?, secrets).await
+    }
+
+    /// Connects a pool of up to `pool_size` connections without touching the schema, so
+    /// that a caller can fail on an unreachable server before it creates anything of its own
+    /// (the secret key file); [`PgStore::on_pool`] finishes the opening.
+    pub async fn connect(options: PgConnectOptions, pool_size: u32) -> StoreResult<PgPool> {
+        // One direct connection first: the pool retries a refused connection until its
+        // acquire timeout and then reports only that it timed out; this fails at once with
+        // the server's own answer (refused, unknown database, bad password).
+        PgConnection::connect_with(&options).await?.close().await?;
+        Ok(PgPoolOptions::new()
             .max_connections(pool_size.max(2))
             .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            .await?)
+    }
+
+    /// Applies pending migrations on `pool` and checks `secrets` against the database;
+    /// the pool is closed when either fails.
+    pub async fn on_pool(pool: PgPool, secrets: SecretKey) -> StoreResult<Self> {
+        match Self::prepare(&pool, &secrets).await {
+            Ok(()) => Ok(Self {
+                pool,
+                secrets: std::sync::Arc::new(secrets),
+            }),
+            Err(e) => {
+                pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn prepare(pool: &PgPool, secrets: &SecretKey) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/postgres").run(pool).await?;
         let check = secrets.lookup(KEY_CHECK);
         sqlx::query(
             "INSERT INTO meta (name, value) VALUES ('key_check', $1) ON CONFLICT DO NOTHING",
         )
         .bind(&check)
-        .execute(&pool)
+        .execute(pool)
         .await?;
         let stored: String = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'key_check'")
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await?;
         if stored != check {
-            pool.close().await;
             return Err(secrets::SecretError::Open(
                 "the database's secrets were sealed with another secret key",
             )
             .into());
         }
-        Ok(Self {
-            pool,
-            secrets: std::sync::Arc::new(secrets),
-        })
+        Ok(())
     }
 
     /// The pool, for tools that copy rows in bulk (`waybill migrate`).
