@@ -2,6 +2,11 @@
 //! active sandbox subscriptions, makes them all due, and runs the engine's rounds against
 //! the in-process simulator for a while: due checks dispatched per second, pushes, the
 //! process's memory, and change→push latency.
+//!
+//! Several of them share one PostgreSQL database as several daemons would
+//! (`bench/postgres/scale.sh`): the first loads the subscriptions and receives every push,
+//! the others join with `--subscriptions 0`, and `--gate` makes them measure the same
+//! window.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,6 +48,40 @@ pub struct BenchDispatchArgs {
     /// in a temporary directory.
     #[arg(long)]
     pub database: Option<String>,
+    /// Share of parcels whose carrier never has anything new to say (their checks find no
+    /// change and push nothing): 0 is the worst case, every check a change.
+    #[arg(long, default_value_t = 0.0)]
+    pub unchanged: f64,
+    /// A directory shared by the processes of one run: each writes `ready-<pid>` when
+    /// loaded, measures once `go` appears, and exits once `done` appears (so the first
+    /// process's receiver outlives the others' pushes).
+    #[arg(long)]
+    pub gate: Option<std::path::PathBuf>,
+    /// Also write the figures as one JSON object to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// Waits for `name` to appear in the gate directory.
+async fn gate_open(dir: &std::path::Path, name: &str) {
+    while !dir.join(name).exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat(5), 11 and 12 after the name; the
+    // kernel counts them in USER_HZ, 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Subscriptions written per transaction while loading.
@@ -104,6 +143,26 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
     options.engine = engine;
     options.notifier = Some(http);
     options.observer = Some(probe.clone());
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.unchanged),
+        "--unchanged is a share between 0 and 1"
+    );
+    if args.unchanged > 0.0 {
+        // The other exclusive outcomes shrink so that all of them still add up to at most 1.
+        let rates = &mut options.sim.rates;
+        let rest = 1.0 - args.unchanged;
+        for rate in [
+            &mut rates.stuck,
+            &mut rates.failed_attempt,
+            &mut rates.refused,
+            &mut rates.returned,
+            &mut rates.lost,
+            &mut rates.locker,
+        ] {
+            *rate *= rest;
+        }
+        rates.never_trace = args.unchanged;
+    }
     let stack = SandboxStack::start(options, clock.clone()).await?;
     println!("sandbox plugin {}", stack.plugin_source);
     let (rss, _) = memory();
@@ -128,8 +187,13 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
         loaded as f64 / load_s
     );
 
+    if let Some(gate) = &args.gate {
+        std::fs::write(gate.join(format!("ready-{}", std::process::id())), b"")?;
+        gate_open(gate, "go").await;
+    }
     // Half a day later every journey has events, and every first check is due.
     clock.set(t0 + SignedDuration::from_hours(12));
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut checked = 0u64;
     let mut pushes = 0u64;
@@ -179,6 +243,7 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
     // Memory now, before the latency sample below reads 20,000 pushes back through the
     // readers' memory map (which would count those database pages as resident).
     let (rss, hwm, anon) = memory_parts();
+    let cpu = cpu_seconds() - cpu_before;
     let _ = stop.send(true);
     let delivery = pusher.await.context("the delivery loop failed")?;
     let delivered = stack.store.stats().await?.delivered_pushes;
@@ -211,6 +276,34 @@ async fn bench(args: BenchDispatchArgs) -> anyhow::Result<ExitCode> {
         ms(quantile(&lat, 0.99)),
         lat.len()
     );
+    println!(
+        "CPU in the run            {cpu:.1} s ({:.0} % of one core; simulator included)",
+        cpu / secs * 100.0
+    );
+    if let Some(path) = &args.json {
+        let figures = serde_json::json!({
+            "subscriptions": loaded,
+            "seconds": secs,
+            "checks": checked,
+            "checks_per_s": checked as f64 / secs,
+            "errors": errors,
+            "paused_s": paused.as_secs_f64(),
+            "pushes_queued": pushes,
+            "pushes_delivered_by_this_process": delivery.delivered,
+            "receiver_accepted": accepted,
+            "rss_mib": rss,
+            "peak_rss_mib": hwm,
+            "cpu_s": cpu,
+            "latency_p50_ms": ms(quantile(&lat, 0.5)),
+            "latency_p99_ms": ms(quantile(&lat, 0.99)),
+            "latency_samples": lat.len(),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(gate) = &args.gate {
+        gate_open(gate, "done").await;
+    }
     stack.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }
