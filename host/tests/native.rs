@@ -185,10 +185,18 @@ async fn a_tracking_is_made_read_stopped_and_retracked_by_its_owner_only() {
     );
     assert_eq!(t["webhook_url"], HOOK);
     assert_eq!(t["problems"], json!([]));
-    let id = t["id"].as_i64().unwrap();
+    let id = t["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("trk_"), "an opaque id: {id}");
 
     // The subscription carries the tenant's signing secret, made on this first use.
-    let sub = r.store.subscription(id).await.unwrap().unwrap();
+    let tenant = r.store.tenant_by_key(KEY).await.unwrap().unwrap();
+    let row = r.store.tracking_row(&id, tenant.id).expect("names a row");
+    let sub = r.store.subscription(row).await.unwrap().unwrap();
+    is_problem(
+        &r.get(&format!("/v1/trackings/{row}")).await,
+        404,
+        "not-found",
+    );
     assert_eq!(sub.dialect, "native");
     let secrets = r.get("/v1/webhook-secret").await;
     let secret = secrets.body["secrets"][0]["secret"].as_str().unwrap();
@@ -355,7 +363,14 @@ async fn a_batch_answers_each_item_in_order_and_the_list_pages_through_them() {
                 .map(|t| t["number"].as_str().unwrap().to_owned()),
         );
         match page.body["next_cursor"].as_str() {
-            Some(c) => path = format!("/v1/trackings?limit=3&status=no_trace&cursor={c}"),
+            Some(c) => {
+                // A cursor means nothing to another tenant.
+                let foreign = r
+                    .call("GET", &format!("/v1/trackings?cursor={c}"), OTHER, None, "")
+                    .await;
+                is_problem(&foreign, 422, "invalid-request");
+                path = format!("/v1/trackings?limit=3&status=no_trace&cursor={c}");
+            }
             None => break,
         }
     }

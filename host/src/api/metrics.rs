@@ -1,193 +1,194 @@
 //! Prometheus metrics: counters kept in memory by the API and by wrappers around the
 //! carriers and the notifier, plus gauges read from the store at scrape time.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use waybill_core::carrier::{Capabilities, Carrier, TrackError, TrackOutcome, Verdict};
 use waybill_core::model::Waybill;
 
 use super::Api;
 use crate::push::VerdictObserver;
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CheckLabels {
+    carrier: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
 /// Counters with labels. Cheap to share; every method takes `&self`.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (endpoint, returnCode) → answers.
-    requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    /// (carrier, outcome) → waybills checked.
-    checks: Mutex<BTreeMap<(String, &'static str), u64>>,
-    /// verdict → push attempts.
-    pushes: Mutex<BTreeMap<&'static str, u64>>,
-    /// source → real-time query answers ("stored", "cache", "carrier").
-    queries: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(key).or_default() += 1;
-    }
+    requests: Family<RequestLabels, Counter>,
+    checks: Family<CheckLabels, Counter>,
+    pushes: Family<OutcomeLabel, Counter>,
+    queries: Family<SourceLabel, Counter>,
 }
 
 impl Metrics {
     /// Counts one API answer.
     pub fn request(&self, endpoint: &'static str, code: &'static str) {
-        bump(&self.requests, (endpoint, code));
+        self.requests
+            .get_or_create(&RequestLabels { endpoint, code })
+            .inc();
     }
 
     /// Counts one checked waybill.
     pub fn check(&self, carrier: &str, outcome: &'static str) {
-        bump(&self.checks, (carrier.to_owned(), outcome));
+        self.checks
+            .get_or_create(&CheckLabels {
+                carrier: carrier.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts one push attempt's verdict.
     pub fn push(&self, verdict: &'static str) {
-        bump(&self.pushes, verdict);
+        self.pushes
+            .get_or_create(&OutcomeLabel { outcome: verdict })
+            .inc();
     }
 
     /// Counts one real-time query answer by where it came from.
     pub fn query(&self, source: &'static str) {
-        bump(&self.queries, source);
+        self.queries.get_or_create(&SourceLabel { source }).inc();
     }
 
     /// Answers counted for an endpoint and return code.
-    pub fn requests_of(&self, endpoint: &str, code: &str) -> u64 {
+    pub fn requests_of(&self, endpoint: &'static str, code: &'static str) -> u64 {
         self.requests
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|((e, c), _)| *e == endpoint && *c == code)
-                    .map(|(_, n)| *n)
-                    .sum()
-            })
-            .unwrap_or(0)
+            .get(&RequestLabels { endpoint, code })
+            .map_or(0, |c| c.get())
     }
 
-    fn write_counters(&self, out: &mut String) {
-        header(
-            out,
-            "waybill_api_requests_total",
-            "counter",
-            "API answers by endpoint and kuaidi100 returnCode.",
+    /// A registry holding the counters (the families are shared handles, so what the API
+    /// counts later still shows).
+    fn registry(&self) -> Registry {
+        let mut r = Registry::default();
+        r.register(
+            "waybill_api_requests",
+            "API answers by endpoint and kuaidi100 returnCode",
+            self.requests.clone(),
         );
-        if let Ok(m) = self.requests.lock() {
-            for ((endpoint, code), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "waybill_api_requests_total{{endpoint=\"{endpoint}\",code=\"{code}\"}} {n}"
-                );
-            }
-        }
-        header(
-            out,
-            "waybill_checks_total",
-            "counter",
-            "Waybills asked of a carrier, by carrier and outcome.",
+        r.register(
+            "waybill_checks",
+            "Waybills asked of a carrier, by carrier and outcome",
+            self.checks.clone(),
         );
-        if let Ok(m) = self.checks.lock() {
-            for ((carrier, outcome), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "waybill_checks_total{{carrier=\"{}\",outcome=\"{outcome}\"}} {n}",
-                    escape(carrier)
-                );
-            }
-        }
-        header(
-            out,
-            "waybill_pushes_total",
-            "counter",
-            "Push delivery attempts by the receiver's verdict.",
+        r.register(
+            "waybill_pushes",
+            "Push delivery attempts by the receiver's verdict",
+            self.pushes.clone(),
         );
-        if let Ok(m) = self.pushes.lock() {
-            for (verdict, n) in m.iter() {
-                let _ = writeln!(out, "waybill_pushes_total{{outcome=\"{verdict}\"}} {n}");
-            }
-        }
-        header(
-            out,
-            "waybill_queries_total",
-            "counter",
-            "Real-time query answers by source (stored trace, memory cache, carrier).",
+        r.register(
+            "waybill_queries",
+            "Real-time query answers by source (stored trace, memory cache, carrier)",
+            self.queries.clone(),
         );
-        if let Ok(m) = self.queries.lock() {
-            for (source, n) in m.iter() {
-                let _ = writeln!(out, "waybill_queries_total{{source=\"{source}\"}} {n}");
-            }
-        }
+        r
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// `GET /metrics`: the Prometheus text exposition.
+/// `GET /metrics`: the OpenMetrics text exposition (counters ending in `_total`).
 pub async fn render(State(api): State<Api>) -> impl IntoResponse {
-    let mut out = String::new();
-    api.metrics().write_counters(&mut out);
+    let mut registry = api.metrics().registry();
     let now = api.now();
     match api.store().stats().await {
         Ok(stats) => {
-            header(
-                &mut out,
-                "waybill_subscriptions",
-                "gauge",
-                "Subscriptions by monitor status.",
-            );
+            let subscriptions = Family::<StatusLabel, Gauge>::default();
             for (status, n) in [
                 ("polling", stats.polling),
                 ("shutdown", stats.shutdown),
                 ("abort", stats.abort),
             ] {
-                let _ = writeln!(out, "waybill_subscriptions{{status=\"{status}\"}} {n}");
+                subscriptions
+                    .get_or_create(&StatusLabel { status })
+                    .set(n as i64);
             }
-            header(
-                &mut out,
-                "waybill_outbox",
-                "gauge",
-                "Pushes in the outbox by delivery state.",
+            registry.register(
+                "waybill_subscriptions",
+                "Subscriptions by monitor status",
+                subscriptions,
             );
+            let outbox = Family::<StateLabel, Gauge>::default();
             for (state, n) in [
                 ("pending", stats.pending_pushes),
                 ("delivered", stats.delivered_pushes),
                 ("dead", stats.dead_pushes),
             ] {
-                let _ = writeln!(out, "waybill_outbox{{state=\"{state}\"}} {n}");
+                outbox.get_or_create(&StateLabel { state }).set(n as i64);
             }
+            registry.register(
+                "waybill_outbox",
+                "Pushes in the outbox by delivery state",
+                outbox,
+            );
         }
         Err(e) => tracing::warn!(error = %e, "metrics: store stats failed"),
     }
     if let Ok(next) = api.store().next_due().await {
         // How far behind the scheduler is: the age of the oldest due check (0 if none).
-        let lag = next
-            .map(|at| now.duration_since(at).as_secs_f64().max(0.0))
-            .unwrap_or(0.0);
-        header(
-            &mut out,
-            "waybill_due_lag_seconds",
-            "gauge",
-            "Engine-clock seconds the oldest due check is overdue.",
+        let lag = Gauge::<f64, AtomicU64>::default();
+        lag.set(
+            next.map(|at| now.duration_since(at).as_secs_f64().max(0.0))
+                .unwrap_or(0.0),
         );
-        let _ = writeln!(out, "waybill_due_lag_seconds {lag}");
+        registry.register(
+            "waybill_due_lag_seconds",
+            "Engine-clock seconds the oldest due check is overdue",
+            lag,
+        );
+    }
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!(error = %e, "metrics: encoding failed");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            String::new(),
+        );
     }
     (
+        StatusCode::OK,
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         out,
     )

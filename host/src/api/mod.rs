@@ -7,8 +7,7 @@ pub mod metrics;
 pub mod tenants;
 pub mod usecase;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
@@ -109,7 +108,9 @@ struct Inner {
     tenants: tenants::TenantCache,
     limits: limit::KeyLimits,
     dialects: Dialects,
-    query_cache: Mutex<HashMap<(String, String), (Trace, Timestamp)>>,
+    /// Bounded by `query_cache_entries` (moka evicts the least useful); freshness is
+    /// judged on the daemon's clock at each read, so no time-to-live here.
+    query_cache: moka::sync::Cache<(String, String), Arc<(Trace, Timestamp)>>,
 }
 
 impl Api {
@@ -147,9 +148,9 @@ impl Api {
                 guesser,
                 limits: limit::KeyLimits::new(&config.rate_limit),
                 dialects: Dialects::standard(),
+                query_cache: moka::sync::Cache::new(config.query_cache_entries as u64),
                 config,
                 metrics,
-                query_cache: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -2,42 +2,37 @@
 //! for every request. Only found tenants are cached: a key added by `waybill tenant add`
 //! works at once, and a removed one stops working within the cache TTL.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::store::{Store, StoreResult, Tenant};
 
 pub(crate) struct TenantCache {
     store: Arc<dyn Store>,
-    ttl: Duration,
-    by_key: RwLock<HashMap<String, (Arc<Tenant>, Instant)>>,
-    by_id: RwLock<HashMap<i64, (Arc<Tenant>, Instant)>>,
+    by_key: moka::sync::Cache<String, Arc<Tenant>>,
+    by_id: moka::sync::Cache<i64, Arc<Tenant>>,
 }
 
 impl TenantCache {
     pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        // Keys are chosen by tenants, not by callers, and only found tenants are cached:
+        // the caches stay as small as the tenant table.
         Self {
             store,
-            ttl,
-            by_key: RwLock::new(HashMap::new()),
-            by_id: RwLock::new(HashMap::new()),
+            by_key: moka::sync::Cache::builder().time_to_live(ttl).build(),
+            by_id: moka::sync::Cache::builder().time_to_live(ttl).build(),
         }
     }
 
     /// The tenant with this row id (Kdniao's EBusinessID names it), cached like
     /// [`TenantCache::by_key`].
     pub async fn by_id(&self, id: i64) -> StoreResult<Option<Arc<Tenant>>> {
-        if let Ok(map) = self.by_id.read() {
-            if let Some((t, at)) = map.get(&id) {
-                if at.elapsed() < self.ttl {
-                    return Ok(Some(t.clone()));
-                }
-            }
+        if let Some(t) = self.by_id.get(&id) {
+            return Ok(Some(t));
         }
         let found = self.store.tenant(id).await?.map(Arc::new);
-        if let (Some(t), Ok(mut map)) = (&found, self.by_id.write()) {
-            map.insert(id, (t.clone(), Instant::now()));
+        if let Some(t) = &found {
+            self.by_id.insert(id, t.clone());
         }
         Ok(found)
     }
@@ -45,28 +40,22 @@ impl TenantCache {
     /// Drops what is cached of tenant `id`, so its next lookup reads the store (after a
     /// change made through this process, such as a new webhook secret).
     pub fn forget(&self, id: i64) {
-        if let Ok(mut map) = self.by_id.write() {
-            map.remove(&id);
-        }
-        if let Ok(mut map) = self.by_key.write() {
-            map.retain(|_, (t, _)| t.id != id);
+        self.by_id.invalidate(&id);
+        for (key, t) in &self.by_key {
+            if t.id == id {
+                self.by_key.invalidate(key.as_str());
+            }
         }
     }
 
     /// The tenant with this key (shared: the hot path clones a pointer, not the strings).
     pub async fn by_key(&self, key: &str) -> StoreResult<Option<Arc<Tenant>>> {
-        if let Ok(map) = self.by_key.read() {
-            if let Some((t, at)) = map.get(key) {
-                if at.elapsed() < self.ttl {
-                    return Ok(Some(t.clone()));
-                }
-            }
+        if let Some(t) = self.by_key.get(key) {
+            return Ok(Some(t));
         }
         let found = self.store.tenant_by_key(key).await?.map(Arc::new);
-        if let (Some(t), Ok(mut map)) = (&found, self.by_key.write()) {
-            // Keys are chosen by tenants, not by callers: the map stays as small as the
-            // tenant table, since only found tenants are inserted.
-            map.insert(key.to_owned(), (t.clone(), Instant::now()));
+        if let Some(t) = &found {
+            self.by_key.insert(key.to_owned(), t.clone());
         }
         Ok(found)
     }

@@ -365,7 +365,11 @@ impl Api {
             created_at: now,
         };
         match self.inner.batcher.subscribe(sub.clone()).await {
-            Ok(SubscribeOutcome::Created { id, .. }) => Ok(Subscription::created(id, sub)),
+            Ok(SubscribeOutcome::Created { id, .. }) => Ok(Subscription::created(
+                id,
+                self.inner.store.tracking_id(id, sub.tenant_id),
+                sub,
+            )),
             Ok(SubscribeOutcome::Duplicate { .. }) => Err(UseError::Duplicate { company, number }),
             Ok(SubscribeOutcome::MonthlyLimit { subscribes, limit }) => {
                 Err(UseError::MonthlyLimit {
@@ -427,19 +431,18 @@ impl Api {
                 waybill.phone.as_deref().unwrap_or("")
             ),
         );
-        if let Ok(cache) = self.inner.query_cache.lock() {
-            if let Some((trace, at)) = cache.get(&cache_key) {
-                if now.duration_since(*at) < fresh_for {
-                    self.metrics().query("cache");
-                    return Ok(trace.clone());
-                }
+        if let Some(hit) = self.inner.query_cache.get(&cache_key) {
+            let (trace, at) = &*hit;
+            if now.duration_since(*at) < fresh_for {
+                self.metrics().query("cache");
+                return Ok(trace.clone());
             }
         }
         // The memory cache is empty after a restart; the stored answer is not.
         match self.store().cached_query(&cache_key.0, &cache_key.1).await {
             Ok(Some((trace, at))) if now.duration_since(at) < fresh_for => {
                 self.metrics().query("cache");
-                self.remember(cache_key, &trace, at, now);
+                self.remember(cache_key, &trace, at);
                 return Ok(trace);
             }
             Ok(_) => {}
@@ -481,24 +484,16 @@ impl Api {
         {
             tracing::warn!(error = %e, "cannot store the query answer");
         }
-        self.remember(cache_key, &trace, now, now);
+        self.remember(cache_key, &trace, now);
         Ok(trace)
     }
 
-    /// Keeps a query answer fetched at `at` in the memory cache, making room if it is full.
-    fn remember(&self, key: (String, String), trace: &Trace, at: Timestamp, now: Timestamp) {
-        let fresh_for = self.inner.config.query_fresh_for;
-        let entries = self.inner.config.query_cache_entries;
-        if let Ok(mut cache) = self.inner.query_cache.lock() {
-            if cache.len() >= entries {
-                cache.retain(|_, (_, at)| now.duration_since(*at) < fresh_for);
-                if cache.len() >= entries {
-                    cache.clear();
-                }
-            }
-            if entries > 0 {
-                cache.insert(key, (trace.clone(), at));
-            }
+    /// Keeps a query answer fetched at `at` in the memory cache.
+    fn remember(&self, key: (String, String), trace: &Trace, at: Timestamp) {
+        if self.inner.config.query_cache_entries > 0 {
+            self.inner
+                .query_cache
+                .insert(key, Arc::new((trace.clone(), at)));
         }
     }
 

@@ -325,6 +325,9 @@ pub struct CompanyCorrection {
 pub struct Subscription {
     /// Row id.
     pub id: SubscriptionId,
+    /// The id APIs show ([`Store::tracking_id`]); the row id stays inside the daemon.
+    #[serde(default)]
+    pub public_id: String,
     /// Owner.
     pub tenant_id: TenantId,
     /// Carrier code being polled (the corrected one after an autoCheck).
@@ -422,9 +425,10 @@ impl ProblemState {
 impl Subscription {
     /// The row `new` became when it was stored as `id`, before any check: what the store
     /// would read back, without reading it.
-    pub fn created(id: SubscriptionId, new: NewSubscription) -> Self {
+    pub fn created(id: SubscriptionId, public_id: String, new: NewSubscription) -> Self {
         Self {
             id,
+            public_id,
             tenant_id: new.tenant_id,
             company: new.company,
             number: new.number,
@@ -1159,6 +1163,13 @@ pub trait Store: Send + Sync {
     /// What every push id of subscription `id` starts with, before `-<seq>`: a keyed hash
     /// of the row id, so receivers learn nothing of the store's counters.
     fn push_prefix(&self, id: SubscriptionId) -> String;
+
+    /// The public id of subscription `id` of `tenant`, as APIs show it
+    /// ([`secrets::SecretKey::tracking_id`]): the same in every daemon on this store.
+    fn tracking_id(&self, id: SubscriptionId, tenant: TenantId) -> String;
+
+    /// The subscription a public id names, if it is one of `tenant`'s.
+    fn tracking_row(&self, public: &str, tenant: TenantId) -> Option<SubscriptionId>;
 
     /// The id push `seq` of subscription `id` has (or will have) in this store.
     fn push_id(&self, id: SubscriptionId, seq: i64) -> String {

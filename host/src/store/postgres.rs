@@ -50,6 +50,22 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// Makes the transaction's scans of the outbox's pending queue walk `outbox_due` in order.
+///
+/// Every delivered push leaves a dead entry in the queue's partial indexes until vacuum
+/// runs. An index scan marks each dead entry it meets as such (so the next scan skips it
+/// without visiting the table); a bitmap scan visits every one, every time. The planner
+/// picks the bitmap scan whenever its statistics lag behind a queue that grows fast (a
+/// fresh database, a burst), and then each claim reads thousands of dead rows: measured,
+/// 8 ms instead of 1 ms per claim with 10 k pushes delivered, and delivery stalled at
+/// ~260 pushes/s.
+async fn queue_scan(c: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SET LOCAL enable_bitmapscan = off")
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
 /// A unique-index violation on `constraint`.
 fn violates(e: &sqlx::Error, constraint: &str) -> bool {
     matches!(e, sqlx::Error::Database(d)
@@ -1164,7 +1180,7 @@ impl Store for PgStore {
         } else {
             limit.saturating_mul(4).max(64)
         };
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "WITH c AS ( \
                SELECT o.id, o.next_attempt_at, COALESCE(o.endpoint, o.url) AS ep FROM outbox o \
                WHERE o.state = 'pending' AND o.next_attempt_at <= $3 \
@@ -1184,19 +1200,24 @@ impl Store for PgStore {
              UPDATE outbox o SET lease_owner = $1, lease_until = $2 FROM pick \
              WHERE o.id = pick.claimed AND o.state = 'pending' \
              AND (o.lease_until IS NULL OR o.lease_until <= $5) RETURNING {PUSH_COLS}"
-        ))
-        .bind(lease.owner)
-        .bind(ms(lease.until))
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .bind(ms(lease.now))
-        .bind(&busy)
-        .bind(i64::from(room.others))
-        .bind(i64::from(candidates))
-        .bind(&full)
-        .bind(&rooms)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let claim = sqlx::query(&sql)
+            .bind(lease.owner)
+            .bind(ms(lease.until))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .bind(ms(lease.now))
+            .bind(&busy)
+            .bind(i64::from(room.others))
+            .bind(i64::from(candidates))
+            .bind(&full)
+            .bind(&rooms);
+        let rows = self
+            .tx(async |c| {
+                queue_scan(c).await?;
+                Ok(claim.fetch_all(&mut *c).await?)
+            })
+            .await?;
         let mut pushes = rows
             .iter()
             .map(push_from_row)
@@ -1554,18 +1575,25 @@ impl Store for PgStore {
         limit: u32,
     ) -> StoreResult<u64> {
         // The same rows `claim_pushes` could hand out (see the SQLite store's reason).
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox o WHERE o.state = 'pending' \
-             AND o.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until <= $3) \
-             AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
-                          WHERE p.subscription_id = o.subscription_id AND p.state = 'pending') \
-             LIMIT $2) w",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .bind(ms(lease_now))
-        .fetch_one(&self.pool)
-        .await?;
+        let n: i64 = self
+            .tx(async |c| {
+                queue_scan(c).await?;
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM outbox o WHERE o.state = 'pending' \
+                     AND o.next_attempt_at <= $1 \
+                     AND (o.lease_until IS NULL OR o.lease_until <= $3) \
+                     AND o.seq = (SELECT MIN(p.seq) FROM outbox p \
+                                  WHERE p.subscription_id = o.subscription_id \
+                                  AND p.state = 'pending') \
+                     ORDER BY o.next_attempt_at, o.id LIMIT $2) w",
+                )
+                .bind(ms(now))
+                .bind(i64::from(limit))
+                .bind(ms(lease_now))
+                .fetch_one(&mut *c)
+                .await?)
+            })
+            .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -1797,5 +1825,13 @@ impl Store for PgStore {
 
     fn push_prefix(&self, id: SubscriptionId) -> String {
         self.secrets.push_prefix(id)
+    }
+
+    fn tracking_id(&self, id: SubscriptionId, tenant: TenantId) -> String {
+        self.secrets.tracking_id(id, tenant)
+    }
+
+    fn tracking_row(&self, public: &str, tenant: TenantId) -> Option<SubscriptionId> {
+        self.secrets.tracking_row(public, tenant)
     }
 }

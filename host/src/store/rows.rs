@@ -102,9 +102,12 @@ where
     let com_old: Option<String> = r.try_get("com_old")?;
     let com_new: Option<String> = r.try_get("com_new")?;
     let dialect_params: String = r.try_get("dialect_params")?;
+    let id = r.try_get("id")?;
+    let tenant_id = r.try_get("tenant_id")?;
     Ok(Subscription {
-        id: r.try_get("id")?,
-        tenant_id: r.try_get("tenant_id")?,
+        id,
+        public_id: secrets.tracking_id(id, tenant_id),
+        tenant_id,
         company: r.try_get("company")?,
         number: r.try_get("number")?,
         phone: r.try_get("phone")?,

@@ -13,7 +13,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
+use aes::cipher::{BlockDecrypt, BlockEncrypt};
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -27,6 +28,8 @@ pub const SECRET_KEY_ENV: &str = "WAYBILL_SECRET_KEY";
 const SEALED: &str = "v1:";
 /// Prefix of a lookup hash.
 const LOOKUP: &str = "h1:";
+/// Prefix of a tracking's public id.
+const TRACKING: &str = "trk_";
 
 /// Why the secret key could not be had, or a sealed value not opened.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +169,48 @@ impl SecretKey {
         hex(&mac.finalize().into_bytes()[..8])
     }
 
+    /// The public id of subscription `id` of tenant `tenant`: `trk_` and 22 characters,
+    /// one AES block holding both ids under a key derived from this one. It reveals neither
+    /// the store's row counter nor how many trackings other tenants have, and one tenant's
+    /// ids name nothing for another ([`SecretKey::tracking_row`] refuses them).
+    ///
+    /// ```
+    /// # use waybill_host::store::secrets::SecretKey;
+    /// let key = SecretKey::from_hex(&"ab".repeat(32), "example").unwrap();
+    /// let public = key.tracking_id(27, 3);
+    /// assert!(public.starts_with("trk_") && public.len() == 26);
+    /// assert_eq!(key.tracking_row(&public, 3), Some(27));
+    /// assert_eq!(key.tracking_row(&public, 4), None);
+    /// ```
+    pub fn tracking_id(&self, id: i64, tenant: i64) -> String {
+        let mut block = aes::Block::default();
+        block[..8].copy_from_slice(&id.to_be_bytes());
+        block[8..].copy_from_slice(&tenant.to_be_bytes());
+        self.id_cipher().encrypt_block(&mut block);
+        format!("{TRACKING}{}", URL_SAFE_NO_PAD.encode(block))
+    }
+
+    /// The subscription `public` names, if it is a [`SecretKey::tracking_id`] of `tenant`'s.
+    pub fn tracking_row(&self, public: &str, tenant: i64) -> Option<i64> {
+        let raw = URL_SAFE_NO_PAD
+            .decode(public.strip_prefix(TRACKING)?)
+            .ok()?;
+        let mut block = aes::Block::clone_from_slice(raw.get(..16).filter(|_| raw.len() == 16)?);
+        self.id_cipher().decrypt_block(&mut block);
+        let (id, owner) = block.split_at(8);
+        let id = i64::from_be_bytes(id.try_into().ok()?);
+        (owner == tenant.to_be_bytes() && id > 0).then_some(id)
+    }
+
+    /// The block cipher of public ids, keyed apart from sealing and lookups.
+    fn id_cipher(&self) -> aes::Aes128 {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(b"tracking-id");
+        let derived = mac.finalize().into_bytes();
+        aes::Aes128::new(aes::cipher::Key::<aes::Aes128>::from_slice(&derived[..16]))
+    }
+
     /// Whether a stored key column already holds a lookup hash (rows written before
     /// secrets were sealed hold the key itself).
     pub fn is_lookup(stored: &str) -> bool {
@@ -210,6 +255,36 @@ mod tests {
             key.open("K1-SECRET").is_err(),
             "a clear value is not a sealed one"
         );
+    }
+
+    #[test]
+    fn tracking_ids_name_a_row_only_for_their_tenant_and_key() {
+        let key = SecretKey::from_hex(&"ab".repeat(32), "test").unwrap();
+        let other = SecretKey::from_hex(&"cd".repeat(32), "test").unwrap();
+        let ids: Vec<String> = (1..=1_000).map(|id| key.tracking_id(id, 7)).collect();
+        for (n, public) in ids.iter().enumerate() {
+            assert_eq!(public.len(), 26, "{public}");
+            assert_eq!(key.tracking_row(public, 7), Some(n as i64 + 1));
+            assert_eq!(key.tracking_row(public, 8), None, "another tenant's");
+            assert_eq!(other.tracking_row(public, 7), None, "another key's");
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+        for garbage in [
+            "",
+            "trk_",
+            "27",
+            "trk_27",
+            &format!("{}A", ids[0]),
+            &ids[0][..25],
+            &ids[0].replace("trk_", "trx_"),
+            "trk_!!!!!!!!!!!!!!!!!!!!!!",
+            "trk_\u{1F600}",
+        ] {
+            assert_eq!(key.tracking_row(garbage, 7), None, "{garbage:?}");
+        }
     }
 
     #[test]

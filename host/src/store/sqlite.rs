@@ -1462,6 +1462,14 @@ impl Store for SqliteStore {
         self.secrets.push_prefix(id)
     }
 
+    fn tracking_id(&self, id: SubscriptionId, tenant: TenantId) -> String {
+        self.secrets.tracking_id(id, tenant)
+    }
+
+    fn tracking_row(&self, public: &str, tenant: TenantId) -> Option<SubscriptionId> {
+        self.secrets.tracking_row(public, tenant)
+    }
+
     async fn lanes(&self) -> StoreResult<Vec<(String, Scope, LaneStats)>> {
         let rows = sqlx::query("SELECT carrier, scope, stats FROM lanes")
             .fetch_all(&self.read)
@@ -1748,7 +1756,7 @@ mod tests {
         let s = store.subscription(id).await.expect("read").expect("exists");
         assert_eq!(
             s,
-            Subscription::created(id, new_sub(t.id, "SB1")),
+            Subscription::created(id, store.tracking_id(id, t.id), new_sub(t.id, "SB1")),
             "what the API answers without reading is what the store holds"
         );
         assert_eq!(s.tenant_id, t.id);

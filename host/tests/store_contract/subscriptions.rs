@@ -46,7 +46,7 @@ async fn a_subscription_round_trips_with_all_fields(db: TestDb) {
     let s = store.subscription(id).await.expect("read").expect("exists");
     assert_eq!(
         s,
-        Subscription::created(id, new.clone()),
+        Subscription::created(id, store.tracking_id(id, new.tenant_id), new.clone()),
         "what the API answers without reading is what the store holds"
     );
     // Another daemon reads the same row, its salt included.
@@ -65,7 +65,11 @@ async fn a_subscription_round_trips_with_all_fields(db: TestDb) {
     let id = created(store.subscribe(&bare).await.expect("subscribe"));
     assert_eq!(
         store.subscription(id).await.expect("read"),
-        Some(Subscription::created(id, bare))
+        Some(Subscription::created(
+            id,
+            store.tracking_id(id, bare.tenant_id),
+            bare
+        ))
     );
     assert_eq!(store.subscription(id + 1000).await.expect("read"), None);
 }
@@ -668,8 +672,30 @@ async fn webhook_secrets_become_the_salt_of_the_tenants_native_subscriptions_onl
         .expect("set"));
 }
 
+async fn public_ids_are_the_same_on_every_handle_and_name_rows_only_for_their_tenant(db: TestDb) {
+    let store = db.handle().await;
+    let (a, b) = (tenant(&*store, "KEY1").await, tenant(&*store, "KEY2").await);
+    let id = created(
+        store
+            .subscribe(&new_sub(a.id, "SB1"))
+            .await
+            .expect("subscribe"),
+    );
+    let public = store.tracking_id(id, a.id);
+    assert!(public.starts_with("trk_") && public.len() == 26, "{public}");
+    let read = store.subscription(id).await.expect("read").expect("exists");
+    assert_eq!(read.public_id, public, "the row read back carries it");
+    // Another daemon on the same database names the row alike.
+    let other = db.handle().await;
+    assert_eq!(other.tracking_id(id, a.id), public);
+    assert_eq!(other.tracking_row(&public, a.id), Some(id));
+    assert_eq!(store.tracking_row(&public, b.id), None, "another tenant's");
+    assert_eq!(store.tracking_row(&id.to_string(), a.id), None, "a row id");
+}
+
 contract! {
     a_subscription_round_trips_with_all_fields,
+    public_ids_are_the_same_on_every_handle_and_name_rows_only_for_their_tenant,
     a_new_subscription_has_an_empty_trace_and_a_missing_one_none,
     a_second_live_subscription_of_a_waybill_is_a_duplicate_but_counts_usage_once,
     the_fifth_subscribe_of_a_waybill_in_a_month_is_refused_and_next_month_allowed,

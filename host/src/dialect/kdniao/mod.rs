@@ -311,6 +311,7 @@ mod tests {
         let t0: Timestamp = "2024-05-01T00:00:00Z".parse().expect("ts");
         let mut sub = Subscription::created(
             9,
+            "trk_kdniao_test".into(),
             NewSubscription {
                 tenant_id: 3,
                 company: "yuantong".into(),

@@ -362,6 +362,7 @@ mod tests {
         let t: Timestamp = "2024-05-01T00:00:00Z".parse().expect("ts");
         Subscription::created(
             7,
+            "trk_kuaidi100_test".into(),
             NewSubscription {
                 tenant_id: 1,
                 company: "sandbox".into(),

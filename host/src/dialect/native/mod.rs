@@ -276,8 +276,8 @@ impl From<&Estimate> for Eta {
 /// A tracking: one subscribed waybill, its state and trace.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Tracking {
-    /// Id.
-    pub id: i64,
+    /// Id (`trk_` and 22 characters): opaque, stable, and meaningful only to its owner.
+    pub id: String,
     /// Carrier code.
     pub carrier: String,
     /// Tracking number.
@@ -333,7 +333,7 @@ impl Tracking {
     ) -> Self {
         let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         Self {
-            id: sub.id,
+            id: sub.public_id.clone(),
             carrier: sub.company.clone(),
             number: sub.number.clone(),
             monitor: sub.status.into(),
@@ -497,6 +497,7 @@ mod tests {
         let created = at(1_700_000_000);
         let sub = Subscription::created(
             5,
+            "trk_native_test".into(),
             NewSubscription {
                 tenant_id: 1,
                 company: "sandbox".into(),
