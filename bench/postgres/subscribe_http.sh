@@ -22,11 +22,14 @@ cleanup() {
 }
 trap cleanup EXIT
 psql "$server/postgres" -qc "CREATE DATABASE $db"
+# The per-key subscribe limit (kuaidi100-like defaults) would answer most requests 502.
+printf '[api.rate_limit.subscribe]\nper_second = 0\n' > "$work/config.toml"
 run() {
     local name=$1 database=$2 port=$3
     mkdir -p "$work/$name"
     "$bin" tenant add bench --key BENCHKEY --data-dir "$work/$name" --database "$database" >/dev/null
-    "$bin" serve --data-dir "$work/$name" --database "$database" --bind "127.0.0.1:$port" \
+    "$bin" serve --config "$work/config.toml" --data-dir "$work/$name" --database "$database" \
+        --bind "127.0.0.1:$port" \
         2>"$work/$name.log" &
     pid=$!
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
