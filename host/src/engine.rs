@@ -423,9 +423,23 @@ impl Engine {
     /// a check round queues pushes, otherwise every `idle_wait` (for retries coming due).
     pub async fn run_deliveries(&self, shutdown: impl Future<Output = ()>) -> DeliveryReport {
         let idle = Duration::try_from(self.config.idle_wait).unwrap_or(Duration::from_secs(1));
-        self.pushes
+        // Pushes another daemon queued (a check it made, a redeliver) wake this loop too,
+        // so a free slot here does not wait for the idle poll.
+        let watcher = match self.store.watch_pushes(self.outbox_written.clone()).await {
+            Ok(watcher) => watcher,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for pushes queued elsewhere; polling");
+                None
+            }
+        };
+        let report = self
+            .pushes
             .run(self.clock.as_ref(), &self.outbox_written, idle, shutdown)
-            .await
+            .await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        report
     }
 
     /// Between two rounds: yields after a busy one (so shutdown is noticed under load),

@@ -1160,6 +1160,18 @@ pub trait Store: Send + Sync {
     /// Closes the store's connections, waiting for running statements.
     async fn close(&self) {}
 
+    /// Signals `wake` whenever another process sharing this store queues pushes or makes
+    /// dead ones pending again, if the backend can tell (PostgreSQL: `LISTEN`, one
+    /// notification per committed batch). The returned task runs until aborted. `None`:
+    /// nothing to watch (one SQLite file has one daemon, which knows its own writes).
+    async fn watch_pushes(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> StoreResult<Option<tokio::task::JoinHandle<()>>> {
+        let _ = wake;
+        Ok(None)
+    }
+
     /// What every push id of subscription `id` starts with, before `-<seq>`: a keyed hash
     /// of the row id, so receivers learn nothing of the store's counters.
     fn push_prefix(&self, id: SubscriptionId) -> String;

@@ -579,8 +579,22 @@ impl PushColumns {
         .bind(&self.at)
         .execute(&mut *tx)
         .await?;
-        Ok(())
+        notify_pushes(tx).await
     }
+}
+
+/// The channel daemons LISTEN on for pushes queued by another process.
+const PUSH_CHANNEL: &str = "waybill_pushes";
+
+/// Tells every listening daemon, once this transaction commits, that pushes were queued.
+/// One notification per batch, not per row: PostgreSQL delivers equal notifications of one
+/// transaction once, and nothing at all if it rolls back.
+async fn notify_pushes(tx: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(PUSH_CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 /// Merges a batch's lessons (already added up per carrier and scope) into the stored
@@ -1555,6 +1569,9 @@ impl Store for PgStore {
                     redriven += n;
                 }
             }
+            if redriven > 0 {
+                notify_pushes(tx).await?;
+            }
             Ok((redriven, superseded))
         })
         .await
@@ -1825,6 +1842,27 @@ impl Store for PgStore {
 
     fn push_prefix(&self, id: SubscriptionId) -> String {
         self.secrets.push_prefix(id)
+    }
+
+    async fn watch_pushes(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> StoreResult<Option<tokio::task::JoinHandle<()>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(PUSH_CHANNEL).await?;
+        Ok(Some(tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => wake.notify_one(),
+                    // The listener reconnects by itself on the next call; what was sent
+                    // meanwhile is found by the delivery loop's idle poll.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for queued pushes failed");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })))
     }
 
     fn tracking_id(&self, id: SubscriptionId, tenant: TenantId) -> String {

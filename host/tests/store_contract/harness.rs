@@ -99,6 +99,11 @@ impl TestDb {
         }
     }
 
+    /// The backend this database is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// A new, independent handle onto this database (its own connections), as a second
     /// daemon sharing the database would have.
     pub async fn handle(&self) -> Arc<dyn Store> {

@@ -727,7 +727,44 @@ async fn redeliver_by_name_redrives_only_the_named_dead_pushes(db: TestDb) {
     );
 }
 
+async fn pushes_queued_by_another_handle_wake_a_watcher_once_per_batch(db: TestDb) {
+    let (watcher, writer) = (db.handle().await, db.handle().await);
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let watch = watcher.watch_pushes(wake.clone()).await.expect("watch");
+    let Some(task) = watch else {
+        // One SQLite file has one daemon: nothing to watch, and nothing claims otherwise.
+        assert_eq!(db.backend(), crate::harness::Backend::Sqlite);
+        return;
+    };
+    let within = std::time::Duration::from_secs(10);
+    // A check that queues no push says nothing.
+    let t = tenant(&*writer, "KEY1").await;
+    subscribe_all(&*writer, t.id, &numbers(3)).await;
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(500), wake.notified());
+    assert!(quiet.await.is_err(), "woken without a push");
+    // One batch of three waybills with two pushes each: woken, and only once.
+    check_all(&*writer, 2).await;
+    tokio::time::timeout(within, wake.notified())
+        .await
+        .expect("woken by the other handle's pushes");
+    let again = tokio::time::timeout(std::time::Duration::from_millis(500), wake.notified());
+    assert!(again.await.is_err(), "one batch, one wake-up");
+    // Dead pushes made pending again wake it too.
+    assert!(kill_every_push(&*writer, hours(5)).await > 0);
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), wake.notified()).await;
+    let (redriven, _) = writer
+        .redeliver(&[], None, hours(6))
+        .await
+        .expect("redeliver");
+    assert!(redriven > 0);
+    tokio::time::timeout(within, wake.notified())
+        .await
+        .expect("woken by the redelivery");
+    task.abort();
+}
+
 contract! {
+    pushes_queued_by_another_handle_wake_a_watcher_once_per_batch,
     only_the_oldest_pending_push_of_a_waybill_is_handed_out,
     pushes_are_claimed_oldest_due_first_across_waybills_up_to_the_limit,
     a_claimed_push_is_reclaimable_only_once_its_lease_expires,
