@@ -22,8 +22,9 @@
 //!   第三方签收, 退件签收, 退件, 退回, 问题件, 疑难件, 到付.
 //! - Assumed (lenient reading): `status` may be a boolean or the string `"true"`/`"false"`;
 //!   `result` may be absent, `null` or empty (no trace yet: not found for the number);
-//!   `scanSite` and `preOrNextSite` may be an object with `name` or a plain string; text
-//!   fields may arrive as numbers.
+//!   `scanSite` may be an object with `name` or a plain string; text fields may arrive
+//!   as numbers. `preOrNextSite`, `dispOrRecMan` and `signMan` are not read (their
+//!   content is repeated in `desc`, the line's text).
 //! - Assumed (error classes): ZTO publishes no stable error codes, so a `status:false`
 //!   answer is classified from its `message`/`statusCode`: frequency or rate wording →
 //!   rate limited; digest/signature/appKey wording → unauthorized; "system busy" wording →
