@@ -33,8 +33,8 @@
 //! - Assumed (states): which state each `scanType` stands for ([`scan_types`]); 到付
 //!   (cash on delivery) and any `scanType` not in the table are left to the host's text
 //!   normalizer. A signature after a return scan is the sender's: returned.
-//! - Assumed (number shapes): 14 digits starting 73–76 or 78 (as core's guesser already
-//!   has it), and a legacy 12-digit shape starting 7, 5 or 3, ranked by length only.
+//! - Assumed (number shapes): those core's guesser already has: 14 digits starting 73–76
+//!   or 78, and the legacy 12-digit series by their known prefixes.
 //!
 //! Strict where a mistake would change a state: `status` that is neither a boolean nor
 //! its string, a `result` that is not a list of scans, or a scan without a readable
@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use waybill_sdk::{
     redact, Capabilities, CarrierPlugin, CodeTable, Config, ConfigKey, HttpRequest, HttpResponse,
-    Manifest, NumberRule, PluginError, Query, RawEvent, RuleRank, State, Step, WaybillOutcome,
+    Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
 };
 
 /// ZOP's production host.
@@ -400,10 +400,14 @@ impl CarrierPlugin for Zto {
             name_en: "ZTO Express".into(),
             number_rules: vec![
                 NumberRule::new("zhongtong_zto14", r"^7[3-68]\d{12}$"),
+                // The legacy 12-digit series by their known prefixes, as core's catalog has
+                // them: "any 12 digits starting 3, 5 or 7" would claim other carriers' numbers.
                 NumberRule {
-                    rank: Some(RuleRank::LengthOnly),
                     legacy: true,
-                    ..NumberRule::new("zhongtong_zto12", r"^[357]\d{11}$")
+                    ..NumberRule::new(
+                        "zhongtong_zto12",
+                        r"^(?:(?:618|680|778|768)\d{9}|(?:2008|2010|8050|7518)\d{8})$",
+                    )
                 },
             ],
             capabilities: Capabilities {
@@ -810,25 +814,17 @@ mod tests {
         let m = Zto::manifest();
         m.validate().unwrap();
         assert_eq!(m.canonical_code(), Some("zhongtong"));
-        let fits = |n: &str| m.number_rules.iter().any(|r| regex_lite_match(&r.regex, n));
+        let rules: Vec<regex::Regex> = m
+            .number_rules
+            .iter()
+            .map(|r| regex::Regex::new(&r.regex).unwrap())
+            .collect();
+        let fits = |n: &str| rules.iter().any(|r| r.is_match(n));
         assert!(fits("73100000000017"));
         assert!(fits("75312345678901"));
-        assert!(fits("731234567890"));
-        assert!(fits("531234567890"));
+        assert!(fits("778123456789") && fits("751812345678"), "legacy series");
+        assert!(!fits("531234567890"), "any 12 digits are not ZTO's");
         assert!(!fits("SF1400000000017"));
         assert!(!fits("83100000000017"));
-    }
-
-    /// The two rule shapes, checked by hand (the crate does not depend on `regex`).
-    fn regex_lite_match(regex: &str, n: &str) -> bool {
-        let b = n.as_bytes();
-        let digits = b.iter().all(u8::is_ascii_digit);
-        match regex {
-            r"^7[3-68]\d{12}$" => {
-                digits && b.len() == 14 && b[0] == b'7' && matches!(b[1], b'3'..=b'6' | b'8')
-            }
-            r"^[357]\d{11}$" => digits && b.len() == 12 && matches!(b[0], b'3' | b'5' | b'7'),
-            other => panic!("untested rule {other}"),
-        }
     }
 }
