@@ -822,7 +822,10 @@ mod tests {
         let fits = |n: &str| rules.iter().any(|r| r.is_match(n));
         assert!(fits("73100000000017"));
         assert!(fits("75312345678901"));
-        assert!(fits("778123456789") && fits("751812345678"), "legacy series");
+        assert!(
+            fits("778123456789") && fits("751812345678"),
+            "legacy series"
+        );
         assert!(!fits("531234567890"), "any 12 digits are not ZTO's");
         assert!(!fits("SF1400000000017"));
         assert!(!fits("83100000000017"));
