@@ -66,9 +66,9 @@ pub mod conformance;
 pub use ffi::SDK_VERSION;
 pub use plugin::{drive, CarrierPlugin, InProcess, StepMachine, MAX_STEPS};
 pub use types::{
-    percent_encode, redact, Capabilities, CodeTable, Config, ConfigKey, DocumentedCode,
-    HttpRequest, HttpResponse, Manifest, NumberRule, PluginError, Query, QueryWaybill, RawEvent,
-    RuleRank, Step, WaybillOutcome,
+    percent_encode, redact, returned_signatures, Capabilities, CodeTable, Config, ConfigKey,
+    DocumentedCode, HttpRequest, HttpResponse, Manifest, NumberRule, PluginError, Query,
+    QueryWaybill, RawEvent, RuleRank, Step, WaybillOutcome,
 };
 /// The status model (a state and its phase), re-exported so plugins need no direct
 /// `waybill-core` dependency.

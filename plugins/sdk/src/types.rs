@@ -845,6 +845,34 @@ pub struct RawEvent {
     pub state: Option<State>,
 }
 
+/// Marks as [`State::Returned`] every delivered-phase event that follows a
+/// [`State::Returning`] one: once a parcel has turned back, a signature is the sender's,
+/// not the addressee's. `events` are oldest first, as Chinese carriers list their scans.
+///
+/// ```
+/// use waybill_sdk::{returned_signatures, RawEvent, State};
+/// let events = returned_signatures(vec![
+///     RawEvent::new("2025-03-01 09:00", "派件").with_state(State::OutForDelivery),
+///     RawEvent::new("2025-03-01 18:00", "退回").with_state(State::Returning),
+///     RawEvent::new("2025-03-03 10:00", "签收").with_state(State::Delivered),
+/// ]);
+/// assert_eq!(events[2].state, Some(State::Returned));
+/// assert_eq!(events[0].state, Some(State::OutForDelivery));
+/// ```
+pub fn returned_signatures(mut events: Vec<RawEvent>) -> Vec<RawEvent> {
+    let mut turned_back = false;
+    for e in &mut events {
+        match e.state {
+            Some(State::Returning) => turned_back = true,
+            Some(s) if turned_back && s.phase() == State::Delivered.phase() => {
+                e.state = Some(State::Returned)
+            }
+            _ => {}
+        }
+    }
+    events
+}
+
 impl RawEvent {
     /// An event with time and text.
     pub fn new(time: impl Into<String>, text: impl Into<String>) -> Self {

@@ -37,8 +37,9 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use waybill_sdk::{
-    redact, Capabilities, CarrierPlugin, CodeTable, Config, ConfigKey, HttpRequest, HttpResponse,
-    Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
+    redact, returned_signatures, Capabilities, CarrierPlugin, CodeTable, Config, ConfigKey,
+    HttpRequest, HttpResponse, Manifest, NumberRule, PluginError, Query, RawEvent, State, Step,
+    WaybillOutcome,
 };
 
 /// SF's production gateway host.
@@ -631,22 +632,6 @@ fn event(tables: &Tables, r: &Route) -> RawEvent {
         .map(str::to_owned);
     e.state = state;
     e
-}
-
-/// A signature after the parcel turned back (99/631) is the sender's: returned, not
-/// delivered. Routes come oldest first.
-fn returned_signatures(mut events: Vec<RawEvent>) -> Vec<RawEvent> {
-    let mut turned_back = false;
-    for e in &mut events {
-        match e.state {
-            Some(State::Returning) => turned_back = true,
-            Some(s) if turned_back && s.phase() == State::Delivered.phase() => {
-                e.state = Some(State::Returned)
-            }
-            _ => {}
-        }
-    }
-    events
 }
 
 impl CarrierPlugin for Shunfeng {

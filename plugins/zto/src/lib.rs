@@ -45,8 +45,9 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use waybill_sdk::{
-    redact, Capabilities, CarrierPlugin, CodeTable, Config, ConfigKey, HttpRequest, HttpResponse,
-    Manifest, NumberRule, PluginError, Query, RawEvent, State, Step, WaybillOutcome,
+    redact, returned_signatures, Capabilities, CarrierPlugin, CodeTable, Config, ConfigKey,
+    HttpRequest, HttpResponse, Manifest, NumberRule, PluginError, Query, RawEvent, State, Step,
+    WaybillOutcome,
 };
 
 /// ZOP's production host.
@@ -374,22 +375,6 @@ fn event(scan: &Scan) -> Option<RawEvent> {
     e.location = if area.is_empty() { site } else { Some(area) };
     e.state = state_of(&scan_type);
     Some(e)
-}
-
-/// A signature after the parcel turned back (退件/退回) is the sender's: returned, not
-/// delivered. Scans come oldest first.
-fn returned_signatures(mut events: Vec<RawEvent>) -> Vec<RawEvent> {
-    let mut turned_back = false;
-    for e in &mut events {
-        match e.state {
-            Some(State::Returning) => turned_back = true,
-            Some(s) if turned_back && s.phase() == State::Delivered.phase() => {
-                e.state = Some(State::Returned)
-            }
-            _ => {}
-        }
-    }
-    events
 }
 
 impl CarrierPlugin for Zto {
