@@ -59,6 +59,8 @@ pub enum SecretError {
 /// The key that seals tenants' secrets.
 pub struct SecretKey {
     key: [u8; 32],
+    /// The block cipher of public ids, derived once: every subscription read names itself.
+    ids: aes::Aes128,
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -91,7 +93,7 @@ impl SecretKey {
                 getrandom::getrandom(&mut key).map_err(|e| SecretError::Random(e.to_string()))?;
                 super::location::create_private_file(path).map_err(file_error)?;
                 std::fs::write(path, format!("{}\n", hex(&key))).map_err(file_error)?;
-                Ok(Self { key })
+                Ok(Self::new(key))
             }
             Err(e) => Err(file_error(e)),
         }
@@ -110,7 +112,18 @@ impl SecretKey {
         for (i, byte) in key.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| malformed())?;
         }
-        Ok(Self { key })
+        Ok(Self::new(key))
+    }
+
+    /// The key with what is derived from it.
+    fn new(key: [u8; 32]) -> Self {
+        // Keyed apart from sealing and lookups.
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes a key of any length");
+        mac.update(b"tracking-id");
+        let derived = mac.finalize().into_bytes();
+        let ids = aes::Aes128::new(aes::cipher::Key::<aes::Aes128>::from_slice(&derived[..16]));
+        Self { key, ids }
     }
 
     /// `secret` encrypted for storage.
@@ -186,7 +199,7 @@ impl SecretKey {
         let mut block = aes::Block::default();
         block[..8].copy_from_slice(&id.to_be_bytes());
         block[8..].copy_from_slice(&tenant.to_be_bytes());
-        self.id_cipher().encrypt_block(&mut block);
+        self.ids.encrypt_block(&mut block);
         format!("{TRACKING}{}", URL_SAFE_NO_PAD.encode(block))
     }
 
@@ -196,19 +209,10 @@ impl SecretKey {
             .decode(public.strip_prefix(TRACKING)?)
             .ok()?;
         let mut block = aes::Block::clone_from_slice(raw.get(..16).filter(|_| raw.len() == 16)?);
-        self.id_cipher().decrypt_block(&mut block);
+        self.ids.decrypt_block(&mut block);
         let (id, owner) = block.split_at(8);
         let id = i64::from_be_bytes(id.try_into().ok()?);
         (owner == tenant.to_be_bytes() && id > 0).then_some(id)
-    }
-
-    /// The block cipher of public ids, keyed apart from sealing and lookups.
-    fn id_cipher(&self) -> aes::Aes128 {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .expect("HMAC takes a key of any length");
-        mac.update(b"tracking-id");
-        let derived = mac.finalize().into_bytes();
-        aes::Aes128::new(aes::cipher::Key::<aes::Aes128>::from_slice(&derived[..16]))
     }
 
     /// Whether a stored key column already holds a lookup hash (rows written before
